@@ -1,0 +1,80 @@
+"""The model backend interface. A backend declares what its model accepts (``spec``), loads it, runs the
+denoising loop to latents and decodes latents to frames. The engine owns everything around that: validation,
+planning, NaN guards, retries, progress, files."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+from ..findings import Finding
+from ..plan import ExecutionPlan
+from ..spec import ModelSpec
+
+# Called after every denoising step with (steps done, total steps, current latents).
+StepCallback = Callable[[int, int, object], None]
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    model_id: str  # what the user asked for: hub id, folder or built-in name
+    source: str  # "hub" | "folder" | "built-in"
+    revision: str | None  # hub commit, or a build key for built-in models
+    warnings: tuple[Finding, ...] = ()  # returned with every result made with this model
+    load_seconds: float = 0.0
+    components: dict[str, str] = field(default_factory=dict)  # component -> class name
+
+    def to_dict(self) -> dict:
+        return {
+            "model_id": self.model_id,
+            "source": self.source,
+            "revision": self.revision,
+            "warnings": [w.to_dict() for w in self.warnings],
+            "load_seconds": round(self.load_seconds, 3),
+            "components": dict(self.components),
+        }
+
+
+@dataclass(frozen=True)
+class DenoiseInputs:
+    image: Image.Image  # already fitted to width × height
+    prompt: str
+    negative_prompt: str
+    width: int
+    height: int
+    frames: int
+    steps: int
+    guidance: float
+    fps: int
+    seed: int
+
+
+class ModelBackend(ABC):
+    spec: ModelSpec
+    model_id: str
+
+    @abstractmethod
+    def load(self, plan: ExecutionPlan) -> LoadReport:
+        """Load (or keep) the model for ``plan``'s device, dtype and offload mode. Idempotent."""
+
+    @abstractmethod
+    def set_dtype(self, dtype: str) -> None:
+        """Cast the loaded model (used to retry in a safer precision)."""
+
+    @abstractmethod
+    def denoise(self, inputs: DenoiseInputs, on_step: StepCallback) -> object:
+        """Run the denoising loop; return the final latents (a tensor)."""
+
+    @abstractmethod
+    def decode(self, latents: object, plan: ExecutionPlan, *, dtype: str | None = None) -> object:
+        """Latents → video tensor (1, 3, frames, height, width) in [-1, 1]; ``dtype`` overrides the VAE's."""
+
+    @abstractmethod
+    def count_tokens(self, text: str) -> int | None:
+        """Tokens the text encoder sees for ``text`` (with special tokens), or None if not loaded."""
+
+    @abstractmethod
+    def unload(self) -> None:
+        """Free the model's memory."""

@@ -1,0 +1,383 @@
+"""I2VGen-XL through diffusers, from a hub id or a local folder in diffusers layout.
+
+Each component is loaded on its own so that missing/unexpected weight keys are collected and reported (the
+pipeline-level loader drops them), and the components are checked against each other before the first run.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import gc
+import json
+import logging
+import re
+import time
+import warnings
+from pathlib import Path
+
+from ..errors import BadInputError, ModelLoadError, ModelNotAvailableError
+from ..findings import Finding
+from ..plan import ExecutionPlan
+from ..spec import FrameRule, ModelSpec
+from .base import DenoiseInputs, LoadReport, ModelBackend, StepCallback
+
+log = logging.getLogger(__name__)
+
+PIPELINE_CLASS = "I2VGenXLPipeline"
+HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w.-]+)?$")
+# Only what the pipeline needs: the repo also holds the original multi-GB .pth checkpoint and fp16 duplicates.
+HUB_ALLOW_PATTERNS = ["model_index.json", "*/*.json", "*/*.txt", "*/diffusion_pytorch_model.safetensors", "*/model.safetensors"]
+
+# Component -> (library, accepted class names). Anything else in model_index.json is refused, not imported.
+_COMPONENTS = {
+    "unet": ("diffusers", {"I2VGenXLUNet"}),
+    "vae": ("diffusers", {"AutoencoderKL"}),
+    "text_encoder": ("transformers", {"CLIPTextModel"}),
+    "image_encoder": ("transformers", {"CLIPVisionModelWithProjection"}),
+    "tokenizer": ("transformers", {"CLIPTokenizer", "CLIPTokenizerFast"}),
+    "feature_extractor": ("transformers", {"CLIPImageProcessor", "CLIPImageProcessorPil", "CLIPFeatureExtractor"}),
+}
+
+I2VGEN_XL_SPEC = ModelSpec(
+    family="I2VGen-XL",
+    frame_rule=FrameRule(1, 0),
+    min_frames=2,  # the pipeline's frame position mask divides by frames - 1
+    max_frames=64,
+    size_multiple=64,  # 3 UNet downsamplings of latents that are 1/8 of the pixels
+    min_side=256,
+    max_side=2048,
+    max_aspect=2.0,  # trained at 1280×704 (1.82:1)
+    latent_channels=4,
+    vae_scale_factor=8,
+    preferred_dtypes=("bfloat16", "float16", "float32"),
+    resolution_tiers=(512, 768, 1024),
+    native_size=(1280, 704),
+    steps_range=(1, 250),
+    guidance_range=(1.0, 30.0),
+    fps_range=(1, 30),
+    default_frames=16,
+    default_steps=50,
+    default_guidance=9.0,
+    default_fps=8,
+    notes=("Weak on anime/cartoon images and on images with a black background (authors' note).",),
+)
+
+
+def torch_dtype(name: str):
+    import torch
+
+    return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
+
+
+def looks_like_hub_id(model: str) -> bool:
+    return bool(HUB_ID_PATTERN.match(model)) and not Path(model).exists()
+
+
+class I2VGenXLBackend(ModelBackend):
+    spec = I2VGEN_XL_SPEC
+
+    def __init__(self, model_id: str):
+        self.model_id = model_id
+        self._pipe = None
+        self._loaded_key: tuple[str, str, str] | None = None
+        self._report: LoadReport | None = None
+
+    # -- loading -----------------------------------------------------------------------------------------
+    def load(self, plan: ExecutionPlan) -> LoadReport:
+        key = (plan.device, plan.dtype, plan.cpu_offload)
+        if self._pipe is not None and self._loaded_key == key:
+            return self._report
+        if self._pipe is not None and self._loaded_key[2] == plan.cpu_offload:
+            # Same offload mode: moving/casting in place is much cheaper than reading the weights again.
+            self._pipe.to(plan.device, torch_dtype(plan.dtype))
+            self._loaded_key = key
+            return self._report
+        self.unload()
+        started = time.perf_counter()
+        folder, source, revision = self._resolve_folder()
+        pipe, warnings_found, components = load_pipeline_from_folder(folder, plan.dtype)
+        self._place(pipe, plan)
+        pipe.set_progress_bar_config(disable=True)  # progress goes through our callbacks, not tqdm on stderr
+        self._pipe = pipe
+        self._loaded_key = key
+        self._report = LoadReport(
+            model_id=self.model_id,
+            source=source,
+            revision=revision,
+            warnings=tuple(warnings_found) + self._extra_warnings(),
+            load_seconds=time.perf_counter() - started,
+            components=components,
+        )
+        for warning in self._report.warnings:
+            log.warning("model %s: %s", self.model_id, warning.message)
+        log.info("loaded %s (%s, revision %s) on %s as %s in %.1f s", self.model_id, source, revision,
+                 plan.device, plan.dtype, self._report.load_seconds)
+        return self._report
+
+    def _extra_warnings(self) -> tuple[Finding, ...]:
+        return ()
+
+    def _place(self, pipe, plan: ExecutionPlan) -> None:
+        if plan.cpu_offload == "model":
+            pipe.enable_model_cpu_offload(device=plan.device)
+        else:
+            pipe.to(plan.device)
+
+    def _resolve_folder(self) -> tuple[Path, str, str | None]:
+        folder = Path(self.model_id).expanduser()
+        if folder.is_dir():
+            return folder, "folder", None
+        if not looks_like_hub_id(self.model_id):
+            raise BadInputError(
+                f"Model '{self.model_id}' is neither a local folder nor a hub id like 'ali-vilab/i2vgen-xl'."
+            )
+        return download_or_cached(self.model_id)
+
+    # -- running -----------------------------------------------------------------------------------------
+    @property
+    def pipeline(self):
+        if self._pipe is None:
+            raise RuntimeError("model not loaded")
+        return self._pipe
+
+    def set_dtype(self, dtype: str) -> None:
+        self.pipeline.to(dtype=torch_dtype(dtype))
+        if self._loaded_key is not None:
+            self._loaded_key = (self._loaded_key[0], dtype, self._loaded_key[2])
+
+    def denoise(self, inputs: DenoiseInputs, on_step: StepCallback):
+        import torch
+
+        pipe = self.pipeline
+        # vae.encode(...).latent_dist.sample() ignores the generator: seed the global RNG too.
+        torch.manual_seed(inputs.seed)
+        # A CPU generator gives the same starting noise on every device for a seed.
+        generator = torch.Generator("cpu").manual_seed(inputs.seed)
+        with _report_each_step(pipe.scheduler, inputs.steps, on_step):
+            output = pipe(
+                prompt=inputs.prompt,
+                image=inputs.image,
+                height=inputs.height,
+                width=inputs.width,
+                target_fps=inputs.fps,
+                num_frames=inputs.frames,
+                num_inference_steps=inputs.steps,
+                guidance_scale=inputs.guidance,
+                negative_prompt=inputs.negative_prompt or None,
+                generator=generator,
+                output_type="latent",
+            )
+        return output.frames
+
+    def decode(self, latents, plan: ExecutionPlan, *, dtype: str | None = None):
+        pipe = self.pipeline
+        vae = pipe.vae
+        original = vae.dtype
+        target = torch_dtype(dtype) if dtype else original
+        if plan.vae_slicing:
+            vae.enable_slicing()
+        if plan.vae_tiling:
+            vae.enable_tiling()
+        try:
+            if target != original:
+                vae.to(dtype=target)
+            return pipe.decode_latents(latents.to(target), decode_chunk_size=plan.decode_chunk_size)
+        finally:
+            if target != original:
+                vae.to(dtype=original)
+            vae.disable_slicing()
+            vae.disable_tiling()
+
+    def count_tokens(self, text: str) -> int | None:
+        if self._pipe is None:
+            return None
+        return len(self._pipe.tokenizer(text, truncation=False).input_ids)
+
+    def unload(self) -> None:
+        if self._pipe is None:
+            return
+        self._pipe = None
+        self._loaded_key = None
+        gc.collect()
+        with contextlib.suppress(ImportError):
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        log.info("unloaded %s", self.model_id)
+
+
+@contextlib.contextmanager
+def _report_each_step(scheduler, total: int, on_step: StepCallback):
+    """I2VGen-XL's pipeline has no step callback: wrap the scheduler's ``step`` on this instance only.
+    ``functools.wraps`` keeps the signature the pipeline inspects for ``eta``/``generator``."""
+    original = scheduler.step
+    done = 0
+
+    @functools.wraps(original)
+    def step(*args, **kwargs):
+        nonlocal done
+        result = original(*args, **kwargs)
+        done += 1
+        on_step(done, total, result.prev_sample if hasattr(result, "prev_sample") else result[0])
+        return result
+
+    scheduler.step = step
+    try:
+        yield
+    finally:
+        del scheduler.step
+
+
+# -- loading helpers ---------------------------------------------------------------------------------------
+def download_or_cached(model: str) -> tuple[Path, str, str | None]:
+    """A hub id → local snapshot folder (downloading what is missing unless offline), with its commit."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    repo_id, _, revision = model.partition("@")
+    how_to_get = (
+        f"Download it once with `./start_app.sh download {repo_id}` on a machine with network access, "
+        "or pass a local folder in diffusers layout with --model PATH."
+    )
+    try:
+        folder = Path(snapshot_download(repo_id, revision=revision or None, allow_patterns=HUB_ALLOW_PATTERNS))
+    except LocalEntryNotFoundError as exc:
+        raise ModelNotAvailableError(
+            f"Model '{model}' is not in the local Hugging Face cache and the hub cannot be reached. {how_to_get}"
+        ) from exc
+    except (RepositoryNotFoundError, GatedRepoError) as exc:
+        raise ModelNotAvailableError(
+            f"Model '{repo_id}' was not found on the hub or needs access rights ({type(exc).__name__}). "
+            "Check the id, or log in with `hf auth login` if the model is gated."
+        ) from exc
+    except RevisionNotFoundError as exc:
+        raise ModelNotAvailableError(f"Revision '{revision}' of '{repo_id}' does not exist.") from exc
+    except (HfHubHTTPError, OSError) as exc:
+        raise ModelNotAvailableError(f"Could not fetch model '{model}': {exc}. {how_to_get}") from exc
+    return folder, "hub", folder.name  # snapshots/<commit hash>
+
+
+def read_model_index(folder: Path) -> dict:
+    index_path = folder / "model_index.json"
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelLoadError(
+            f"{folder} has no model_index.json: it is not a diffusers pipeline folder."
+        ) from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{index_path} cannot be read: {exc}") from exc
+    if index.get("_class_name") != PIPELINE_CLASS:
+        raise ModelLoadError(
+            f"{folder} holds a {index.get('_class_name')!r} pipeline; this backend loads {PIPELINE_CLASS} only."
+        )
+    return index
+
+
+def load_pipeline_from_folder(folder: Path, dtype: str):
+    """Load every component from ``folder``; return (pipeline, warnings, component class names)."""
+    import diffusers
+    import transformers
+
+    index = read_model_index(folder)
+    libraries = {"diffusers": diffusers, "transformers": transformers}
+    loaded: dict[str, object] = {}
+    found: list[Finding] = []
+    classes: dict[str, str] = {}
+    for name, (library, accepted) in _COMPONENTS.items():
+        declared = _declared_class(index, name, folder)
+        if declared not in accepted:
+            raise ModelLoadError(
+                f"{folder}: component {name} is a {declared}; expected one of {', '.join(sorted(accepted))}."
+            )
+        # transformers 5 without torchvision serves the PIL image processor under its own name.
+        if declared in ("CLIPImageProcessor", "CLIPFeatureExtractor"):
+            declared = "CLIPImageProcessorPil" if hasattr(transformers, "CLIPImageProcessorPil") else declared
+        cls = getattr(libraries[library], declared)
+        path = folder / name
+        if not path.is_dir():
+            raise ModelLoadError(f"{folder}: the {name} folder is missing.")
+        try:
+            if name in ("unet", "vae", "text_encoder", "image_encoder"):
+                model, info = cls.from_pretrained(path, torch_dtype=torch_dtype(dtype), output_loading_info=True)
+                found.extend(_key_findings(name, info))
+                model.eval()
+            else:
+                model = cls.from_pretrained(path)
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            raise ModelLoadError(f"{folder}: cannot load {name}: {exc}") from exc
+        loaded[name] = model
+        classes[name] = type(model).__name__
+    loaded["scheduler"] = _load_scheduler(folder, index)
+    classes["scheduler"] = type(loaded["scheduler"]).__name__
+    check_components_agree(loaded)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # the pipeline's deprecation notice, once per load
+        pipe = diffusers.I2VGenXLPipeline(**loaded)
+    return pipe, found, classes
+
+
+def _declared_class(index: dict, name: str, folder: Path) -> str:
+    entry = index.get(name)
+    if not (isinstance(entry, list) and len(entry) == 2 and all(isinstance(x, str) for x in entry)):
+        raise ModelLoadError(f"{folder}/model_index.json: component {name} is missing or malformed.")
+    return entry[1]
+
+
+def _load_scheduler(folder: Path, index: dict):
+    import diffusers
+    from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+    declared = _declared_class(index, "scheduler", folder)
+    cls = getattr(diffusers, declared, None)
+    if not (isinstance(cls, type) and issubclass(cls, SchedulerMixin)):
+        raise ModelLoadError(f"{folder}: scheduler {declared!r} is not a diffusers scheduler.")
+    try:
+        return cls.from_pretrained(folder / "scheduler")
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{folder}: cannot load scheduler: {exc}") from exc
+
+
+def _key_findings(component: str, info: dict) -> list[Finding]:
+    findings = []
+    for kind, meaning in (
+        ("missing_keys", "missing from the checkpoint (left at random values)"),
+        ("unexpected_keys", "in the checkpoint but unused by the model"),
+        ("mismatched_keys", "of the wrong shape in the checkpoint (left at random values)"),
+    ):
+        keys = [k if isinstance(k, str) else str(k[0]) for k in (info.get(kind) or [])]
+        if keys:
+            sample = ", ".join(keys[:3]) + (", …" if len(keys) > 3 else "")
+            findings.append(
+                Finding(
+                    f"model.{kind}",
+                    f"{component}: {len(keys)} weight(s) {meaning}: {sample}.",
+                    "The weights do not match this architecture: re-download the model or check the folder; "
+                    "videos from it may be wrong.",
+                )
+            )
+    return findings
+
+
+def check_components_agree(components: dict) -> None:
+    """Shape mistakes fail late and confusingly inside the first UNet call; catch them at load time."""
+    unet, vae = components["unet"].config, components["vae"].config
+    text_cfg, image_cfg = components["text_encoder"].config, components["image_encoder"].config
+    checks = [
+        ("VAE latent channels", vae.latent_channels, "UNet input channels", unet.in_channels),
+        ("text encoder hidden size", text_cfg.hidden_size, "UNet cross-attention dim", unet.cross_attention_dim),
+        ("image encoder projection dim", image_cfg.projection_dim, "UNet cross-attention dim",
+         unet.cross_attention_dim),
+    ]
+    for left_name, left, right_name, right in checks:
+        if left != right:
+            raise ModelLoadError(
+                f"The model's components do not fit together: {left_name} is {left} but {right_name} is {right}."
+            )

@@ -1,0 +1,158 @@
+"""Command line: ``python -m i2v generate …`` (batch over prompts and seeds), ``presets``, ``lint``.
+
+Exit status: 0 success, 2 bad input (one line on stderr, no traceback), 1 failure, 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .errors import BadInputError, I2VError, JobCancelled
+from .logs import configure_logging
+from .request import DTYPE_CHOICES, GenerationRequest, default_model
+
+log = logging.getLogger("i2v.cli")
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse prints usage + message; we promise one clear line
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m i2v", description="I2V Studio: image + prompt → video (I2VGen-XL).")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress and details to stderr")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    gen = sub.add_parser("generate", help="make videos from an image and one or more prompts")
+    gen.add_argument("--image", required=True, help="input image (PNG, JPEG, WEBP, GIF, BMP, TIFF)")
+    gen.add_argument("--prompt", action="append", required=True,
+                     help="what moves and how; repeat for a batch over prompts")
+    gen.add_argument("--negative-prompt", default="", help="what to avoid (e.g. 'blurry, distorted')")
+    gen.add_argument("--preset", help="fast-check | balanced | high-quality (default: balanced)")
+    gen.add_argument("--resolution", type=int, help="tier: about N² pixels at the image's aspect (512, 768, 1024)")
+    gen.add_argument("--width", type=int, help="explicit width (with --height, instead of --resolution)")
+    gen.add_argument("--height", type=int, help="explicit height")
+    gen.add_argument("--frames", type=int)
+    gen.add_argument("--steps", type=int)
+    gen.add_argument("--cfg", "--guidance", dest="guidance", type=float, help="guidance scale (default 9.0)")
+    gen.add_argument("--fps", type=int)
+    gen.add_argument("--seed", type=int, action="append", default=[],
+                     help="seed; repeat for several candidates with these seeds")
+    gen.add_argument("--candidates", type=int, default=1, help="videos per prompt, seeds counting up")
+    gen.add_argument("--auto-enhance", action="store_true", help="contrast ×1.2, sharpness ×1.1 before the run")
+    gen.add_argument("--model", default=None, help=f"hub id, local folder or 'tiny' (default: {default_model()})")
+    gen.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto")
+    gen.add_argument("--device", help="cpu or cuda[:N] (default: the first GPU, else CPU)")
+    gen.add_argument("--output", type=Path, help="output .mp4 (default: outputs/DATE/…)")
+    gen.add_argument("--output-dir", type=Path, help="folder for outputs when --output is not given")
+    gen.add_argument("--json", action="store_true", help="print one JSON record per video on stdout")
+
+    sub.add_parser("presets", help="list the preset tiers")
+    lint = sub.add_parser("lint", help="check a prompt for wording the model does not understand")
+    lint.add_argument("prompt")
+    lint.add_argument("--negative-prompt", default="")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(logging.INFO if args.verbose else logging.WARNING)
+    try:
+        if args.command == "presets":
+            return _presets()
+        if args.command == "lint":
+            return _lint(args)
+        return _generate(args)
+    except BadInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _presets() -> int:
+    from .presets import default_presets
+
+    for preset in default_presets().values():
+        print(f"{preset.name:14} {preset.description}")
+    return EXIT_OK
+
+
+def _lint(args) -> int:
+    from .prompt_lint import lint_prompt
+
+    findings = lint_prompt(args.prompt, args.negative_prompt)
+    for finding in findings:
+        print(f"{finding.code}: {finding}")
+    if not findings:
+        print("no findings")
+    return EXIT_OK
+
+
+def _requests(args) -> list[GenerationRequest]:
+    outputs: list[Path | None] = [args.output] * len(args.prompt)
+    if args.output is not None and len(args.prompt) > 1:
+        outputs = [args.output.with_name(f"{args.output.stem}_p{i:02d}{args.output.suffix}")
+                   for i in range(1, len(args.prompt) + 1)]
+    return [
+        GenerationRequest(
+            image=args.image, prompt=prompt, negative_prompt=args.negative_prompt, preset=args.preset,
+            resolution=args.resolution, width=args.width, height=args.height, frames=args.frames,
+            steps=args.steps, guidance=args.guidance, fps=args.fps, seeds=tuple(args.seed),
+            candidates=args.candidates, auto_enhance=args.auto_enhance, model=args.model or default_model(),
+            dtype=args.dtype, device=args.device, output_path=output,
+        )
+        for prompt, output in zip(args.prompt, outputs)
+    ]
+
+
+def _generate(args) -> int:
+    from .engine import Engine
+    from .progress import ProgressEvent
+
+    engine = Engine(output_dir=args.output_dir)
+    requests = _requests(args)
+    for request in requests:  # every request is checked before the first one runs
+        engine.prepare(request)
+
+    show_progress = sys.stderr.isatty() and not args.json
+
+    def progress(event: ProgressEvent) -> None:
+        if show_progress:
+            print(f"\r{event.stage:8} candidate {event.candidate}/{event.candidates} "
+                  f"{100 * event.fraction:5.1f}% {event.elapsed_s:7.1f}s", end="", file=sys.stderr, flush=True)
+
+    status = EXIT_OK
+    for request in requests:
+        try:
+            result = engine.generate(request, on_progress=progress)
+        except JobCancelled:
+            raise KeyboardInterrupt from None
+        except BadInputError:
+            raise
+        except I2VError as exc:
+            print(f"\nerror: {exc}" if show_progress else f"error: {exc}", file=sys.stderr)
+            status = EXIT_FAILED
+            continue
+        if show_progress:
+            print(file=sys.stderr)
+        for video in result.videos:
+            if args.json:
+                print(json.dumps({**video.record, "path": str(video.path), "sidecar": str(video.sidecar_path)},
+                                 ensure_ascii=False))
+            else:
+                print(f"{video.path}  seed {video.seed}  {video.record['video']['frames']} frames "
+                      f"@ {video.record['video']['fps']} fps  {video.record['video']['width']}×"
+                      f"{video.record['video']['height']}")
+        if not args.json:
+            for finding in result.model_warnings + result.notices + result.warnings:
+                print(f"  - {finding}")
+    return status

@@ -1,0 +1,84 @@
+"""The GPU as the engine sees it, behind a small interface with a fake for tests.
+
+The live monitor (NVML: utilisation, temperature, other processes) is a separate service; this interface only
+answers what the engine needs to choose a device, a dtype and (later) a memory plan. Nothing here touches CUDA
+at import time.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GpuDevice:
+    index: int
+    name: str
+    total_bytes: int
+    free_bytes: int
+    compute_capability: tuple[int, int]
+    supports_bf16: bool
+
+    @property
+    def torch_device(self) -> str:
+        return f"cuda:{self.index}"
+
+
+class GpuInfo(Protocol):
+    def devices(self) -> list[GpuDevice]:
+        """Every usable CUDA device, with free memory read now. Empty without a GPU; never raises."""
+        ...
+
+
+class TorchCudaInfo:
+    """The real implementation, through torch (imported on first use)."""
+
+    def devices(self) -> list[GpuDevice]:
+        try:
+            import torch
+        except ImportError:  # the engine without torch cannot run anyway; say "no GPU" rather than crash
+            return []
+        try:
+            if not torch.cuda.is_available():
+                return []
+            found = []
+            for index in range(torch.cuda.device_count()):
+                props = torch.cuda.get_device_properties(index)
+                free, total = torch.cuda.mem_get_info(index)
+                with torch.cuda.device(index):
+                    bf16 = bool(torch.cuda.is_bf16_supported())
+                found.append(GpuDevice(index, props.name, int(total), int(free), (props.major, props.minor), bf16))
+            return found
+        except RuntimeError as exc:  # driver present but unusable (e.g. busy, wrong version)
+            log.warning("CUDA is present but not usable: %s", exc)
+            return []
+
+
+@dataclass
+class FakeGpuInfo:
+    """For tests: a configurable set of GPUs."""
+
+    gpus: list[GpuDevice]
+
+    @classmethod
+    def single(
+        cls,
+        *,
+        name: str = "Fake GPU",
+        total_gib: float = 24.0,
+        free_gib: float | None = None,
+        bf16: bool = True,
+        compute_capability: tuple[int, int] = (8, 9),
+    ) -> "FakeGpuInfo":
+        free = total_gib if free_gib is None else free_gib
+        return cls([GpuDevice(0, name, int(total_gib * 2**30), int(free * 2**30), compute_capability, bf16)])
+
+    @classmethod
+    def none(cls) -> "FakeGpuInfo":
+        return cls([])
+
+    def devices(self) -> list[GpuDevice]:
+        return list(self.gpus)

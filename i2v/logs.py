@@ -1,0 +1,61 @@
+"""One logging configuration for the engine, the CLI and the app. Every line carries the job id of the job that
+produced it (``-`` outside a job), taken from a context variable so library code needs no extra argument."""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import secrets
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+_job_id: contextvars.ContextVar[str] = contextvars.ContextVar("i2v_job_id", default="-")
+
+LOG_FORMAT = "%(asctime)s %(levelname)s [job %(job_id)s] %(name)s: %(message)s"
+
+
+def new_job_id() -> str:
+    return secrets.token_hex(4)
+
+
+def current_job_id() -> str:
+    return _job_id.get()
+
+
+@contextlib.contextmanager
+def job_context(job_id: str) -> Iterator[str]:
+    token = _job_id.set(job_id)
+    try:
+        yield job_id
+    finally:
+        _job_id.reset(token)
+
+
+class JobIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.job_id = _job_id.get()
+        return True
+
+
+def configure_logging(level: int | str = logging.INFO, log_file: Path | None = None, stream=sys.stderr) -> None:
+    """Install our handlers on the root logger (replacing earlier ones of ours). Call once from an entry point."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_i2v", False):
+            root.removeHandler(handler)
+    handlers: list[logging.Handler] = []
+    if stream is not None:
+        handlers.append(logging.StreamHandler(stream))
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+    for handler in handlers:
+        handler._i2v = True  # type: ignore[attr-defined]
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler.addFilter(JobIdFilter())
+        root.addHandler(handler)
+    root.setLevel(level)
+    # Libraries that log per tensor or per request at INFO drown the job lines.
+    for noisy in ("httpx", "urllib3", "huggingface_hub", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

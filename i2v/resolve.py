@@ -1,0 +1,192 @@
+"""Everything decided before the model is loaded: preset merge, checks against the model's spec, the image,
+guidance findings and the execution plan. Cheap (milliseconds to a second), so the UI can call it on every
+change to show what a run would do."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from .backends import spec_for
+from .errors import BadInputError
+from .findings import Finding
+from .image_quality import ImageScores, assess_image
+from .images import LoadedImage, enhance, fit_to_size, load_image
+from .plan import ExecutionPlan, Planner
+from .presets import DEFAULT_PRESET, Preset, get_preset
+from .prompt_lint import KeywordLibrary, lint_prompt
+from .request import MAX_SEED, GenerationRequest, seeds_for, validate_request
+from .spec import ModelSpec
+from .traps import parameter_traps
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ResolvedParams:
+    """The parameters a run uses, after preset, snapping and plan. Recorded in every sidecar."""
+
+    model: str
+    preset: str | None
+    prompt: str
+    negative_prompt: str
+    resolution: int | None
+    width: int
+    height: int
+    frames: int
+    steps: int
+    guidance: float
+    fps: int
+    seeds: tuple[int, ...]
+    auto_enhance: bool
+
+    def for_seed(self, seed: int, dtype: str) -> dict:
+        data = {k: v for k, v in self.__dict__.items() if k != "seeds"}
+        return {**data, "seed": seed, "dtype": dtype}
+
+
+@dataclass
+class PreparedJob:
+    request: GenerationRequest
+    spec: ModelSpec
+    params: ResolvedParams
+    plan: ExecutionPlan
+    image: Image.Image  # fitted (and enhanced when asked): exactly what the model sees
+    source: LoadedImage
+    image_scores: ImageScores
+    image_sha256: str
+    notices: list[Finding] = field(default_factory=list)  # what the engine changed
+    warnings: list[Finding] = field(default_factory=list)  # risks in what was asked
+
+    def summary(self) -> dict:
+        return {
+            "params": {k: v for k, v in self.params.__dict__.items()},
+            "plan": self.plan.to_dict(),
+            "notices": [n.to_dict() for n in self.notices],
+            "warnings": [w.to_dict() for w in self.warnings],
+            "image": self.image_info(),
+        }
+
+    def image_info(self) -> dict:
+        return {
+            "format": self.source.source_format,
+            "mode": self.source.source_mode,
+            "size": list(self.source.source_size),
+            "sha256": self.image_sha256,
+            "scores": self.image_scores.to_dict(),
+        }
+
+
+def prepare(
+    request: GenerationRequest,
+    planner: Planner,
+    *,
+    presets: dict[str, Preset] | None = None,
+    keywords: KeywordLibrary | None = None,
+    token_counter: Callable[[str], int | None] | None = None,
+) -> PreparedJob:
+    validate_request(request)
+    spec = spec_for(request.model)
+    preset_name = request.preset or DEFAULT_PRESET
+    preset = get_preset(preset_name, presets)
+    notices: list[Finding] = []
+    warnings: list[Finding] = []
+
+    steps = request.steps if request.steps is not None else preset.steps
+    guidance = float(request.guidance if request.guidance is not None else preset.guidance)
+    fps = request.fps if request.fps is not None else preset.fps
+    _check_range("steps", steps, spec.steps_range, spec)
+    _check_range("guidance", guidance, spec.guidance_range, spec)
+    _check_range("fps", fps, spec.fps_range, spec)
+    frames, frame_notices = spec.snap_frames(request.frames if request.frames is not None else preset.frames)
+    notices += frame_notices
+
+    source = load_image(request.image)
+    notices += source.notices
+    if request.width is not None:
+        resolution = None
+        (width, height), size_notices = spec.snap_size(request.width, request.height)
+    else:
+        resolution = request.resolution if request.resolution is not None else preset.resolution
+        aspect = source.image.width / source.image.height
+        (width, height), size_notices = spec.size_for_tier(resolution, aspect)
+    notices += size_notices
+
+    image = fit_to_size(source.image, width, height)
+    if request.auto_enhance:
+        image = enhance(image)
+        notices.append(Finding("image.enhanced", "Auto-enhance raised contrast ×1.2 and sharpness ×1.1."))
+    scores, image_warnings = assess_image(source.image, (width, height))
+    warnings += image_warnings
+
+    counter = token_counter if token_counter is not None else (lambda _text: None)
+    warnings += lint_prompt(
+        request.prompt, request.negative_prompt, keywords, token_counter=_real_or_estimate(counter)
+    )
+
+    decision = planner.plan(spec, width, height, frames, device=request.device, dtype=request.dtype)
+    notices += decision.notices
+    width, height, frames = decision.width, decision.height, decision.frames
+    warnings += parameter_traps(
+        width=width, height=height, frames=frames, steps=steps, guidance=guidance,
+        negative_prompt=request.negative_prompt,
+    )
+    if (width, height) != image.size:  # the planner chose a smaller size
+        image = fit_to_size(source.image, width, height)
+        if request.auto_enhance:
+            image = enhance(image)
+
+    params = ResolvedParams(
+        model=request.model,
+        preset=request.preset,
+        prompt=request.prompt,
+        negative_prompt=request.negative_prompt,
+        resolution=resolution,
+        width=width,
+        height=height,
+        frames=frames,
+        steps=steps,
+        guidance=guidance,
+        fps=fps,
+        seeds=seeds_for(request, secrets.randbelow(MAX_SEED + 1)),
+        auto_enhance=request.auto_enhance,
+    )
+    return PreparedJob(
+        request=request, spec=spec, params=params, plan=decision.plan, image=image, source=source,
+        image_scores=scores, image_sha256=_image_digest(request.image, source), notices=notices, warnings=warnings,
+    )
+
+
+def _real_or_estimate(counter: Callable[[str], int | None]) -> Callable[[str], int]:
+    from .prompt_lint import estimate_clip_tokens
+
+    def count(text: str) -> int:
+        real = counter(text)
+        return real if real is not None else estimate_clip_tokens(text)
+
+    return count
+
+
+def _check_range(name: str, value: float, bounds: tuple[float, float], spec: ModelSpec) -> None:
+    lowest, highest = bounds
+    if not lowest <= value <= highest:
+        raise BadInputError(f"{name} {value:g} is out of range for {spec.family}: use {lowest:g}..{highest:g}.")
+
+
+def _image_digest(source, loaded: LoadedImage) -> str:
+    """Identifies the input picture in the record, so a reproduction can check it has the same one."""
+    digest = hashlib.sha256()
+    if isinstance(source, bytes):
+        digest.update(source)
+    elif isinstance(source, (str, Path)) or hasattr(source, "__fspath__"):
+        with open(source, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    else:
+        digest.update(loaded.image.tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,146 @@
+"""What a model accepts. Every backend declares a ``ModelSpec``; requests are checked and snapped against it
+before anything is loaded, so a bad frame count or size fails (or is fixed, visibly) in milliseconds, not after
+a minute of model loading."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .errors import BadInputError
+from .findings import Finding
+
+
+@dataclass(frozen=True)
+class FrameRule:
+    """Valid frame counts are ``offset + k * step`` (k ≥ 0). Causal 3D VAEs want 4N+1; I2VGen-XL takes any count."""
+
+    step: int = 1
+    offset: int = 0
+
+    def is_valid(self, frames: int) -> bool:
+        return (frames - self.offset) % self.step == 0
+
+    def nearest(self, frames: int, lowest: int, highest: int) -> int:
+        """The valid count closest to ``frames`` within [lowest, highest]; ties go up (more frames, not fewer)."""
+        below = frames - ((frames - self.offset) % self.step)
+        above = below if below == frames else below + self.step
+        candidates = [n for n in (above, below) if lowest <= n <= highest and self.is_valid(n)]
+        if not candidates:
+            raise BadInputError(f"No frame count in {lowest}..{highest} satisfies the model's rule {self.describe()}.")
+        return min(candidates, key=lambda n: (abs(n - frames), -n))
+
+    def describe(self) -> str:
+        if self.step == 1:
+            return "any count"
+        return f"{self.step}N+{self.offset}" if self.offset else f"a multiple of {self.step}"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model's constraints and defaults. Sizes are pixels, width × height."""
+
+    family: str
+    frame_rule: FrameRule
+    min_frames: int
+    max_frames: int
+    size_multiple: int
+    min_side: int
+    max_side: int
+    max_aspect: float  # long/short side the model is used at; wider inputs are cropped to it
+    latent_channels: int
+    vae_scale_factor: int
+    preferred_dtypes: tuple[str, ...]  # best first; the engine takes the first the device supports
+    resolution_tiers: tuple[int, ...]  # "512p" = about 512² pixels at the image's aspect ratio
+    native_size: tuple[int, int]
+    steps_range: tuple[int, int] = (1, 250)
+    guidance_range: tuple[float, float] = (1.0, 30.0)
+    fps_range: tuple[int, int] = (1, 30)
+    default_frames: int = 16
+    default_steps: int = 50
+    default_guidance: float = 9.0
+    default_fps: int = 8
+    random_weights: bool = False  # outputs are noise: label them so wherever they are shown
+    notes: tuple[str, ...] = field(default=())
+
+    # -- sizes -------------------------------------------------------------------------------------------
+    def size_for_tier(self, tier: int, aspect: float) -> tuple[tuple[int, int], list[Finding]]:
+        """Width × height of about ``tier``² pixels at ``aspect`` (width/height), each side a valid multiple."""
+        if tier not in self.resolution_tiers:
+            raise BadInputError(
+                f"Resolution {tier}p is not offered for this model; choose one of "
+                f"{', '.join(f'{t}p' for t in self.resolution_tiers)}."
+            )
+        notices: list[Finding] = []
+        clamped = min(max(aspect, 1.0 / self.max_aspect), self.max_aspect)
+        if not math.isclose(clamped, aspect, rel_tol=0.02):
+            notices.append(
+                Finding(
+                    "size.aspect_cropped",
+                    f"The image's aspect ratio {_ratio(aspect)} is beyond what the model is used at "
+                    f"({_ratio(self.max_aspect)} at most), so the video is cropped to {_ratio(clamped)}.",
+                    "Crop the image yourself to choose what stays in the frame.",
+                )
+            )
+        width = math.sqrt(tier * tier * clamped)
+        height = width / clamped
+        return (self._round_side(width), self._round_side(height)), notices
+
+    def snap_size(self, width: int, height: int) -> tuple[tuple[int, int], list[Finding]]:
+        """Explicit sizes: reject out-of-range sides, snap others to the model's multiple with a notice."""
+        for name, value in (("width", width), ("height", height)):
+            if not self.min_side <= value <= self.max_side:
+                raise BadInputError(
+                    f"{name} {value} is out of range for this model: use {self.min_side}..{self.max_side} pixels."
+                )
+        snapped = (self._round_side(width), self._round_side(height))
+        notices = []
+        if snapped != (width, height):
+            notices.append(
+                Finding(
+                    "size.snapped",
+                    f"Size {width}×{height} changed to {snapped[0]}×{snapped[1]}: this model needs both sides to be "
+                    f"multiples of {self.size_multiple}.",
+                )
+            )
+        return snapped, notices
+
+    def _round_side(self, side: float) -> int:
+        rounded = int(round(side / self.size_multiple)) * self.size_multiple
+        lowest = math.ceil(self.min_side / self.size_multiple) * self.size_multiple
+        highest = (self.max_side // self.size_multiple) * self.size_multiple
+        return min(max(rounded, lowest), highest)
+
+    # -- frames ------------------------------------------------------------------------------------------
+    def snap_frames(self, frames: int) -> tuple[int, list[Finding]]:
+        if not self.min_frames <= frames <= self.max_frames:
+            raise BadInputError(
+                f"{frames} frames is out of range for this model: use {self.min_frames}..{self.max_frames}."
+            )
+        snapped = self.frame_rule.nearest(frames, self.min_frames, self.max_frames)
+        if snapped == frames:
+            return frames, []
+        return snapped, [
+            Finding(
+                "frames.snapped",
+                f"{frames} frames changed to {snapped}: this model needs a frame count of the form "
+                f"{self.frame_rule.describe()}.",
+            )
+        ]
+
+    def to_dict(self) -> dict:
+        return {
+            "family": self.family,
+            "frame_rule": self.frame_rule.describe(),
+            "frames": [self.min_frames, self.max_frames],
+            "size_multiple": self.size_multiple,
+            "sides": [self.min_side, self.max_side],
+            "latent_channels": self.latent_channels,
+            "preferred_dtypes": list(self.preferred_dtypes),
+            "resolution_tiers": list(self.resolution_tiers),
+            "native_size": list(self.native_size),
+            "random_weights": self.random_weights,
+        }
+
+
+def _ratio(aspect: float) -> str:
+    return f"{aspect:.2f}:1" if aspect >= 1 else f"1:{1 / aspect:.2f}"

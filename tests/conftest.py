@@ -1,0 +1,49 @@
+"""Shared fixtures. The tiny model is built once per test session into a private cache folder, then loaded
+through the same folder loader as a real model."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_caches(tmp_path_factory):
+    """No test reads or writes the user's caches, and none may reach the network for weights."""
+    cache = tmp_path_factory.mktemp("i2v-cache")
+    previous = {k: os.environ.get(k) for k in ("I2V_CACHE_DIR", "HF_HUB_OFFLINE", "I2V_OUTPUT_DIR")}
+    os.environ["I2V_CACHE_DIR"] = str(cache)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["I2V_OUTPUT_DIR"] = str(tmp_path_factory.mktemp("default-outputs"))
+    yield
+    for key, value in previous.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def photo_like(width: int, height: int, seed: int = 0) -> Image.Image:
+    """A sharp, well-exposed, colourful test picture: gradients, shapes and fine texture."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    r = 60 + 120 * x / max(width - 1, 1)
+    g = 60 + 120 * y / max(height - 1, 1)
+    b = 90 + 60 * np.sin(x / 9.0) * np.cos(y / 7.0)
+    image = np.stack([r, g, b], axis=-1) + rng.normal(0, 18, (height, width, 3))
+    cx, cy, radius = width * 0.6, height * 0.45, min(width, height) * 0.2
+    disc = (x - cx) ** 2 + (y - cy) ** 2 < radius**2
+    image[disc] = [220, 200, 40]
+    return Image.fromarray(np.clip(image, 0, 255).astype(np.uint8), "RGB")
+
+
+@pytest.fixture
+def photo_path(tmp_path) -> Path:
+    path = tmp_path / "input.png"
+    photo_like(320, 256).save(path)
+    return path
