@@ -85,11 +85,11 @@ class Engine:
     # -- before the run ------------------------------------------------------------------------------------
     def prepare(self, request: GenerationRequest) -> PreparedJob:
         """Validate and plan without loading anything. Raises ``BadInputError`` with a message for the user."""
-        backend = self._backend if self._backend and self._backend.model_id == request.model else None
-        return prepare(
-            request, self.planner, presets=self.presets, keywords=self.keywords,
-            token_counter=backend.count_tokens if backend else None,
-        )
+        backend = self._backend
+        counter = None
+        if backend is not None and backend.model_id == request.model and backend.count_tokens("") is not None:
+            counter = backend.count_tokens
+        return prepare(request, self.planner, presets=self.presets, keywords=self.keywords, token_counter=counter)
 
     def load(self, request: GenerationRequest) -> LoadReport:
         """Load the request's model for its plan now (keeps it warm for the next job)."""

@@ -73,17 +73,19 @@ CARTOON_MIN_COLOURS = 3
 
 @dataclass(frozen=True)
 class ImageScores:
-    width: int
-    height: int
-    sharpness: float
-    dark_fraction: float
-    bright_fraction: float
-    mean_luminance: float
-    aspect_ratio: float
-    flat_fraction: float
-    distinct_colours: int
+    """What was measured. All but width/height are taken on the copy downscaled to 512 px."""
 
-    def to_dict(self) -> dict:
+    width: int  # of the image as given
+    height: int
+    sharpness: float  # variance of the Laplacian of the grey image, 0..255 scale
+    dark_fraction: float  # share of pixels with luminance <= DARK_LEVEL
+    bright_fraction: float  # share of pixels with luminance >= BRIGHT_LEVEL
+    mean_luminance: float  # 0..255
+    aspect_ratio: float  # long side / short side
+    flat_fraction: float  # share of pixels whose gradient is <= FLAT_GRADIENT
+    distinct_colours: int  # after quantising each channel to COLOUR_LEVELS levels
+
+    def to_dict(self) -> dict[str, int | float]:
         return asdict(self)
 
 
@@ -271,8 +273,8 @@ def _underexposed(scores: ImageScores, extras: _Extras) -> Finding | None:
         return None
     return Finding(
         "image.underexposed",
-        f"The image is underexposed: {scores.dark_fraction:.0%} of pixels are crushed to black and the mean "
-        f"brightness is {scores.mean_luminance:.0f} of 255.",
+        f"The image is underexposed (mean brightness {scores.mean_luminance:.0f} of 255, "
+        f"{scores.dark_fraction:.0%} of pixels crushed to black).",
         "Brighten the image or use a better lit one; the model cannot invent detail in the shadows.",
     )
 
@@ -286,8 +288,8 @@ def _overexposed(scores: ImageScores, extras: _Extras) -> Finding | None:
         return None
     return Finding(
         "image.overexposed",
-        f"The image is overexposed: {scores.bright_fraction:.0%} of pixels are blown out to white and the mean "
-        f"brightness is {scores.mean_luminance:.0f} of 255.",
+        f"The image is overexposed (mean brightness {scores.mean_luminance:.0f} of 255, "
+        f"{scores.bright_fraction:.0%} of pixels blown out to white).",
         "Darken the image or use a better exposed one; the model cannot invent detail in the highlights.",
     )
 

@@ -87,7 +87,7 @@ def fit_to_size(image: Image.Image, width: int, height: int) -> Image.Image:
         raise ValueError(f"target size must be positive, got {width}x{height}")
     rgb = image if image.mode == "RGB" else image.convert("RGB")
     scale = max(width / rgb.width, height / rgb.height)
-    # Rounding up guarantees the scaled image still covers the target on both axes.
+    # max() keeps float rounding from leaving the scaled image one pixel short of the target.
     scaled_width = max(width, round(rgb.width * scale))
     scaled_height = max(height, round(rgb.height * scale))
     resized = rgb.resize((scaled_width, scaled_height), Image.LANCZOS)
@@ -112,15 +112,20 @@ def _load_from_path(path: str, *, max_bytes: int, max_pixels: int, max_side: int
     except FileNotFoundError:
         raise BadInputError(f"The image file '{name}' does not exist. Check the path and try again.") from None
     except OSError as exc:
-        raise BadInputError(f"The image file '{name}' could not be read ({exc.strerror}). Check the path and its permissions.") from None
+        raise BadInputError(
+            f"The image file '{name}' could not be read ({exc.strerror}). Check the path and its permissions."
+        ) from None
     if not stat.S_ISREG(info.st_mode):
         raise BadInputError(f"'{name}' is not a regular file. Choose an image file instead.")
     _check_file_size(info.st_size, max_bytes)
     try:
-        with open(path, "rb") as stream:
-            return _load_from_stream(stream, max_pixels=max_pixels, max_side=max_side)
-    except PermissionError as exc:
-        raise BadInputError(f"The image file '{name}' could not be opened ({exc.strerror}). Check its permissions.") from None
+        stream = open(path, "rb")  # noqa: SIM115 - closed by the with block below
+    except OSError as exc:
+        raise BadInputError(
+            f"The image file '{name}' could not be opened ({exc.strerror}). Check its permissions."
+        ) from None
+    with stream:
+        return _load_from_stream(stream, max_pixels=max_pixels, max_side=max_side)
 
 
 def _load_from_stream(stream: IO[bytes], *, max_pixels: int, max_side: int) -> LoadedImage:
@@ -338,7 +343,10 @@ def _not_supported_message() -> str:
 
 
 def _damaged_message() -> str:
-    return "The file is damaged or truncated and could not be decoded. Re-export or re-download the image and try again."
+    return (
+        "The file is damaged or truncated and could not be decoded. "
+        "Re-export or re-download the image and try again."
+    )
 
 
 _PIXEL_COUNT_IN_PIL_MESSAGE = re.compile(r"\((\d+) pixels\)")

@@ -62,7 +62,9 @@ _NEGATED_WORDS_MAX = 3
 # "zoom in and zoom out" before matching, so the contradiction list needs no special cases.
 _OPPOSITE_DIRECTIONS = {
     frozenset(pair)
-    for pair in (("in", "out"), ("left", "right"), ("up", "down"), ("forward", "backward"), ("forwards", "backwards"))
+    for pair in (
+        ("in", "out"), ("left", "right"), ("up", "down"), ("forward", "backward"), ("forwards", "backwards"),
+    )
 }
 _DIRECTION = r"in|out|left|right|up|down|forwards?|backwards?"
 _DIRECTION_PAIR = re.compile(
@@ -119,6 +121,11 @@ class _Matchers:
 
 @dataclass(frozen=True)
 class KeywordLibrary:
+    """The motion keyword library (for the UI) and the word lists the linter uses.
+
+    Build it with ``load_keyword_library``; a hand-built one must use lower-case word lists.
+    """
+
     categories: dict[str, tuple[str, tuple[str, ...]]]  # id -> (label, keywords)
     abstract_words: frozenset[str]
     action_words: frozenset[str]
@@ -351,13 +358,16 @@ class _Checker:
             raise self.error(where, "must not be empty")
         return text
 
+    def texts(self, value: Any, where: str) -> tuple[str, ...]:
+        return tuple(self.text(item, f"{where}[{index}]") for index, item in enumerate(self.array(value, where)))
+
     def words(self, value: Any, where: str) -> tuple[str, ...]:
         """A lint word list, lower-cased because matching is case-insensitive."""
-        return tuple(self.text(item, f"{where}[{index}]").lower() for index, item in enumerate(self.array(value, where)))
+        return tuple(text.lower() for text in self.texts(value, where))
 
     def keywords(self, value: Any, where: str) -> tuple[str, ...]:
         """Keywords keep their spelling for display; duplicates are caught case-insensitively."""
-        keywords = tuple(self.text(item, f"{where}[{index}]") for index, item in enumerate(self.array(value, where)))
+        keywords = self.texts(value, where)
         if not keywords:
             raise self.error(where, "at least one keyword is required")
         seen: set[str] = set()

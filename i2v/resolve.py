@@ -88,7 +88,7 @@ def prepare(
     *,
     presets: dict[str, Preset] | None = None,
     keywords: KeywordLibrary | None = None,
-    token_counter: Callable[[str], int | None] | None = None,
+    token_counter: Callable[[str], int] | None = None,
 ) -> PreparedJob:
     validate_request(request)
     spec = spec_for(request.model)
@@ -124,10 +124,8 @@ def prepare(
     scores, image_warnings = assess_image(source.image, (width, height))
     warnings += image_warnings
 
-    counter = token_counter if token_counter is not None else (lambda _text: None)
-    warnings += lint_prompt(
-        request.prompt, request.negative_prompt, keywords, token_counter=_real_or_estimate(counter)
-    )
+    # Without a loaded tokenizer the linter estimates the token count (and says so).
+    warnings += lint_prompt(request.prompt, request.negative_prompt, keywords, token_counter=token_counter)
 
     decision = planner.plan(spec, width, height, frames, device=request.device, dtype=request.dtype)
     notices += decision.notices
@@ -160,16 +158,6 @@ def prepare(
         request=request, spec=spec, params=params, plan=decision.plan, image=image, source=source,
         image_scores=scores, image_sha256=_image_digest(request.image, source), notices=notices, warnings=warnings,
     )
-
-
-def _real_or_estimate(counter: Callable[[str], int | None]) -> Callable[[str], int]:
-    from .prompt_lint import estimate_clip_tokens
-
-    def count(text: str) -> int:
-        real = counter(text)
-        return real if real is not None else estimate_clip_tokens(text)
-
-    return count
 
 
 def _check_range(name: str, value: float, bounds: tuple[float, float], spec: ModelSpec) -> None:

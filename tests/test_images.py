@@ -245,6 +245,14 @@ def test_other_colour_spaces_become_rgb(mode: str) -> None:
     assert loaded.source_mode == mode
 
 
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "PA", "RGBa", "La"])
+def test_every_alpha_mode_is_flattened_on_white(mode: str) -> None:
+    see_through = Image.new(mode, (6, 6))  # all channels zero: fully transparent
+    loaded = load_image(see_through)
+    assert _pixel(loaded, (3, 3)) == WHITE
+    assert _codes(loaded) == ["image.alpha_flattened"]
+
+
 # --- EXIF orientation ------------------------------------------------------------------------
 
 UPRIGHT_SIZE = (48, 32)  # (width, height); not square, so a missing swap is caught
@@ -580,7 +588,8 @@ SAVABLE = [(fmt, mode) for fmt in PROPERTY_FORMATS for mode in PROPERTY_MODES if
 
 
 @st.composite
-def saved_images(draw: st.DrawFn) -> tuple[bytes, tuple[int, int], int]:
+def saved_images(draw: st.DrawFn) -> tuple[bytes, tuple[int, int], int, bool]:
+    """Encoded bytes of a random image, its (width, height), its EXIF orientation, and whether cut short."""
     fmt, mode = draw(st.sampled_from(SAVABLE))
     width = draw(st.integers(1, 300))
     height = draw(st.integers(1, 300))
@@ -591,16 +600,24 @@ def saved_images(draw: st.DrawFn) -> tuple[bytes, tuple[int, int], int]:
         exif = Image.Exif()
         exif[0x0112] = orientation
         params["exif"] = exif
-    return _encode(image, fmt, **params), (width, height), orientation
+    data = _encode(image, fmt, **params)
+    # Now and then cut the file short: damaged files must also end in BadInputError, never a crash.
+    keep = draw(st.one_of(st.none(), st.none(), st.none(), st.floats(0.0, 1.0)))
+    if keep is not None:
+        data = data[: int(len(data) * keep)]
+    return data, (width, height), orientation, keep is not None
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(saved_images())
-def test_any_saved_image_loads_upright_rgb_or_is_bad_input(case: tuple[bytes, tuple[int, int], int]) -> None:
-    data, (width, height), orientation = case
+def test_any_saved_image_loads_upright_rgb_or_is_bad_input(
+    case: tuple[bytes, tuple[int, int], int, bool],
+) -> None:
+    data, (width, height), orientation, cut_short = case
     try:
         loaded = load_image(data)
     except BadInputError:
+        assert cut_short, "a complete file written by Pillow in an allowed format must load"
         return
     expected = (height, width) if orientation >= 5 else (width, height)
     assert loaded.image.mode == "RGB"

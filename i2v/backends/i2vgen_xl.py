@@ -307,6 +307,7 @@ def load_pipeline_from_folder(folder: Path, dtype: str):
         try:
             if name in ("unet", "vae", "text_encoder", "image_encoder"):
                 model, info = cls.from_pretrained(path, torch_dtype=torch_dtype(dtype), output_loading_info=True)
+                _initialise_missing(model, info.get("missing_keys") or [])
                 found.extend(_key_findings(name, info))
                 model.eval()
             else:
@@ -343,6 +344,31 @@ def _load_scheduler(folder: Path, index: dict):
         return cls.from_pretrained(folder / "scheduler")
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"{folder}: cannot load scheduler: {exc}") from exc
+
+
+def _initialise_missing(model, missing_keys: list[str]) -> None:
+    """diffusers leaves missing weights on the meta device (or, without its low-memory loader, as uninitialised
+    memory: garbage that turns into NaN). Give them the usual initial values so the model runs; the missing keys
+    are reported as a model warning either way."""
+    import torch
+
+    for key in missing_keys:
+        owner_name, _, attribute = key.rpartition(".")
+        owner = model.get_submodule(owner_name) if owner_name else model
+        current = getattr(owner, attribute, None)
+        if not isinstance(current, torch.Tensor) or current.device.type != "meta":
+            continue
+        fresh = torch.empty(current.shape, dtype=current.dtype)
+        if fresh.ndim >= 2:
+            torch.nn.init.kaiming_uniform_(fresh, a=5**0.5)  # torch's default for Linear/Conv weights
+        elif attribute == "weight":
+            torch.nn.init.ones_(fresh)  # 1-D weights are norm scales
+        else:
+            torch.nn.init.zeros_(fresh)
+        if isinstance(current, torch.nn.Parameter):
+            setattr(owner, attribute, torch.nn.Parameter(fresh, requires_grad=False))
+        else:
+            owner.register_buffer(attribute, fresh)
 
 
 def _key_findings(component: str, info: dict) -> list[Finding]:

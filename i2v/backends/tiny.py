@@ -157,3 +157,7 @@ class TinyBackend(I2VGenXLBackend):
 
     def _extra_warnings(self) -> tuple[Finding, ...]:
         return (RANDOM_WEIGHTS_WARNING,)
+
+    def count_tokens(self, text: str) -> int | None:
+        # The toy tokenizer is character-level: its counts say nothing about the real model's 77-token limit.
+        return None
