@@ -1,4 +1,4 @@
-"""Command line: ``python -m i2v generate …`` (batch over prompts and seeds), ``presets``, ``lint``.
+"""Command line: ``python -m i2v generate …`` (batch over prompts and seeds), ``info``, ``presets``, ``lint``.
 
 Exit status: 0 success, 2 bad input (one line on stderr, no traceback), 1 failure, 130 interrupted.
 """
@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--output-dir", type=Path, help="folder for outputs when --output is not given")
     gen.add_argument("--json", action="store_true", help="print one JSON record per video on stdout")
 
+    info = sub.add_parser("info", help="print the reproduction record embedded in a video made here")
+    info.add_argument("video", type=Path)
+
     sub.add_parser("presets", help="list the preset tiers")
     lint = sub.add_parser("lint", help="check a prompt for wording the model does not understand")
     lint.add_argument("prompt")
@@ -69,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
             return _presets()
         if args.command == "lint":
             return _lint(args)
+        if args.command == "info":
+            return _info(args)
         return _generate(args)
     except BadInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -83,6 +88,25 @@ def _presets() -> int:
 
     for preset in default_presets().values():
         print(f"{preset.name:14} {preset.description}")
+    return EXIT_OK
+
+
+def _info(args) -> int:
+    import subprocess
+
+    from .video import read_mp4_comment
+
+    if not args.video.is_file():
+        raise BadInputError(f"{args.video} does not exist.")
+    try:
+        comment = read_mp4_comment(args.video)
+    except subprocess.CalledProcessError:
+        raise BadInputError(f"{args.video} is not a video ffmpeg can read.") from None
+    try:
+        record = json.loads(comment)
+    except json.JSONDecodeError:
+        raise BadInputError(f"{args.video} carries no I2V Studio record.") from None
+    print(json.dumps(record, indent=2, ensure_ascii=False))
     return EXIT_OK
 
 

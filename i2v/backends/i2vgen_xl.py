@@ -287,6 +287,9 @@ def load_pipeline_from_folder(folder: Path, dtype: str):
     import transformers
 
     index = read_model_index(folder)
+    # Their per-file progress bars go to stderr on every load; our own progress events cover loading.
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
     libraries = {"diffusers": diffusers, "transformers": transformers}
     loaded: dict[str, object] = {}
     found: list[Finding] = []
