@@ -116,7 +116,7 @@ class Engine:
         with job_context(job_id):
             started = time.perf_counter()
             job = self.prepare(request)
-            log.info("job %s: %s", job_id, json.dumps(job.summary()["params"], ensure_ascii=False))
+            log.info("request: %s", json.dumps(job.summary()["params"], ensure_ascii=False))
             with device_lock(job.plan.device):
                 cancel.raise_if_cancelled()
                 run = _Run(self, job, job_id, started, on_progress, cancel)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import unicodedata
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,7 +22,7 @@ MAX_PROMPT_CHARS = 2000
 MAX_CANDIDATES = 8
 MAX_SEED = 2**32 - 1
 DTYPE_CHOICES = ("auto", "bfloat16", "float16", "float32")
-RESOLUTION_TIERS = (512, 768, 1024)
+DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d{1,2})?)$")
 
 
 def default_model() -> str:
@@ -93,8 +94,8 @@ def validate_request(request: GenerationRequest) -> None:
         raise BadInputError("model must be a hub id (owner/name), a local folder, or 'tiny'.")
     if request.dtype not in DTYPE_CHOICES:
         raise BadInputError(f"dtype must be one of {', '.join(DTYPE_CHOICES)}; got {request.dtype!r}.")
-    if request.device is not None and request.device != "cpu" and not str(request.device).startswith("cuda"):
-        raise BadInputError(f"device must be 'cpu' or 'cuda[:N]'; got {request.device!r}.")
+    if request.device is not None and not (isinstance(request.device, str) and DEVICE_PATTERN.match(request.device)):
+        raise BadInputError(f"device must be 'cpu', 'cuda' or 'cuda:N'; got {request.device!r}.")
     if request.output_path is not None and Path(request.output_path).suffix.lower() != ".mp4":
         raise BadInputError(f"The output file must end in .mp4; got {str(request.output_path)!r}.")
 

@@ -346,8 +346,6 @@ def test_choose_device_and_dtype_directly():
     assert choose_dtype(I2VGEN_XL_SPEC, None, "auto") == ("float32", [])
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a malformed cuda device ('cuda:x' crashes with ValueError, "
-                   "'cuda1' silently becomes cuda:0) instead of a BadInputError")
 @pytest.mark.parametrize("device", ["cuda:x", "cuda1", "cudax"])
 def test_malformed_cuda_device_is_bad_input(photo_path, device):
     request = GenerationRequest(image=photo_path, prompt="waves rolling in", model="tiny", device=device)
