@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import os
 import secrets
 import sys
 from collections.abc import Iterator
@@ -59,3 +60,8 @@ def configure_logging(level: int | str = logging.INFO, log_file: Path | None = N
     # Libraries that log per tensor or per request at INFO drown the job lines.
     for noisy in ("httpx", "urllib3", "huggingface_hub", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # diffusers/transformers set their own level when first imported (after this call), from these variables.
+    # Their warnings on every load (I2VGen-XL's deprecation, the torchvision fallback, key reports) are
+    # replaced by our own model warnings; set the variables to "warning" to see them again.
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
