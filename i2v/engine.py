@@ -12,18 +12,19 @@ import logging
 import resource
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .backends import DenoiseInputs, LoadReport, ModelBackend, backend_for
-from .errors import JobCancelled, NonFiniteOutputError
+from .errors import GpuOutOfMemoryError, JobCancelled, NonFiniteOutputError
 from .findings import Finding
 from .hardware import GpuDevice, GpuInfo, TorchCudaInfo
 from .logs import job_context, new_job_id
 from .numerics import ensure_finite, video_to_uint8
 from .paths import outputs_dir
-from .plan import BasicPlanner, ExecutionPlan, Planner, safer_dtypes
+from .plan import ExecutionPlan, Planner, safer_dtypes
+from .planner import MemoryPlanner
 from .presets import Preset
 from .progress import CancelToken, ProgressCallback, ProgressEvent
 from .prompt_lint import KeywordLibrary
@@ -75,7 +76,7 @@ class Engine:
         keywords: KeywordLibrary | None = None,
     ):
         self.gpu_info = gpu_info or TorchCudaInfo()
-        self.planner = planner or BasicPlanner(self.gpu_info)
+        self.planner = planner or MemoryPlanner(self.gpu_info, busy=lambda device: device_lock(device).locked())
         self.output_dir = Path(output_dir) if output_dir is not None else outputs_dir()
         self.presets = presets
         self.keywords = keywords
@@ -199,7 +200,30 @@ class _Run:
         )
         _reset_peak_memory(job.plan.device)
         timings: dict[str, float] = {}
-        dtype_used, frames = self._frames_with_nan_retry(backend, inputs, timings)
+        out_of_memory = None
+        try:
+            dtype_used, frames = self._frames_with_nan_retry(backend, inputs, timings)
+        except Exception as exc:  # noqa: BLE001 - only out-of-memory errors are handled; the rest re-raised
+            if not is_out_of_memory(exc):
+                raise
+            out_of_memory = str(exc).splitlines()[0]
+        if out_of_memory is not None:
+            # Outside the except block: the traceback no longer pins the failed run's tensors.
+            backend, inputs = self._smaller_plan_after_oom(backend, inputs, out_of_memory)
+            try:
+                dtype_used, frames = self._frames_with_nan_retry(backend, inputs, timings)
+            except Exception as exc:  # noqa: BLE001
+                if not is_out_of_memory(exc):
+                    raise
+                second = str(exc).splitlines()[0]
+            else:
+                second = None
+            if second is not None:
+                free_cached_memory()
+                raise GpuOutOfMemoryError(
+                    f"The GPU ran out of memory, and again on the smaller plan ({second}). Lower the resolution "
+                    "or frames, or close other programs using the GPU; the app keeps running."
+                )
         self.cancel.raise_if_cancelled()
 
         self._progress("encode", 0, 1)
@@ -213,6 +237,28 @@ class _Run:
         self.written.append(sidecar)
         write_json_atomic(sidecar, record)
         return VideoResult(path=path, sidecar_path=sidecar, seed=seed, record=record)
+
+    def _smaller_plan_after_oom(self, backend: ModelBackend, inputs: DenoiseInputs, error: str):
+        free_cached_memory()
+        job = self.job
+        decision = job.decision
+        smaller = None
+        if decision is not None:
+            smaller = self.engine.planner.next_down(job.spec, job.params.width, job.params.height,
+                                                    job.params.frames, decision)
+        if smaller is None:
+            raise GpuOutOfMemoryError(
+                f"The GPU ran out of memory ({error}) and there is no smaller plan to retry with. Lower the "
+                "resolution or frames, or close other programs using the GPU; the app keeps running."
+            )
+        log.warning("out of memory (%s); retrying once with %s", error, smaller.plan.to_dict())
+        self.job = job.with_decision(smaller)
+        self.notices.extend(smaller.notices)
+        backend.load(self.job.plan)
+        params = self.job.params
+        inputs = replace(inputs, image=self.job.image, width=params.width, height=params.height,
+                         frames=params.frames)
+        return backend, inputs
 
     def _frames_with_nan_retry(self, backend: ModelBackend, inputs: DenoiseInputs, timings: dict):
         """Run in the plan's dtype; on NaN/Inf retry once in a safer one: the whole run when the latents went bad,
@@ -367,6 +413,28 @@ def _requested(request: GenerationRequest) -> dict:
 
 def _image_hint(image) -> str:
     return str(image) if isinstance(image, (str, Path)) else "INPUT_IMAGE"
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """torch's OOM error, and the allocation failures cuBLAS/cuDNN report as plain RuntimeErrors."""
+    import torch
+
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and any(
+        marker in text for marker in ("CUDA out of memory", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED")
+    )
+
+
+def free_cached_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _reset_peak_memory(device: str) -> None:

@@ -41,6 +41,10 @@ class NonFiniteOutputError(RecoverableError):
     """NaN/Inf in latents or frames: writing them would give a black video."""
 
 
+class GpuOutOfMemoryError(RecoverableError):
+    """The GPU ran out of memory and the one retry on a smaller plan did not help. The process keeps serving."""
+
+
 class JobCancelled(I2VError):
     """The user cancelled the job. Not an error for the user, but it ends the job without output."""
 

@@ -41,12 +41,18 @@ class PlanDecision:
     width: int
     height: int
     notices: tuple[Finding, ...] = ()
+    estimate: object | None = None  # vram.VramEstimate when the planner predicts memory
 
 
 class Planner(Protocol):
     def plan(
         self, spec: ModelSpec, width: int, height: int, frames: int, *, device: str | None, dtype: str
     ) -> PlanDecision:
+        ...
+
+    def next_down(self, spec: ModelSpec, width: int, height: int, frames: int, current: PlanDecision
+                  ) -> PlanDecision | None:
+        """A smaller plan to retry with after a real out-of-memory error, or None."""
         ...
 
 
@@ -117,3 +123,7 @@ class BasicPlanner:
             gpu_name=gpu.name if gpu else None,
         )
         return PlanDecision(plan, frames, width, height, tuple(notices))
+
+    def next_down(self, spec: ModelSpec, width: int, height: int, frames: int, current: PlanDecision
+                  ) -> PlanDecision | None:
+        return None

@@ -7,7 +7,7 @@ import hashlib
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from PIL import Image
@@ -17,7 +17,7 @@ from .errors import BadInputError
 from .findings import Finding
 from .image_quality import ImageScores, assess_image
 from .images import LoadedImage, enhance, fit_to_size, load_image
-from .plan import ExecutionPlan, Planner
+from .plan import ExecutionPlan, PlanDecision, Planner
 from .presets import DEFAULT_PRESET, Preset, get_preset
 from .prompt_lint import KeywordLibrary, lint_prompt
 from .request import MAX_SEED, GenerationRequest, seeds_for, validate_request
@@ -62,11 +62,24 @@ class PreparedJob:
     image_sha256: str
     notices: list[Finding] = field(default_factory=list)  # what the engine changed
     warnings: list[Finding] = field(default_factory=list)  # risks in what was asked
+    decision: PlanDecision | None = None  # the planner's full answer (with its VRAM estimate)
+
+    def with_decision(self, decision: PlanDecision) -> "PreparedJob":
+        """The same job on another plan (after an out-of-memory retry): size and frames may be smaller."""
+        image = self.image
+        if (decision.width, decision.height) != image.size:
+            image = fit_to_size(self.source.image, decision.width, decision.height)
+            if self.params.auto_enhance:
+                image = enhance(image)
+        params = replace(self.params, width=decision.width, height=decision.height, frames=decision.frames)
+        return replace(self, params=params, plan=decision.plan, decision=decision, image=image,
+                       notices=self.notices + list(decision.notices))
 
     def summary(self) -> dict:
         return {
             "params": {k: v for k, v in self.params.__dict__.items()},
             "plan": self.plan.to_dict(),
+            "vram_estimate": self.decision.estimate.to_dict() if self.decision and self.decision.estimate else None,
             "notices": [n.to_dict() for n in self.notices],
             "warnings": [w.to_dict() for w in self.warnings],
             "image": self.image_info(),
@@ -157,6 +170,7 @@ def prepare(
     return PreparedJob(
         request=request, spec=spec, params=params, plan=decision.plan, image=image, source=source,
         image_scores=scores, image_sha256=_image_digest(request.image, source), notices=notices, warnings=warnings,
+        decision=decision,
     )
 
 

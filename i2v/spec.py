@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from .errors import BadInputError
 from .findings import Finding
+from .vram import MemoryProfile
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class ModelSpec:
     default_fps: int = 8
     random_weights: bool = False  # outputs are noise: label them so wherever they are shown
     notes: tuple[str, ...] = field(default=())
+    memory: MemoryProfile | None = None  # for the VRAM prediction; None: no prediction (plan by device only)
 
     # -- sizes -------------------------------------------------------------------------------------------
     def size_for_tier(self, tier: int, aspect: float) -> tuple[tuple[int, int], list[Finding]]:

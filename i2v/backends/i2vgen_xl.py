@@ -19,6 +19,7 @@ from ..errors import BadInputError, ModelLoadError, ModelNotAvailableError
 from ..findings import Finding
 from ..plan import ExecutionPlan
 from ..spec import FrameRule, ModelSpec
+from ..vram import MemoryProfile
 from .base import DenoiseInputs, LoadReport, ModelBackend, StepCallback
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,9 @@ I2VGEN_XL_SPEC = ModelSpec(
     default_guidance=9.0,
     default_fps=8,
     notes=("Weak on anime/cartoon images and on images with a black background (authors' note).",),
+    # Parameter counts of the real architecture (i2vgen_xl_config.parameter_counts(); a test keeps them equal).
+    memory=MemoryProfile(unet_params=1_420_469_224, vae_params=83_653_863, text_encoder_params=352_984_064,
+                         image_encoder_params=632_076_800),
 )
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..findings import Finding
 from ..paths import cache_dir
+from ..vram import MemoryProfile
 from .i2vgen_xl import I2VGEN_XL_SPEC, I2VGenXLBackend
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,8 @@ TINY_SPEC = dataclasses.replace(
     resolution_tiers=(128, 256, 512, 768, 1024),
     random_weights=True,
     notes=("Random weights: the output is noise. For trying the app and for tests.",),
+    memory=MemoryProfile(unet_params=223_576, vae_params=24_759, text_encoder_params=5_944,
+                         image_encoder_params=2_976, unet_base_width=8, vae_decoder_width=8),
 )
 
 RANDOM_WEIGHTS_WARNING = Finding(
