@@ -1,4 +1,5 @@
-"""Command line: ``python -m i2v generate …`` (batch over prompts and seeds), ``info``, ``presets``, ``lint``.
+"""Command line: ``python -m i2v generate …`` (batch over prompts and seeds), ``plan``, ``gpu-status``, ``info``,
+``presets``, ``lint``.
 
 Exit status: 0 success, 2 bad input (one line on stderr, no traceback), 1 failure, 130 interrupted.
 """
@@ -54,6 +55,22 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--output-dir", type=Path, help="folder for outputs when --output is not given")
     gen.add_argument("--json", action="store_true", help="print one JSON record per video on stdout")
 
+    plan = sub.add_parser("plan", help="predict peak VRAM and show the plan for settings, before renting a GPU")
+    plan.add_argument("--preset", help="fast-check | balanced | high-quality (default: balanced)")
+    plan.add_argument("--resolution", type=int)
+    plan.add_argument("--width", type=int)
+    plan.add_argument("--height", type=int)
+    plan.add_argument("--aspect", type=float, default=1.0, help="image width/height when using --resolution")
+    plan.add_argument("--frames", type=int)
+    plan.add_argument("--model", default=None)
+    plan.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto")
+    plan.add_argument("--gpu-memory", type=float, metavar="GB",
+                      help="plan for a hypothetical GPU with this much free memory (GiB) instead of the local one")
+    plan.add_argument("--no-bf16", action="store_true", help="with --gpu-memory: the card has no bfloat16")
+    plan.add_argument("--json", action="store_true")
+
+    sub.add_parser("gpu-status", help="print the GPU monitor's snapshot (the /gpu_status payload) as JSON")
+
     info = sub.add_parser("info", help="print the reproduction record embedded in a video made here")
     info.add_argument("video", type=Path)
 
@@ -74,6 +91,13 @@ def main(argv: list[str] | None = None) -> int:
             return _lint(args)
         if args.command == "info":
             return _info(args)
+        if args.command == "plan":
+            return _plan(args)
+        if args.command == "gpu-status":
+            from .monitor import GpuMonitor
+
+            print(json.dumps(GpuMonitor().snapshot().to_dict(), indent=2))
+            return EXIT_OK
         return _generate(args)
     except BadInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -88,6 +112,56 @@ def _presets() -> int:
 
     for preset in default_presets().values():
         print(f"{preset.name:14} {preset.description}")
+    return EXIT_OK
+
+
+def _plan(args) -> int:
+    from .backends import spec_for
+    from .hardware import FakeGpuInfo
+    from .monitor import GpuMonitor
+    from .planner import MemoryPlanner
+    from .presets import DEFAULT_PRESET, get_preset
+
+    model = args.model or default_model()
+    spec = spec_for(model)
+    preset = get_preset(args.preset or DEFAULT_PRESET)
+    frames, notices = spec.snap_frames(args.frames if args.frames is not None else preset.frames)
+    if (args.width is None) != (args.height is None):
+        raise BadInputError("Give both --width and --height, or neither.")
+    if args.width is not None:
+        (width, height), size_notices = spec.snap_size(args.width, args.height)
+    else:
+        if not 0.1 <= args.aspect <= 10:
+            raise BadInputError("--aspect is width/height of the image, e.g. 1.78 for 16:9.")
+        (width, height), size_notices = spec.size_for_tier(args.resolution or preset.resolution, args.aspect)
+    if args.gpu_memory is not None:
+        if not 0.5 <= args.gpu_memory <= 1024:
+            raise BadInputError("--gpu-memory is the card's free memory in GiB, e.g. 12.")
+        gpu_info = FakeGpuInfo.single(name=f"a {args.gpu_memory:g} GiB GPU", total_gib=args.gpu_memory,
+                                      bf16=not args.no_bf16)
+    else:
+        gpu_info = GpuMonitor()  # NVML: no torch import, no CUDA context
+    decision = MemoryPlanner(gpu_info).plan(spec, width, height, frames, device=None, dtype=args.dtype)
+    report = {
+        "model": model,
+        "requested": {"width": width, "height": height, "frames": frames},
+        "planned": {"width": decision.width, "height": decision.height, "frames": decision.frames},
+        "plan": decision.plan.to_dict(),
+        "vram_estimate": decision.estimate.to_dict() if decision.estimate else None,
+        "notices": [n.to_dict() for n in [*notices, *size_notices, *decision.notices]],
+    }
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False))
+        return EXIT_OK
+    plan = decision.plan
+    where = plan.gpu_name or "CPU"
+    print(f"{model} on {where}: {decision.width}×{decision.height} × {decision.frames} frames, {plan.dtype}, "
+          f"decode {plan.decode_chunk_size} frame(s) per call{', tiled' if plan.vae_tiling else ''}"
+          f"{', model offload' if plan.cpu_offload == 'model' else ''}")
+    if decision.estimate:
+        print(f"predicted peak VRAM: {decision.estimate.peak_gib:.1f} GiB ({decision.estimate.stage} stage)")
+    for notice in report["notices"]:
+        print(f"  - {notice['message']}")
     return EXIT_OK
 
 

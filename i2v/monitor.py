@@ -394,9 +394,10 @@ class GpuMonitor:
         return True
 
     def _init_failed(self, now: float, reason: str) -> bool:
+        first_time = self._init_failure != reason
         self._init_failed_at, self._init_failure = now, reason
-        self._warn_once(f"init:{reason}", "GPU monitor: %s (retrying at most every %.0f s)", reason,
-                        INIT_RETRY_SECONDS)
+        if first_time:  # no driver is the normal state of a CPU machine: say it once, quietly
+            log.info("GPU monitor: %s (retrying at most every %.0f s)", reason, INIT_RETRY_SECONDS)
         return False
 
     def _describe_init_error(self, exc: BaseException) -> str:

@@ -178,6 +178,31 @@ class MemoryPlanner:
         return InsufficientMemoryError(
             f"{width}×{height} × {frames} frames does not fit: even {smallest.width}×{smallest.height} × "
             f"{smallest.frames} frames with every memory saving needs ~{smallest.estimate.peak_gib:.1f} GiB, and "
-            f"{gpu.name} has {gpu.free_bytes / GIB:.1f} GiB free. Close other programs using the GPU or use one "
-            "with more memory."
+            f"{gpu.name} has {gpu.free_bytes / GIB:.1f} GiB free, of which {self.budget(gpu) / GIB:.1f} GiB may be "
+            "planned (the rest is a safety margin). Close other programs using the GPU or use one with more memory."
         )
+
+
+def decision_table(spec: ModelSpec, presets: dict, cards_gib: tuple[int, ...]) -> str:
+    """Markdown: what the planner does for each preset on each card size (square image, bf16, idle card)."""
+    from .hardware import FakeGpuInfo
+
+    rows = ["| card (free GiB) | preset | runs as | decode | offload | predicted peak GiB |",
+            "|---|---|---|---|---|---|"]
+    for card in cards_gib:
+        for preset in presets.values():
+            (width, height), _ = spec.size_for_tier(preset.resolution, 1.0)
+            planner = MemoryPlanner(FakeGpuInfo.single(total_gib=card))
+            try:
+                decision = planner.plan(spec, width, height, preset.frames, device=None, dtype="auto")
+            except InsufficientMemoryError:
+                rows.append(f"| {card} | {preset.name} | refused | – | – | – |")
+                continue
+            plan = decision.plan
+            shape = f"{decision.width}×{decision.height} × {decision.frames}"
+            if (decision.width, decision.height, decision.frames) != (width, height, preset.frames):
+                shape += " (downgraded)"
+            decode = f"{plan.decode_chunk_size} frame(s){', tiled' if plan.vae_tiling else ''}"
+            rows.append(f"| {card} | {preset.name} | {shape} | {decode} | {plan.cpu_offload} | "
+                        f"{decision.estimate.peak_gib:.1f} |")
+    return "\n".join(rows)

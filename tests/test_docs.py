@@ -27,3 +27,12 @@ def test_every_generate_flag_is_documented():
     flags -= {"--help", "--guidance"}  # --guidance is an alias of the documented --cfg
     missing = sorted(flag for flag in flags if flag not in README)
     assert not missing, f"document these flags in the README: {missing}"
+
+
+def test_vram_doc_table_matches_the_planner():
+    from i2v.backends.i2vgen_xl import I2VGEN_XL_SPEC
+    from i2v.planner import decision_table
+    from i2v.presets import default_presets
+
+    doc = (REPO / "docs" / "VRAM.md").read_text(encoding="utf-8")
+    assert decision_table(I2VGEN_XL_SPEC, default_presets(), (8, 12, 16, 24, 48, 80)) in doc
