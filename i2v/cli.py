@@ -62,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--height", type=int)
     plan.add_argument("--aspect", type=float, default=1.0, help="image width/height when using --resolution")
     plan.add_argument("--frames", type=int)
+    plan.add_argument("--steps", type=int)
     plan.add_argument("--model", default=None)
+    plan.add_argument("--output-dir", type=Path, help="where earlier jobs recorded their speed (default: outputs/)")
     plan.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto")
     plan.add_argument("--gpu-memory", type=float, metavar="GB",
                       help="plan for a hypothetical GPU with this much free memory (GiB) instead of the local one")
@@ -119,6 +121,8 @@ def _plan(args) -> int:
     from .backends import spec_for
     from .hardware import FakeGpuInfo
     from .monitor import GpuMonitor
+    from . import step_times
+    from .paths import outputs_dir
     from .planner import MemoryPlanner
     from .presets import DEFAULT_PRESET, get_preset
 
@@ -142,8 +146,16 @@ def _plan(args) -> int:
     else:
         gpu_info = GpuMonitor()  # NVML: no torch import, no CUDA context
     decision = MemoryPlanner(gpu_info).plan(spec, width, height, frames, device=None, dtype=args.dtype)
+    steps = args.steps if args.steps is not None else preset.steps
+    expected = step_times.estimate(
+        args.output_dir or outputs_dir(), device_name=decision.plan.gpu_name or "CPU", family=spec.family,
+        dtype=decision.plan.dtype, width=decision.width, height=decision.height, frames=decision.frames,
+        steps=steps,
+    )
     report = {
         "model": model,
+        "steps": steps,
+        "expected_denoise_seconds": round(expected, 1) if expected is not None else None,
         "requested": {"width": width, "height": height, "frames": frames},
         "planned": {"width": decision.width, "height": decision.height, "frames": decision.frames},
         "plan": decision.plan.to_dict(),
@@ -160,6 +172,8 @@ def _plan(args) -> int:
           f"{', model offload' if plan.cpu_offload == 'model' else ''}")
     if decision.estimate:
         print(f"predicted peak VRAM: {decision.estimate.peak_gib:.1f} GiB ({decision.estimate.stage} stage)")
+    if expected is not None:
+        print(f"expected denoising time: ~{expected:.0f} s for {steps} steps (learned from earlier jobs here)")
     for notice in report["notices"]:
         print(f"  - {notice['message']}")
     return EXIT_OK

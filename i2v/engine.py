@@ -31,6 +31,7 @@ from .prompt_lint import KeywordLibrary
 from .record import SCHEMA, library_versions, reproduce_command, write_json_atomic
 from .request import GenerationRequest
 from .resolve import PreparedJob, prepare
+from . import step_times
 from .video import write_mp4
 
 log = logging.getLogger(__name__)
@@ -225,6 +226,12 @@ class _Run:
                     "or frames, or close other programs using the GPU; the app keeps running."
                 )
         self.cancel.raise_if_cancelled()
+        done = self.job  # after an out-of-memory retry, the smaller plan that actually ran
+        step_times.record(
+            self.engine.output_dir, device_name=done.plan.gpu_name or "CPU", family=done.spec.family,
+            dtype=dtype_used, width=done.params.width, height=done.params.height, frames=done.params.frames,
+            steps=done.params.steps, seconds=timings.get("denoise", 0.0),
+        )
 
         self._progress("encode", 0, 1)
         record = self._record(report, seed, dtype_used, frames, timings)

@@ -161,3 +161,18 @@ def test_plan_command_answers_will_it_fit(capsys):
     assert 5 < report["vram_estimate"]["peak_gib"] < 20
     assert main(["plan", "--preset", "balanced", "--gpu-memory", "4"]) == 2
     assert "does not fit" in capsys.readouterr().err
+
+
+def test_plan_command_learns_the_expected_duration_from_finished_jobs(photo_path, tmp_path, capsys):
+    from i2v.cli import main
+
+    args = ["plan", "--model", "tiny", "--width", "64", "--height", "64", "--frames", "8", "--steps", "2",
+            "--output-dir", str(tmp_path), "--json"]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["expected_denoise_seconds"] is None  # nothing learned yet
+    assert main(["generate", "--image", str(photo_path), "--prompt", "rain falling", "--model", "tiny", "--width",
+                 "64", "--height", "64", "--frames", "8", "--steps", "2", "--output-dir", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert main(args) == 0
+    learned = json.loads(capsys.readouterr().out)["expected_denoise_seconds"]
+    assert learned is not None and learned >= 0
