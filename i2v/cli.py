@@ -64,7 +64,6 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--frames", type=int)
     plan.add_argument("--steps", type=int)
     plan.add_argument("--model", default=None)
-    plan.add_argument("--output-dir", type=Path, help="where earlier jobs recorded their speed (default: outputs/)")
     plan.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto")
     plan.add_argument("--gpu-memory", type=float, metavar="GB",
                       help="plan for a hypothetical GPU with this much free memory (GiB) instead of the local one")
@@ -122,7 +121,7 @@ def _plan(args) -> int:
     from .hardware import FakeGpuInfo
     from .monitor import GpuMonitor
     from . import step_times
-    from .paths import outputs_dir
+    from .paths import cache_dir
     from .planner import MemoryPlanner
     from .presets import DEFAULT_PRESET, get_preset
 
@@ -148,7 +147,7 @@ def _plan(args) -> int:
     decision = MemoryPlanner(gpu_info).plan(spec, width, height, frames, device=None, dtype=args.dtype)
     steps = args.steps if args.steps is not None else preset.steps
     expected = step_times.estimate(
-        args.output_dir or outputs_dir(), device_name=decision.plan.gpu_name or "CPU", family=spec.family,
+        cache_dir(), device_name=decision.plan.gpu_name or "CPU", family=spec.family,
         dtype=decision.plan.dtype, width=decision.width, height=decision.height, frames=decision.frames,
         steps=steps,
     )

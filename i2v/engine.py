@@ -22,7 +22,7 @@ from .findings import Finding
 from .hardware import GpuDevice, GpuInfo, TorchCudaInfo
 from .logs import job_context, new_job_id
 from .numerics import ensure_finite, video_to_uint8
-from .paths import outputs_dir
+from .paths import cache_dir, outputs_dir
 from .plan import ExecutionPlan, Planner, safer_dtypes
 from .planner import MemoryPlanner
 from .presets import Preset
@@ -228,7 +228,7 @@ class _Run:
         self.cancel.raise_if_cancelled()
         done = self.job  # after an out-of-memory retry, the smaller plan that actually ran
         step_times.record(
-            self.engine.output_dir, device_name=done.plan.gpu_name or "CPU", family=done.spec.family,
+            cache_dir(), device_name=done.plan.gpu_name or "CPU", family=done.spec.family,
             dtype=dtype_used, width=done.params.width, height=done.params.height, frames=done.params.frames,
             steps=done.params.steps, seconds=timings.get("denoise", 0.0),
         )

@@ -1,7 +1,8 @@
 """Seconds per denoising step learned from finished jobs, so a plan can say how long it will take.
 
 Stored per (device name, model family, dtype) as seconds per step per million pixel-frames (a step's work grows
-with width × height × frames), as a moving average, in one small JSON file next to the outputs.
+with width × height × frames), as a moving average, in one small JSON file in the app's cache folder (it
+describes this machine, not any output).
 """
 from __future__ import annotations
 

@@ -163,11 +163,11 @@ def test_plan_command_answers_will_it_fit(capsys):
     assert "does not fit" in capsys.readouterr().err
 
 
-def test_plan_command_learns_the_expected_duration_from_finished_jobs(photo_path, tmp_path, capsys):
+def test_plan_command_learns_the_expected_duration_from_finished_jobs(photo_path, tmp_path, capsys, monkeypatch):
     from i2v.cli import main
 
-    args = ["plan", "--model", "tiny", "--width", "64", "--height", "64", "--frames", "8", "--steps", "2",
-            "--output-dir", str(tmp_path), "--json"]
+    monkeypatch.setenv("I2V_CACHE_DIR", str(tmp_path / "cache"))  # no speeds learned by other tests
+    args = ["plan", "--model", "tiny", "--width", "64", "--height", "64", "--frames", "8", "--steps", "2", "--json"]
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out)["expected_denoise_seconds"] is None  # nothing learned yet
     assert main(["generate", "--image", str(photo_path), "--prompt", "rain falling", "--model", "tiny", "--width",
