@@ -1,38 +1,32 @@
 """The engine: a request in, videos and their records out.
 
-Read ``generate`` top to bottom: prepare (validate, image, guidance, plan) → load → per candidate: denoise,
-check latents, decode, check frames, encode and write → result. NaN/Inf are caught before any uint8 conversion
-and retried once in a safer precision; a cancelled job leaves no file behind.
+Read ``Engine.generate`` top to bottom: prepare (validate, image, guidance, memory plan; no model loaded) →
+device lock → ``JobRun`` (``run.py``): load → per candidate: denoise, check latents, decode, check frames,
+encode and write → result. NaN/Inf are caught before any uint8 conversion and retried once in a safer
+precision, an out-of-memory error once on a smaller plan; a cancelled job leaves no file behind.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import resource
 import threading
 import time
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 from pathlib import Path
 
-from .backends import DenoiseInputs, LoadReport, ModelBackend, backend_for
-from .errors import GpuOutOfMemoryError, JobCancelled, NonFiniteOutputError
-from .findings import Finding
+from .backends import LoadReport, ModelBackend, backend_for
 from .hardware import GpuDevice, GpuInfo, TorchCudaInfo
 from .logs import job_context, new_job_id
-from .numerics import ensure_finite, video_to_uint8
-from .paths import cache_dir, outputs_dir
-from .plan import ExecutionPlan, Planner, safer_dtypes
+from .paths import outputs_dir
+from .plan import Planner
 from .planner import MemoryPlanner
 from .presets import Preset
-from .progress import CancelToken, ProgressCallback, ProgressEvent
+from .progress import CancelToken, ProgressCallback
 from .prompt_lint import KeywordLibrary
-from .record import SCHEMA, library_versions, reproduce_command, write_json_atomic
 from .request import GenerationRequest
 from .resolve import PreparedJob, prepare
-from . import step_times
-from .video import write_mp4
+from .run import GenerationResult, JobRun, VideoResult
+
+__all__ = ["Engine", "GenerationResult", "VideoResult", "device_lock"]
 
 log = logging.getLogger(__name__)
 
@@ -44,26 +38,6 @@ _device_locks_guard = threading.Lock()
 def device_lock(device: str) -> threading.Lock:
     with _device_locks_guard:
         return _device_locks.setdefault(device, threading.Lock())
-
-
-@dataclass(frozen=True)
-class VideoResult:
-    path: Path
-    sidecar_path: Path
-    seed: int
-    record: dict
-
-
-@dataclass
-class GenerationResult:
-    job_id: str
-    videos: list[VideoResult]
-    params: dict
-    plan: dict
-    notices: list[Finding] = field(default_factory=list)
-    warnings: list[Finding] = field(default_factory=list)
-    model_warnings: list[Finding] = field(default_factory=list)
-    timings_s: dict[str, float] = field(default_factory=dict)
 
 
 class Engine:
@@ -121,7 +95,7 @@ class Engine:
             log.info("request: %s", json.dumps(job.summary()["params"], ensure_ascii=False))
             with device_lock(job.plan.device):
                 cancel.raise_if_cancelled()
-                run = _Run(self, job, job_id, started, on_progress, cancel)
+                run = JobRun(self, job, job_id, started, on_progress, cancel)
                 return run.execute()
 
     def _backend_for(self, model: str) -> ModelBackend:
@@ -145,317 +119,3 @@ class Engine:
             if self._backend is not None:
                 self._backend.unload()
                 self._backend = None
-
-
-class _Run:
-    """One job's execution. Holds what the stages share, so each stage stays a short method."""
-
-    def __init__(self, engine: Engine, job: PreparedJob, job_id: str, started: float,
-                 on_progress: ProgressCallback | None, cancel: CancelToken):
-        self.engine = engine
-        self.job = job
-        self.job_id = job_id
-        self.started = started
-        self.on_progress = on_progress
-        self.cancel = cancel
-        self.notices = list(job.notices)
-        self.timings: dict[str, float] = {"prepare": time.perf_counter() - started}
-        self.written: list[Path] = []
-        self.candidate = 0
-
-    def execute(self) -> GenerationResult:
-        job = self.job
-        backend = self.engine._backend_for(job.params.model)
-        self._progress("load", 0, 1)
-        t0 = time.perf_counter()
-        report = backend.load(job.plan)
-        self.timings["load"] = time.perf_counter() - t0
-        videos: list[VideoResult] = []
-        try:
-            for index, seed in enumerate(job.params.seeds, start=1):
-                self.candidate = index
-                videos.append(self._candidate(backend, report, seed))
-        except JobCancelled:
-            self._discard_written()
-            log.info("cancelled after %.1f s; removed %d finished file(s)", self._elapsed(), len(self.written))
-            raise
-        except BaseException:
-            log.exception("job failed after %.1f s", self._elapsed())
-            raise
-        self.timings["total"] = self._elapsed()
-        self._progress("done", 1, 1)
-        log.info("done in %.1f s: %s", self.timings["total"], ", ".join(str(v.path) for v in videos))
-        return GenerationResult(
-            job_id=self.job_id, videos=videos, params=job.summary()["params"], plan=job.plan.to_dict(),
-            notices=self.notices, warnings=list(job.warnings), model_warnings=list(report.warnings),
-            timings_s={k: round(v, 4) for k, v in self.timings.items()},
-        )
-
-    # -- one candidate -------------------------------------------------------------------------------------
-    def _candidate(self, backend: ModelBackend, report: LoadReport, seed: int) -> VideoResult:
-        job, params = self.job, self.job.params
-        inputs = DenoiseInputs(
-            image=job.image, prompt=params.prompt, negative_prompt=params.negative_prompt, width=params.width,
-            height=params.height, frames=params.frames, steps=params.steps, guidance=params.guidance,
-            fps=params.fps, seed=seed,
-        )
-        _reset_peak_memory(job.plan.device)
-        timings: dict[str, float] = {}
-        out_of_memory = None
-        try:
-            dtype_used, frames = self._frames_with_nan_retry(backend, inputs, timings)
-        except Exception as exc:  # noqa: BLE001 - only out-of-memory errors are handled; the rest re-raised
-            if not is_out_of_memory(exc):
-                raise
-            out_of_memory = str(exc).splitlines()[0]
-        if out_of_memory is not None:
-            # Outside the except block: the traceback no longer pins the failed run's tensors.
-            backend, inputs = self._smaller_plan_after_oom(backend, inputs, out_of_memory)
-            try:
-                dtype_used, frames = self._frames_with_nan_retry(backend, inputs, timings)
-            except Exception as exc:  # noqa: BLE001
-                if not is_out_of_memory(exc):
-                    raise
-                second = str(exc).splitlines()[0]
-            else:
-                second = None
-            if second is not None:
-                free_cached_memory()
-                raise GpuOutOfMemoryError(
-                    f"The GPU ran out of memory, and again on the smaller plan ({second}). Lower the resolution "
-                    "or frames, or close other programs using the GPU; the app keeps running."
-                )
-        self.cancel.raise_if_cancelled()
-        done = self.job  # after an out-of-memory retry, the smaller plan that actually ran
-        step_times.record(
-            cache_dir(), device_name=done.plan.gpu_name or "CPU", family=done.spec.family,
-            dtype=dtype_used, width=done.params.width, height=done.params.height, frames=done.params.frames,
-            steps=done.params.steps, seconds=timings.get("denoise", 0.0),
-        )
-
-        self._progress("encode", 0, 1)
-        record = self._record(report, seed, dtype_used, frames, timings)
-        path, sidecar = self._paths_for(seed)
-        record["video"]["file"] = path.name
-        t0 = time.perf_counter()
-        self.written.append(path)
-        write_mp4(frames, path, params.fps, comment=json.dumps(record, ensure_ascii=False, separators=(",", ":")))
-        record["timings_s"]["encode"] = round(time.perf_counter() - t0, 4)
-        self.written.append(sidecar)
-        write_json_atomic(sidecar, record)
-        return VideoResult(path=path, sidecar_path=sidecar, seed=seed, record=record)
-
-    def _smaller_plan_after_oom(self, backend: ModelBackend, inputs: DenoiseInputs, error: str):
-        free_cached_memory()
-        job = self.job
-        decision = job.decision
-        smaller = None
-        if decision is not None:
-            smaller = self.engine.planner.next_down(job.spec, job.params.width, job.params.height,
-                                                    job.params.frames, decision)
-        if smaller is None:
-            raise GpuOutOfMemoryError(
-                f"The GPU ran out of memory ({error}) and there is no smaller plan to retry with. Lower the "
-                "resolution or frames, or close other programs using the GPU; the app keeps running."
-            )
-        log.warning("out of memory (%s); retrying once with %s", error, smaller.plan.to_dict())
-        self.job = job.with_decision(smaller)
-        self.notices.extend(smaller.notices)
-        backend.load(self.job.plan)
-        params = self.job.params
-        inputs = replace(inputs, image=self.job.image, width=params.width, height=params.height,
-                         frames=params.frames)
-        return backend, inputs
-
-    def _frames_with_nan_retry(self, backend: ModelBackend, inputs: DenoiseInputs, timings: dict):
-        """Run in the plan's dtype; on NaN/Inf retry once in a safer one: the whole run when the latents went bad,
-        the VAE decode alone when only the frames did. Returns (dtype actually used, uint8 frames)."""
-        plan = self.job.plan
-        try:
-            latents = self._denoise(backend, inputs, timings)
-        except NonFiniteOutputError as bad_run:
-            retry = self._safer_dtype(bad_run)
-            log.warning("non-finite latents in %s (%s); running again in %s", plan.dtype, bad_run, retry)
-            backend.set_dtype(retry)
-            try:
-                latents = self._denoise(backend, inputs, timings)
-                frames = self._decode(backend, latents, plan.with_dtype(retry), timings)
-            except NonFiniteOutputError as second:
-                raise NonFiniteOutputError(
-                    f"NaN/Inf in {plan.dtype} and again after retrying in {retry} ({second}); no video was written. "
-                    "Try another seed, fewer steps or lower guidance."
-                ) from second
-            finally:
-                backend.set_dtype(plan.dtype)  # the next run starts from the planned precision again
-            self._notice("numerics.run_retried",
-                         f"the run produced NaN/Inf in {plan.dtype} ({bad_run}); it was run again in {retry}.")
-            return retry, frames
-        try:
-            return plan.dtype, self._decode(backend, latents, plan, timings)
-        except NonFiniteOutputError as bad_decode:
-            retry = self._safer_dtype(bad_decode)
-            log.warning("non-finite frames from the VAE in %s; decoding again in %s", plan.dtype, retry)
-            try:
-                frames = self._decode(backend, latents, plan, timings, dtype=retry)
-            except NonFiniteOutputError as second:
-                raise NonFiniteOutputError(
-                    f"The VAE produced NaN/Inf in {plan.dtype} and again in {retry}; no video was written."
-                ) from second
-            self._notice("numerics.decode_retried",
-                         f"the VAE produced NaN/Inf in {plan.dtype} (that would be a black video); the frames were "
-                         f"decoded again in {retry}.")
-            return retry, frames
-
-    def _safer_dtype(self, error: NonFiniteOutputError) -> str:
-        plan = self.job.plan
-        safer = safer_dtypes(plan.dtype, self.engine.gpu_for(plan.device))
-        if not safer:
-            raise NonFiniteOutputError(
-                f"{error} This happened in {plan.dtype}, the safest precision, so there is nothing safer to retry "
-                "in and no video was written. The weights may be damaged or the settings extreme: try another "
-                "seed, fewer steps or lower guidance."
-            ) from error
-        return safer[0]
-
-    def _notice(self, code: str, text: str) -> None:
-        self.notices.append(Finding(code, f"Candidate {self.candidate}: {text}"))
-
-    def _denoise(self, backend: ModelBackend, inputs: DenoiseInputs, timings: dict):
-        def on_step(done: int, total: int, latents) -> None:
-            self.cancel.raise_if_cancelled()
-            # Stop at the first bad step rather than denoising garbage for the remaining ones.
-            ensure_finite(latents, f"latents after step {done}")
-            self._progress("denoise", done, total)
-
-        t0 = time.perf_counter()
-        latents = backend.denoise(inputs, on_step)
-        ensure_finite(latents, "final latents")
-        timings["denoise"] = time.perf_counter() - t0
-        return latents
-
-    def _decode(self, backend: ModelBackend, latents, plan: ExecutionPlan, timings: dict, dtype: str | None = None):
-        self.cancel.raise_if_cancelled()
-        self._progress("decode", 0, 1)
-        t0 = time.perf_counter()
-        frames = video_to_uint8(backend.decode(latents, plan, dtype=dtype))
-        timings["decode"] = time.perf_counter() - t0
-        return frames
-
-    # -- records and files ---------------------------------------------------------------------------------
-    def _record(self, report: LoadReport, seed: int, dtype: str, frames, timings: dict) -> dict:
-        job, params = self.job, self.job.params
-        settings = params.for_seed(seed, dtype)
-        return {
-            "schema": SCHEMA,
-            "job_id": self.job_id,
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "candidate": self.candidate,
-            "candidates": len(params.seeds),
-            "video": {
-                "file": None,
-                "frames": int(frames.shape[0]),
-                "fps": params.fps,
-                "width": int(frames.shape[2]),
-                "height": int(frames.shape[1]),
-                "codec": "h264",
-                "pix_fmt": "yuv420p",
-                "frames_sha256": hashlib.sha256(frames.tobytes()).hexdigest(),
-            },
-            "params": settings,
-            "requested": _requested(job.request),
-            "model": {**report.to_dict(), "family": job.spec.family, "random_weights": job.spec.random_weights},
-            "plan": {**job.plan.to_dict(), "dtype_used": dtype},
-            "input_image": job.image_info(),
-            "notices": [n.to_dict() for n in self.notices],
-            "warnings": [w.to_dict() for w in job.warnings],
-            "model_warnings": [w.to_dict() for w in report.warnings],
-            "timings_s": {**{k: round(v, 4) for k, v in self.timings.items()},
-                          **{k: round(v, 4) for k, v in timings.items()}},
-            "memory": _peak_memory(job.plan.device),
-            "versions": library_versions(),
-            "reproduce": reproduce_command(settings, _image_hint(job.request.image)),
-        }
-
-    def _paths_for(self, seed: int) -> tuple[Path, Path]:
-        requested = self.job.request.output_path
-        count = len(self.job.params.seeds)
-        if requested is not None:
-            path = Path(requested)
-            if count > 1:
-                path = path.with_name(f"{path.stem}_{self.candidate:02d}{path.suffix}")
-        else:
-            now = datetime.now()
-            path = self.engine.output_dir / now.strftime("%Y%m%d") / (
-                f"{now.strftime('%H%M%S')}_{self.job_id}_{self.candidate:02d}_seed{seed}.mp4"
-            )
-        return path, path.with_suffix(".json")
-
-    def _discard_written(self) -> None:
-        for path in self.written:
-            path.unlink(missing_ok=True)
-
-    # -- helpers -------------------------------------------------------------------------------------------
-    def _elapsed(self) -> float:
-        return time.perf_counter() - self.started
-
-    def _progress(self, stage: str, step: int, total: int) -> None:
-        if self.on_progress is None:
-            return
-        event = ProgressEvent(self.job_id, stage, max(self.candidate, 1), len(self.job.params.seeds), step, total,
-                              round(self._elapsed(), 3))
-        try:
-            self.on_progress(event)
-        except JobCancelled:
-            raise
-        except Exception:  # a broken UI callback must not kill the job
-            log.exception("progress callback failed")
-
-
-def _requested(request: GenerationRequest) -> dict:
-    data = {k: v for k, v in request.__dict__.items() if k != "image"}
-    data["seeds"] = list(request.seeds)
-    data["output_path"] = str(request.output_path) if request.output_path else None
-    return data
-
-
-def _image_hint(image) -> str:
-    return str(image) if isinstance(image, (str, Path)) else "INPUT_IMAGE"
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """torch's OOM error, and the allocation failures cuBLAS/cuDNN report as plain RuntimeErrors."""
-    import torch
-
-    if isinstance(exc, torch.OutOfMemoryError):
-        return True
-    text = str(exc)
-    return isinstance(exc, RuntimeError) and any(
-        marker in text for marker in ("CUDA out of memory", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED")
-    )
-
-
-def free_cached_memory() -> None:
-    import gc
-
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-def _reset_peak_memory(device: str) -> None:
-    if device.startswith("cuda"):
-        import torch
-
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def _peak_memory(device: str) -> dict:
-    usage = {"process_peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
-    if device.startswith("cuda"):
-        import torch
-
-        usage["cuda_peak_allocated_bytes"] = int(torch.cuda.max_memory_allocated(device))
-        usage["cuda_peak_reserved_bytes"] = int(torch.cuda.max_memory_reserved(device))
-    return usage

@@ -5,8 +5,8 @@ from pathlib import Path
 
 from ..errors import BadInputError
 from .base import DenoiseInputs, LoadReport, ModelBackend
-from .i2vgen_xl import I2VGEN_XL_SPEC, I2VGenXLBackend, looks_like_hub_id, read_model_index
-from .tiny import TINY_NAME, TINY_SPEC, TinyBackend
+from .i2vgen_xl import I2VGenXLBackend, looks_like_hub_id, read_model_index
+from .tiny import TINY_NAME, TinyBackend
 
 __all__ = ["DenoiseInputs", "LoadReport", "ModelBackend", "backend_for", "spec_for"]
 
