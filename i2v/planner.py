@@ -55,9 +55,8 @@ class MemoryPlanner:
         if not gpus:
             chosen, notices = choose_dtype(spec, None, dtype)
             plan = next(self._savings(frames, None, chosen))[0]
-            notices = list(notices) + [Finding(
-                "plan.cpu", "Running on the CPU: no GPU memory to plan for. Generation is slow (minutes per step "
-                "for the real model); use a GPU for real videos.")]
+            slow = "" if spec.random_weights else " The real model takes minutes per step on a CPU; use a GPU."
+            notices = list(notices) + [Finding("plan.cpu", f"Running on the CPU: no GPU memory to plan for.{slow}")]
             return PlanDecision(plan, frames, width, height, tuple(notices))
         best: tuple[int, int, GpuDevice, Candidate] | None = None
         for gpu in gpus:
