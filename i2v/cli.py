@@ -72,6 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("gpu-status", help="print the GPU monitor's snapshot (the /gpu_status payload) as JSON")
 
+    bench = sub.add_parser("bench", help="time the presets against the plain diffusers pipeline")
+    bench.add_argument("--model", default="tiny")
+    bench.add_argument("--presets", default="fast-check,balanced,high-quality", help="comma-separated")
+    bench.add_argument("--resolution", type=int, help="override the presets' resolution tier")
+    bench.add_argument("--steps", type=int, help="override the presets' steps (quick checks)")
+    bench.add_argument("--repeats", type=int, default=3, help="timed runs per preset (medians reported)")
+    bench.add_argument("--markdown", type=Path, default=Path("docs/BENCHMARKS.md"), help="table output")
+    bench.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    bench.add_argument("--output-dir", type=Path, help="where the bench's videos go (default: a temp folder)")
+
     info = sub.add_parser("info", help="print the reproduction record embedded in a video made here")
     info.add_argument("video", type=Path)
 
@@ -94,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             return _info(args)
         if args.command == "plan":
             return _plan(args)
+        if args.command == "bench":
+            return _bench(args)
         if args.command == "gpu-status":
             from .monitor import GpuMonitor
 
@@ -175,6 +187,27 @@ def _plan(args) -> int:
         print(f"expected denoising time: ~{expected:.0f} s for {steps} steps (learned from earlier jobs here)")
     for notice in report["notices"]:
         print(f"  - {notice['message']}")
+    return EXIT_OK
+
+
+def _bench(args) -> int:
+    import shlex
+    import tempfile
+
+    from .bench import run_bench, write_outputs
+    from .presets import default_presets
+
+    presets = [p.strip() for p in args.presets.split(",") if p.strip()]
+    if not 1 <= args.repeats <= 20:
+        raise BadInputError("--repeats must be 1..20.")
+    unknown = [p for p in presets if p not in default_presets()]
+    if unknown or not presets:
+        raise BadInputError(f"Unknown preset(s) {unknown}; choose from {', '.join(default_presets())}.")
+    with tempfile.TemporaryDirectory(prefix="i2v-bench-") as scratch:
+        rows, meta = run_bench(model=args.model, presets=presets, output_dir=args.output_dir or Path(scratch),
+                               resolution=args.resolution, steps=args.steps, repeats=args.repeats)
+    command = "python -m i2v bench " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else [])
+    print(write_outputs(rows, meta, command.strip(), args.markdown, args.json))
     return EXIT_OK
 
 

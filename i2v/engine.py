@@ -86,7 +86,10 @@ class Engine:
         job_id: str | None = None,
         on_progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
+        keep_frames: bool = False,
     ) -> GenerationResult:
+        """Make the request's videos. ``keep_frames`` also returns each video's uint8 frames (for comparisons
+        and previews without decoding the mp4)."""
         job_id = job_id or new_job_id()
         cancel = cancel or CancelToken()
         with job_context(job_id):
@@ -95,7 +98,7 @@ class Engine:
             log.info("request: %s", json.dumps(job.summary()["params"], ensure_ascii=False))
             with device_lock(job.plan.device):
                 cancel.raise_if_cancelled()
-                run = JobRun(self, job, job_id, started, on_progress, cancel)
+                run = JobRun(self, job, job_id, started, on_progress, cancel, keep_frames)
                 return run.execute()
 
     def _backend_for(self, model: str) -> ModelBackend:

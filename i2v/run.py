@@ -37,6 +37,7 @@ class VideoResult:
     sidecar_path: Path
     seed: int
     record: dict
+    frames: object = field(default=None, repr=False, compare=False)  # uint8 (F, H, W, 3), only with keep_frames
 
 
 @dataclass
@@ -55,7 +56,7 @@ class JobRun:
     """One job's execution. Holds what the stages share, so each stage stays a short method."""
 
     def __init__(self, engine: Engine, job: PreparedJob, job_id: str, started: float,
-                 on_progress: ProgressCallback | None, cancel: CancelToken):
+                 on_progress: ProgressCallback | None, cancel: CancelToken, keep_frames: bool = False):
         self.engine = engine
         self.job = job
         self.job_id = job_id
@@ -66,6 +67,7 @@ class JobRun:
         self.timings: dict[str, float] = {"prepare": time.perf_counter() - started}
         self.written: list[Path] = []
         self.candidate = 0
+        self.keep_frames = keep_frames
 
     def execute(self) -> GenerationResult:
         job = self.job
@@ -125,7 +127,8 @@ class JobRun:
         record["timings_s"]["encode"] = round(time.perf_counter() - t0, 4)
         self.written.append(sidecar)
         write_json_atomic(sidecar, record)
-        return VideoResult(path=path, sidecar_path=sidecar, seed=seed, record=record)
+        return VideoResult(path=path, sidecar_path=sidecar, seed=seed, record=record,
+                           frames=frames if self.keep_frames else None)
 
     def _frames_with_oom_retry(self, backend: ModelBackend, inputs: DenoiseInputs, timings: dict):
         """A real out-of-memory error: free what the failed attempt held, retry once on the next plan down."""

@@ -313,7 +313,7 @@ def load_pipeline_from_folder(folder: Path, dtype: str):
             raise ModelLoadError(f"{folder}: the {name} folder is missing.")
         try:
             if name in ("unet", "vae", "text_encoder", "image_encoder"):
-                model, info = cls.from_pretrained(path, torch_dtype=torch_dtype(dtype), output_loading_info=True)
+                model, info = cls.from_pretrained(path, dtype=torch_dtype(dtype), output_loading_info=True)
                 _initialise_missing(model, info.get("missing_keys") or [])
                 found.extend(_key_findings(name, info))
                 model.eval()
