@@ -68,9 +68,7 @@ class PreparedJob:
         """The same job on another plan (after an out-of-memory retry): size and frames may be smaller."""
         image = self.image
         if (decision.width, decision.height) != image.size:
-            image = fit_to_size(self.source.image, decision.width, decision.height)
-            if self.params.auto_enhance:
-                image = enhance(image)
+            image = model_input(self.source.image, decision.width, decision.height, self.params.auto_enhance)
         params = replace(self.params, width=decision.width, height=decision.height, frames=decision.frames)
         return replace(self, params=params, plan=decision.plan, decision=decision, image=image,
                        notices=self.notices + list(decision.notices))
@@ -130,9 +128,7 @@ def prepare(
         (width, height), size_notices = spec.size_for_tier(resolution, aspect)
     notices += size_notices
 
-    image = fit_to_size(source.image, width, height)
     if request.auto_enhance:
-        image = enhance(image)
         notices.append(Finding("image.enhanced", "Auto-enhance raised contrast ×1.2 and sharpness ×1.1."))
     scores, image_warnings = assess_image(source.image, (width, height))
     warnings += image_warnings
@@ -147,10 +143,7 @@ def prepare(
         width=width, height=height, frames=frames, steps=steps, guidance=guidance,
         negative_prompt=request.negative_prompt,
     )
-    if (width, height) != image.size:  # the planner chose a smaller size
-        image = fit_to_size(source.image, width, height)
-        if request.auto_enhance:
-            image = enhance(image)
+    image = model_input(source.image, width, height, request.auto_enhance)
 
     params = ResolvedParams(
         model=request.model,
@@ -172,6 +165,12 @@ def prepare(
         image_scores=scores, image_sha256=_image_digest(request.image, source), notices=notices, warnings=warnings,
         decision=decision,
     )
+
+
+def model_input(picture: Image.Image, width: int, height: int, auto_enhance: bool) -> Image.Image:
+    """The picture the model sees: fitted to width × height (LANCZOS, centre crop), enhanced when asked."""
+    fitted = fit_to_size(picture, width, height)
+    return enhance(fitted) if auto_enhance else fitted
 
 
 def _check_range(name: str, value: float, bounds: tuple[float, float], spec: ModelSpec) -> None:

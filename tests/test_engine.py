@@ -161,3 +161,17 @@ def test_warnings_and_notices_reach_the_result_and_the_sidecar(engine, photo_pat
     assert (record["params"]["width"], record["params"]["height"]) == (128, 64)
     assert {n["code"] for n in record["notices"]} >= {"size.snapped"}
     assert {w["code"] for w in record["warnings"]} >= {"prompt.abstract_only", "params.few_steps_high_guidance"}
+
+
+def test_auto_enhance_changes_what_the_model_sees_and_is_recorded(engine, photo_path):
+    import numpy as np
+
+    plain = engine.prepare(request(photo_path))
+    enhanced = engine.prepare(request(photo_path, auto_enhance=True))
+    assert plain.image.size == enhanced.image.size == (64, 64)
+    contrast = [float(np.asarray(job.image.convert("L"), dtype=np.float32).std()) for job in (plain, enhanced)]
+    assert contrast[1] > contrast[0] * 1.1
+    assert "image.enhanced" in {n.code for n in enhanced.notices}
+    assert "image.enhanced" not in {n.code for n in plain.notices}
+    record = engine.generate(request(photo_path, auto_enhance=True, seeds=(2,))).videos[0].record
+    assert record["params"]["auto_enhance"] is True and "--auto-enhance" in record["reproduce"]
