@@ -136,19 +136,17 @@ def _plan(args) -> int:
     from .paths import cache_dir
     from .planner import MemoryPlanner
     from .presets import DEFAULT_PRESET, get_preset
+    from .resolve import shape_for
 
     model = args.model or default_model()
     spec = spec_for(model)
     preset = get_preset(args.preset or DEFAULT_PRESET)
-    frames, notices = spec.snap_frames(args.frames if args.frames is not None else preset.frames)
     if (args.width is None) != (args.height is None):
         raise BadInputError("Give both --width and --height, or neither.")
-    if args.width is not None:
-        (width, height), size_notices = spec.snap_size(args.width, args.height)
-    else:
-        if not 0.1 <= args.aspect <= 10:
-            raise BadInputError("--aspect is width/height of the image, e.g. 1.78 for 16:9.")
-        (width, height), size_notices = spec.size_for_tier(args.resolution or preset.resolution, args.aspect)
+    if args.width is None and not 0.1 <= args.aspect <= 10:
+        raise BadInputError("--aspect is width/height of the image, e.g. 1.78 for 16:9.")
+    width, height, frames, _, notices = shape_for(spec, preset, frames=args.frames, resolution=args.resolution,
+                                                  width=args.width, height=args.height, aspect=args.aspect)
     if args.gpu_memory is not None:
         if not 0.5 <= args.gpu_memory <= 1024:
             raise BadInputError("--gpu-memory is the card's free memory in GiB, e.g. 12.")
@@ -171,7 +169,7 @@ def _plan(args) -> int:
         "planned": {"width": decision.width, "height": decision.height, "frames": decision.frames},
         "plan": decision.plan.to_dict(),
         "vram_estimate": decision.estimate.to_dict() if decision.estimate else None,
-        "notices": [n.to_dict() for n in [*notices, *size_notices, *decision.notices]],
+        "notices": [n.to_dict() for n in [*notices, *decision.notices]],
     }
     if args.json:
         print(json.dumps(report, ensure_ascii=False))

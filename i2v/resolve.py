@@ -114,19 +114,13 @@ def prepare(
     _check_range("steps", steps, spec.steps_range, spec)
     _check_range("guidance", guidance, spec.guidance_range, spec)
     _check_range("fps", fps, spec.fps_range, spec)
-    frames, frame_notices = spec.snap_frames(request.frames if request.frames is not None else preset.frames)
-    notices += frame_notices
-
     source = load_image(request.image)
     notices += source.notices
-    if request.width is not None:
-        resolution = None
-        (width, height), size_notices = spec.snap_size(request.width, request.height)
-    else:
-        resolution = request.resolution if request.resolution is not None else preset.resolution
-        aspect = source.image.width / source.image.height
-        (width, height), size_notices = spec.size_for_tier(resolution, aspect)
-    notices += size_notices
+    width, height, frames, resolution, shape_notices = shape_for(
+        spec, preset, frames=request.frames, resolution=request.resolution, width=request.width,
+        height=request.height, aspect=source.image.width / source.image.height,
+    )
+    notices += shape_notices
 
     if request.auto_enhance:
         notices.append(Finding("image.enhanced", "Auto-enhance raised contrast ×1.2 and sharpness ×1.1."))
@@ -165,6 +159,20 @@ def prepare(
         image_scores=scores, image_sha256=_image_digest(request.image, source), notices=notices, warnings=warnings,
         decision=decision,
     )
+
+
+def shape_for(spec: ModelSpec, preset: Preset, *, frames: int | None, resolution: int | None,
+              width: int | None, height: int | None, aspect: float):
+    """Width, height, frames and tier after preset defaults and the model's snapping, with the notices.
+    An explicit width × height wins over a resolution tier (tier: about tier² pixels at ``aspect``)."""
+    frames, notices = spec.snap_frames(frames if frames is not None else preset.frames)
+    if width is not None:
+        (width, height), size_notices = spec.snap_size(width, height)
+        resolution = None
+    else:
+        resolution = resolution if resolution is not None else preset.resolution
+        (width, height), size_notices = spec.size_for_tier(resolution, aspect)
+    return width, height, frames, resolution, notices + size_notices
 
 
 def model_input(picture: Image.Image, width: int, height: int, auto_enhance: bool) -> Image.Image:

@@ -134,7 +134,7 @@ class JobRun:
         """A real out-of-memory error: free what the failed attempt held, retry once on the next plan down."""
         outcome = self._attempt(backend, inputs, timings)
         if isinstance(outcome, str):
-            backend, inputs = self._smaller_plan_after_oom(backend, inputs, outcome)
+            inputs = self._smaller_plan_after_oom(backend, inputs, outcome)
             outcome = self._attempt(backend, inputs, timings)
             if isinstance(outcome, str):
                 free_cached_memory()
@@ -154,7 +154,7 @@ class JobRun:
                 raise
             return str(exc).splitlines()[0] or type(exc).__name__
 
-    def _smaller_plan_after_oom(self, backend: ModelBackend, inputs: DenoiseInputs, error: str):
+    def _smaller_plan_after_oom(self, backend: ModelBackend, inputs: DenoiseInputs, error: str) -> DenoiseInputs:
         free_cached_memory()
         job = self.job
         decision = job.decision
@@ -172,9 +172,8 @@ class JobRun:
         self.notices.extend(smaller.notices)
         backend.load(self.job.plan)
         params = self.job.params
-        inputs = replace(inputs, image=self.job.image, width=params.width, height=params.height,
-                         frames=params.frames)
-        return backend, inputs
+        return replace(inputs, image=self.job.image, width=params.width, height=params.height,
+                       frames=params.frames)
 
     def _frames_with_nan_retry(self, backend: ModelBackend, inputs: DenoiseInputs, timings: dict):
         """Run in the plan's dtype; on NaN/Inf retry once in a safer one: the whole run when the latents went bad,
