@@ -1,0 +1,147 @@
+"""Every job the app ran or will run, in one small SQLite file under the outputs folder.
+
+The store is the app's memory across restarts: the history gallery reads it, and a job that was queued or
+running when the process died is marked ``interrupted`` at the next start (its half-written files swept by the
+caller). One row per job; the request's settings, the result and the error are JSON columns so the schema stays
+small. Writes are short transactions from any thread (one connection per call; WAL journal).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+FILE_NAME = "jobs.sqlite3"
+STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
+FINISHED_STATES = ("done", "failed", "cancelled", "interrupted")
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    settings TEXT NOT NULL,
+    image_path TEXT,
+    result TEXT,
+    error_kind TEXT,
+    error_message TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at);
+"""
+
+
+@dataclass
+class JobRecord:
+    id: str
+    state: str
+    created_at: float
+    settings: dict[str, Any]  # what the user asked for, in the form "load these settings" needs
+    image_path: str | None = None  # the app's own copy of the input picture
+    started_at: float | None = None
+    finished_at: float | None = None
+    result: dict[str, Any] | None = None  # videos, notices, warnings, params (see JobManager)
+    error_kind: str | None = None
+    error_message: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED_STATES
+
+
+class JobStore:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        with self._connect() as db:
+            db.executescript(_SCHEMA)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @classmethod
+    def in_folder(cls, folder: Path) -> "JobStore":
+        return cls(Path(folder) / FILE_NAME)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            db = sqlite3.connect(self.path, timeout=10)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.row_factory = sqlite3.Row
+                with db:  # one transaction: committed on success, rolled back on error
+                    yield db
+            finally:
+                db.close()
+
+    # -- writes --------------------------------------------------------------------------------------------
+    def add(self, record: JobRecord) -> None:
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO jobs (id, state, created_at, settings, image_path) VALUES (?, ?, ?, ?, ?)",
+                (record.id, record.state, record.created_at, json.dumps(record.settings), record.image_path),
+            )
+
+    def mark_running(self, job_id: str) -> None:
+        self._update(job_id, state="running", started_at=time.time())
+
+    def mark_done(self, job_id: str, result: dict[str, Any]) -> None:
+        self._update(job_id, state="done", finished_at=time.time(), result=json.dumps(result))
+
+    def mark_failed(self, job_id: str, kind: str, message: str, result: dict[str, Any] | None = None) -> None:
+        self._update(job_id, state="failed", finished_at=time.time(), error_kind=kind, error_message=message,
+                     result=json.dumps(result) if result is not None else None)
+
+    def mark_cancelled(self, job_id: str) -> None:
+        self._update(job_id, state="cancelled", finished_at=time.time())
+
+    def mark_unfinished_interrupted(self) -> list[JobRecord]:
+        """At start-up: jobs a previous process left queued or running did not finish. Returns them."""
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM jobs WHERE state IN ('queued', 'running')").fetchall()
+            db.execute(
+                "UPDATE jobs SET state = 'interrupted', finished_at = ?, error_kind = 'interrupted', "
+                "error_message = ? WHERE state IN ('queued', 'running')",
+                (time.time(), "The app stopped before this job finished; nothing was saved from it."),
+            )
+        return [_record(row) for row in rows]
+
+    def _update(self, job_id: str, **columns: Any) -> None:
+        assignments = ", ".join(f"{name} = ?" for name in columns)
+        with self._connect() as db:
+            db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*columns.values(), job_id))
+
+    # -- reads ---------------------------------------------------------------------------------------------
+    def get(self, job_id: str) -> JobRecord | None:
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return _record(row) if row else None
+
+    def recent(self, limit: int = 50, states: tuple[str, ...] = STATES) -> list[JobRecord]:
+        """Newest first."""
+        marks = ", ".join("?" for _ in states)
+        with self._connect() as db:
+            rows = db.execute(
+                f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY created_at DESC LIMIT ?", (*states, limit)
+            ).fetchall()
+        return [_record(row) for row in rows]
+
+
+def _record(row: sqlite3.Row) -> JobRecord:
+    return JobRecord(
+        id=row["id"], state=row["state"], created_at=row["created_at"], settings=json.loads(row["settings"]),
+        image_path=row["image_path"], started_at=row["started_at"], finished_at=row["finished_at"],
+        result=json.loads(row["result"]) if row["result"] else None, error_kind=row["error_kind"],
+        error_message=row["error_message"],
+    )

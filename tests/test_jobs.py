@@ -1,0 +1,161 @@
+"""Jobs on the server: queue, progress, cancel, results, history that survives a new manager (= an app restart)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from i2v.engine import Engine
+from i2v.errors import BadInputError
+from i2v.hardware import FakeGpuInfo
+from i2v.jobs import JobManager, QueueFullError, fingerprint, request_from_settings
+from i2v.jobstore import JobRecord, JobStore
+from i2v.request import GenerationRequest
+
+
+@pytest.fixture
+def manager(tmp_path) -> JobManager:
+    engine = Engine(gpu_info=FakeGpuInfo.none(), output_dir=tmp_path / "outputs")
+    jobs = JobManager(engine, max_queue=2)
+    yield jobs
+    jobs.shutdown()
+
+
+def tiny(photo_path: Path, **changes) -> GenerationRequest:
+    values = dict(image=str(photo_path), prompt="a red ball rolling slowly to the left", model="tiny",
+                  preset="fast-check", resolution=128, frames=4, steps=2)
+    values.update(changes)
+    return GenerationRequest(**values)
+
+
+def long_job(photo_path: Path) -> GenerationRequest:
+    """Seconds of work on the tiny model: time to look at it queued or running, and to cancel it."""
+    return tiny(photo_path, resolution=256, frames=16, steps=250)
+
+
+def wait_for_step(manager: JobManager, job_id: str, step: int, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    status = manager.status(job_id)
+    while time.monotonic() < deadline:
+        progress = status.progress or {}
+        if status.finished or (progress.get("stage") == "denoise" and progress.get("step", 0) >= step):
+            return status
+        status = manager.wait(job_id, timeout=1, until_change_from=fingerprint(status))
+    raise AssertionError(f"job {job_id} did not reach step {step}: {status}")
+
+
+def test_a_job_runs_to_a_playable_video_with_poster_and_fixed_seed(manager, photo_path):
+    job_id = manager.submit(tiny(photo_path))
+    queued = manager.status(job_id)
+    assert queued.settings["seeds"] and len(queued.settings["seeds"]) == 1  # seed known before it runs
+    done = manager.wait(job_id, timeout=120)
+    assert done.state == "done", done.error_message
+    (video,) = done.result["videos"]
+    assert Path(video["path"]).stat().st_size > 0 and Path(video["sidecar"]).is_file()
+    assert video["seed"] == queued.settings["seeds"][0]
+    with Image.open(video["poster"]) as poster:
+        assert poster.format == "JPEG"
+    assert done.result["params"]["frames"] == 4
+
+
+def test_the_input_picture_is_kept_so_the_upload_may_vanish(manager, photo_path):
+    job_id = manager.submit(tiny(photo_path))
+    kept = Path(manager.status(job_id).image_path)
+    photo_path.unlink()
+    assert manager.wait(job_id, timeout=120).state == "done"
+    assert kept.is_file() and kept.parent.name == "inputs"
+
+
+def test_bad_input_is_refused_at_submit_and_nothing_is_queued(manager, photo_path):
+    with pytest.raises(BadInputError, match="prompt is empty"):
+        manager.submit(tiny(photo_path, prompt="  "))
+    with pytest.raises(BadInputError, match="steps"):
+        manager.submit(tiny(photo_path, steps=0))
+    assert manager.history() == [] and manager.active() == []
+
+
+def test_queue_positions_then_full_queue_is_refused_with_a_count(manager, photo_path):
+    first = manager.submit(long_job(photo_path))
+    wait_for_step(manager, first, 1)
+    second = manager.submit(tiny(photo_path))
+    third = manager.submit(tiny(photo_path))
+    assert [manager.status(j).position for j in (second, third)] == [1, 2]
+    with pytest.raises(QueueFullError, match="2 jobs are waiting"):
+        manager.submit(tiny(photo_path))
+    assert [s.id for s in manager.active()] == [first, second, third]
+    manager.cancel(first)
+    assert manager.wait(third, timeout=120).state == "done"
+    assert manager.status(second).state == "done"
+
+
+def test_cancel_stops_a_running_job_within_steps_and_leaves_no_video(manager, photo_path):
+    job_id = manager.submit(long_job(photo_path))
+    wait_for_step(manager, job_id, 2)
+    assert manager.cancel(job_id)
+    ended = manager.wait(job_id, timeout=60)
+    assert ended.state == "cancelled"
+    assert ended.progress is None or ended.progress["step"] < 250
+    assert not list(manager.engine.output_dir.glob("*/*.mp4"))
+
+
+def test_cancel_a_queued_job_before_it_starts(manager, photo_path):
+    running = manager.submit(long_job(photo_path))
+    waiting = manager.submit(tiny(photo_path))
+    assert manager.cancel(waiting)
+    assert manager.status(waiting).state == "cancelled"
+    manager.cancel(running)
+    assert manager.wait(running, timeout=60).state == "cancelled"
+    assert manager.cancel(waiting) is False  # already over
+
+
+def test_progress_reports_steps_elapsed_and_an_eta(manager, photo_path):
+    job_id = manager.submit(tiny(photo_path, steps=60))
+    status = wait_for_step(manager, job_id, 5)
+    assert status.state == "running" and status.progress["total_steps"] == 60
+    assert status.eta_s is not None and status.eta_s >= 0
+    manager.wait(job_id, timeout=120)
+
+
+def test_a_failed_job_keeps_the_error_and_the_worker_keeps_serving(manager, photo_path, monkeypatch):
+    def broken_load(request):
+        raise MemoryError("simulated host memory exhaustion")
+
+    original = manager.engine.generate
+    monkeypatch.setattr(manager.engine, "generate", lambda *a, **k: broken_load(a[0]))
+    failed = manager.submit(tiny(photo_path))
+    status = manager.wait(failed, timeout=60)
+    assert status.state == "failed" and status.error_kind == "internal"
+    assert "MemoryError" in status.error_message and failed in status.error_message
+    monkeypatch.setattr(manager.engine, "generate", original)
+    assert manager.wait(manager.submit(tiny(photo_path)), timeout=120).state == "done"
+
+
+def test_history_survives_a_new_manager_and_unfinished_jobs_become_interrupted(tmp_path, photo_path):
+    outputs = tmp_path / "outputs"
+    first = JobManager(Engine(gpu_info=FakeGpuInfo.none(), output_dir=outputs))
+    done_id = first.submit(tiny(photo_path, prompt="waves crashing on rocks"))
+    assert first.wait(done_id, timeout=120).state == "done"
+    first.shutdown()
+    # A job the crashed process left running, with a half-written file.
+    store = JobStore.in_folder(outputs)
+    store.add(JobRecord(id="deadbeef", state="queued", created_at=time.time(), settings={"prompt": "x"}))
+    store.mark_running("deadbeef")
+    partial = outputs / "20260101" / ".000000_deadbeef_01_seed1.abc123.partial.mp4"
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(b"half")
+
+    again = JobManager(Engine(gpu_info=FakeGpuInfo.none(), output_dir=outputs))
+    assert [r.id for r in again.recover()] == ["deadbeef"]
+    history = again.history()
+    assert [h.id for h in history] == ["deadbeef", done_id]
+    assert history[0].state == "interrupted" and "stopped before" in history[0].error_message
+    assert history[1].settings["prompt"] == "waves crashing on rocks"
+    assert Path(history[1].result["videos"][0]["path"]).is_file()
+    assert not partial.exists()
+    # "load these settings": the stored settings and kept picture make the same request again
+    again_request = request_from_settings(history[1].settings, history[1].image_path)
+    assert again_request.seeds == tuple(history[1].settings["seeds"]) and again_request.frames == 4
+    assert again.wait(again.submit(again_request), timeout=120).state == "done"
+    again.shutdown()
