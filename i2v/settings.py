@@ -1,0 +1,110 @@
+"""The app's settings, declared once: each has a default, an ``I2V_*`` environment variable and a flag of
+``app.py``. The README's configuration table must list every one (tests/test_docs.py checks).
+
+Precedence: command-line flag > environment variable > default.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from .paths import outputs_dir
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+    parse: Callable[[str], Any] = str
+
+    @property
+    def env(self) -> str:
+        return f"I2V_{self.name.upper()}"
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError(f"must be a positive whole number, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise ValueError(f"must be a TCP port 1..65535, got {text!r}")
+    return value
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("host", "127.0.0.1", "address to listen on (0.0.0.0 exposes the app to the network)"),
+    Setting("port", 7860, "TCP port of the web UI", _port),
+    Setting("model", "", "hub id, local folder or 'tiny'; empty: ali-vilab/i2vgen-xl with a CUDA GPU, tiny without"),
+    Setting("output_dir", "", "where videos, sidecars, posters, kept inputs and the job database go "
+            "(empty: outputs/ in the project)"),
+    Setting("queue_size", 8, "jobs that may wait behind the running one; more are refused with a 'busy' message",
+            _positive_int),
+    Setting("max_upload_mb", 50, "largest upload accepted, in megabytes", _positive_int),
+    Setting("poll_seconds", 2.0, "how often the page polls /gpu_status", _positive_float),
+)
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    host: str
+    port: int
+    model: str
+    output_dir: str
+    queue_size: int
+    max_upload_mb: int
+    poll_seconds: float
+
+    @property
+    def outputs(self) -> Path:
+        return Path(self.output_dir) if self.output_dir else outputs_dir()
+
+
+assert [s.name for s in SETTINGS] == [f.name for f in fields(AppSettings)], "settings and AppSettings disagree"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    for setting in SETTINGS:
+        parser.add_argument(setting.flag, dest=setting.name, default=None,
+                            help=f"{setting.help} (env {setting.env}, default {setting.default!r})")
+
+
+def load_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> AppSettings:
+    """Flags > environment > defaults. An unparsable value exits with a message naming the setting."""
+    environ = os.environ if environ is None else environ
+    parser = argparse.ArgumentParser(prog="app.py", description="I2V Studio web UI")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw, source = getattr(args, setting.name), setting.flag
+        if raw is None:
+            raw, source = environ.get(setting.env), setting.env
+        if raw is None:
+            values[setting.name] = setting.default
+            continue
+        try:
+            values[setting.name] = setting.parse(raw)
+        except ValueError as exc:
+            parser.error(f"{source}: {exc}")
+    return AppSettings(**values)

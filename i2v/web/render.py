@@ -1,0 +1,165 @@
+"""HTML and Markdown for the page, from engine objects. Pure functions: no Gradio, no state.
+
+Every block carries ``data-*`` attributes (state, verdict, level) so the browser tests read meaning, not styling.
+"""
+from __future__ import annotations
+
+import html
+import time
+from collections.abc import Iterable
+
+from ..errors import BadInputError
+from ..findings import Finding
+from ..jobs import JobStatus
+from ..planner import InsufficientMemoryError
+from ..resolve import PreparedJob
+
+GIB = 1024**3
+
+
+def esc(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def findings_markdown(findings: Iterable[Finding], *, icon: str) -> str:
+    lines = []
+    for finding in findings:
+        hint = f" — {finding.hint}" if finding.hint else ""
+        lines.append(f"- {icon} {finding.message}{hint}")
+    return "\n".join(lines)
+
+
+def findings_html(findings: Iterable[Finding | dict], *, kind: str) -> str:
+    items = []
+    for finding in findings:
+        data = finding.to_dict() if isinstance(finding, Finding) else finding
+        hint = f' <span class="hint">{esc(data["hint"])}</span>' if data.get("hint") else ""
+        items.append(f'<li data-code="{esc(data["code"])}">{esc(data["message"])}{hint}</li>')
+    if not items:
+        return ""
+    title = {"notice": "What the app changed", "warning": "Warnings", "model": "Model warnings"}[kind]
+    return f'<div class="findings findings-{kind}"><strong>{title}</strong><ul>{"".join(items)}</ul></div>'
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "…"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+# -- the planner's verdict before Generate ---------------------------------------------------------------------
+def verdict_html(job: PreparedJob | None, error: BadInputError | None = None, *, assumed_square: bool = False,
+                 expected_s: float | None = None) -> str:
+    if error is not None:
+        verdict = "cannot" if isinstance(error, InsufficientMemoryError) else "invalid"
+        title = "Cannot fit on this GPU" if verdict == "cannot" else "Cannot run these settings"
+        return _verdict(verdict, "✖", title, esc(error))
+    assert job is not None
+    params, plan = job.params, job.plan
+    shape = f"{params.width}×{params.height}, {params.frames} frames, {params.steps} steps, {plan.dtype}"
+    notes = [n for n in job.notices if n.code.startswith(("plan.", "frames.", "size."))]
+    details = "".join(f"<li>{esc(n)}</li>" for n in notes)
+    extra = f"<ul>{details}</ul>" if details else ""
+    if expected_s is not None:
+        extra += f"<p>Expected: about {duration(expected_s)} of denoising (learned from earlier jobs here).</p>"
+    if assumed_square:
+        extra += "<p class='hint'>No image yet: a square picture is assumed.</p>"
+    if plan.device == "cpu":
+        return _verdict("cpu", "ℹ", f"Runs on the CPU: {esc(shape)}", extra)
+    estimate = job.decision.estimate if job.decision else None
+    peak = f"predicted peak {estimate.peak_bytes / GIB:.1f} GiB" if estimate else "no memory prediction for this model"
+    if any(n.code == "plan.downgraded" for n in job.notices):
+        return _verdict("downgrade", "⚠", f"Will be downgraded to {esc(shape)} ({peak})", extra)
+    return _verdict("fits", "✔", f"Fits on {esc(plan.device)}: {esc(shape)} ({peak})", extra)
+
+
+def _verdict(kind: str, icon: str, title: str, body: str) -> str:
+    return (f'<div class="verdict verdict-{kind}" data-verdict="{kind}"><strong>{icon} {title}</strong>'
+            f"{body}</div>")
+
+
+# -- a job's progress and outcome ------------------------------------------------------------------------------
+def status_html(status: JobStatus | None, *, error: str | None = None) -> str:
+    if error is not None:
+        return f'<div class="job job-error" data-state="refused" role="alert"><strong>✖</strong> {esc(error)}</div>'
+    if status is None:
+        return '<div class="job" data-state="idle">No job yet: upload an image, describe the motion, Generate.</div>'
+    head = f'<div class="job job-{status.state}" data-state="{status.state}" data-job="{esc(status.id)}">'
+    if status.state == "queued":
+        ahead = status.position or 0
+        body = (f"<strong>Waiting in the queue</strong>: {ahead} job{'s' if ahead != 1 else ''} ahead "
+                f"(position {ahead + 1}). It keeps its place if you close this tab.")
+        return head + body + "</div>"
+    if status.state == "running":
+        return head + _progress(status) + "</div>"
+    if status.state == "done":
+        videos = (status.result or {}).get("videos", [])
+        took = (status.finished_at or 0) - (status.started_at or status.finished_at or 0)
+        return head + f"<strong>✔ Done</strong>: {len(videos)} video{'s' if len(videos) != 1 else ''} in {duration(took)}.</div>"
+    if status.state == "cancelled":
+        return head + "<strong>Cancelled.</strong> Nothing was saved from this job.</div>"
+    if status.state == "interrupted":
+        return head + f"<strong>Interrupted</strong>: {esc(status.error_message or '')}</div>"
+    return (head + f'<span role="alert"><strong>✖ Failed</strong>: {esc(status.error_message or "unknown error")}'
+            "</span> The app is ready for the next job.</div>")
+
+
+def _progress(status: JobStatus) -> str:
+    progress = status.progress
+    if progress is None:
+        return "<strong>Starting…</strong>"
+    stage = progress["stage"]
+    percent = round(100 * progress["fraction"])
+    candidate = (f"video {progress['candidate']} of {progress['candidates']}, " if progress["candidates"] > 1 else "")
+    if stage == "load":
+        what = "loading the model (the first job after start takes longest)"
+    elif stage == "denoise":
+        what = f"{candidate}step {progress['step']} of {progress['total_steps']}"
+    else:
+        what = f"{candidate}{ {'decode': 'decoding frames', 'encode': 'writing the video', 'done': 'finishing'}.get(stage, stage)}"
+    eta = f" · about {duration(status.eta_s)} left" if status.eta_s is not None else ""
+    return (f'<div class="progress-label"><strong>Generating</strong>: {esc(what)} · {duration(progress["elapsed_s"])} '
+            f"elapsed{eta}</div>"
+            f'<div class="progress" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow="{percent}">'
+            f'<div class="progress-fill" style="width:{percent}%"></div></div>')
+
+
+def video_caption(video: dict, params: dict) -> str:
+    random_note = " · random weights: noise" if params.get("model") == "tiny" else ""
+    return (f"**Seed {video['seed']}** · {params.get('width')}×{params.get('height')}, {params.get('frames')} frames, "
+            f"{params.get('steps')} steps, guidance {params.get('guidance')}, {params.get('fps')} fps{random_note}")
+
+
+# -- history ---------------------------------------------------------------------------------------------------
+def history_caption(status: JobStatus) -> str:
+    settings = status.settings
+    prompt = settings.get("prompt", "")
+    prompt = prompt if len(prompt) <= 60 else prompt[:57] + "…"
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(status.created_at))
+    return f"{prompt} — {settings.get('preset') or 'custom'}, {when}"
+
+
+def history_table(statuses: list[JobStatus]) -> str:
+    if not statuses:
+        return '<div class="history-empty">No runs yet. Finished jobs appear here and stay after a restart.</div>'
+    rows = []
+    for status in statuses:
+        params = (status.result or {}).get("params") or status.settings
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(status.created_at))
+        size = f"{params.get('width')}×{params.get('height')}" if params.get("width") else f"{params.get('resolution')}p"
+        note = esc(status.error_message or "") if status.state in ("failed", "interrupted") else ""
+        rows.append(
+            f'<tr data-job="{esc(status.id)}" data-state="{status.state}"><td>{when}</td><td>{status.state}</td>'
+            f"<td>{esc(status.settings.get('prompt', ''))}</td><td>{esc(params.get('preset') or 'custom')}</td>"
+            f"<td>{size}, {params.get('frames')} f, {params.get('steps')} st, cfg {params.get('guidance')}</td>"
+            f"<td>{note}</td></tr>"
+        )
+    return ('<table class="history"><thead><tr><th>time</th><th>state</th><th>prompt</th><th>preset</th>'
+            f'<th>parameters</th><th>note</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')

@@ -1,0 +1,157 @@
+"""The web server: a FastAPI app with our JSON routes, the Gradio page mounted at ``/``.
+
+``create_app`` wires engine, job manager, monitor and page from the settings; ``ServerThread`` runs it in the
+background (tests, and any caller that wants the app in-process).
+"""
+from __future__ import annotations
+
+import html
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from .. import step_times
+from ..backends import spec_for
+from ..engine import Engine
+from ..jobs import JobManager
+from ..jobstore import FILE_NAME as JOBS_DB
+from ..keywords import load_keyword_library
+from ..monitor import GpuMonitor
+from ..paths import cache_dir
+from ..presets import load_presets
+from ..request import DEFAULT_MODEL
+from ..settings import AppSettings
+from .ui import Studio
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).resolve().parent / "static"
+TINY = "tiny"
+
+
+@dataclass
+class StudioApp:
+    """Everything one running app holds."""
+
+    fastapi: FastAPI
+    blocks: gr.Blocks
+    jobs: JobManager
+    monitor: object
+    model: str
+    started_at: float
+
+
+def choose_model(configured: str, monitor) -> str:
+    """The configured model, else the real I2VGen-XL where an NVIDIA GPU is present and ``tiny`` otherwise."""
+    if configured:
+        return configured
+    return DEFAULT_MODEL if monitor.snapshot().gpu_present else TINY
+
+
+def create_app(settings: AppSettings, *, monitor=None, engine: Engine | None = None) -> StudioApp:
+    monitor = monitor or GpuMonitor()
+    model = choose_model(settings.model, monitor)
+    spec = spec_for(model)  # a bad --model fails here, at start, with the loader's message
+    presets = load_presets()
+    keywords = load_keyword_library()
+    engine = engine or Engine(gpu_info=monitor, output_dir=settings.outputs, presets=presets, keywords=keywords)
+    jobs = JobManager(engine, max_queue=settings.queue_size)
+    for record in jobs.recover():
+        log.warning("job %s (%s) did not finish before the last stop: shown as interrupted", record.id,
+                    record.settings.get("prompt", "")[:60])
+    runs_on = _runs_on(monitor, model)
+    studio = Studio(
+        jobs, model=model, spec=spec, presets=presets, keywords=keywords,
+        gpu_panel_html=(f'<div id="gpu-panel" data-poll-ms="{int(settings.poll_seconds * 1000)}" '
+                        f'data-runs-on="{html.escape(runs_on)}" data-state="loading">Reading GPU status…</div>'),
+        banner_html=_banner(model, spec, runs_on),
+        expected_seconds=expected_seconds,
+    )
+    blocks = studio.build()
+    blocks.queue(max_size=max(32, settings.queue_size * 4), default_concurrency_limit=None)
+    started_at = time.time()
+
+    api = FastAPI(title="I2V Studio", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @api.get("/gpu_status")
+    def gpu_status() -> JSONResponse:
+        """The monitor's snapshot (schema: README "GPU status"). Cached 0.5 s in the monitor."""
+        return JSONResponse(monitor.snapshot().to_dict(), headers={"Cache-Control": "no-store"})
+
+    @api.get("/healthz")
+    def healthz() -> JSONResponse:
+        return JSONResponse({"ok": True, "model": model, "uptime_s": round(time.time() - started_at, 1),
+                             "queue": jobs.queue_length()}, headers={"Cache-Control": "no-store"})
+
+    outputs = settings.outputs.resolve()
+    outputs.mkdir(parents=True, exist_ok=True)
+    gr.mount_gradio_app(
+        api, blocks, path="",
+        allowed_paths=[str(outputs)],
+        blocked_paths=[str(outputs / JOBS_DB), str(outputs / f"{JOBS_DB}-wal"), str(outputs / f"{JOBS_DB}-shm")],
+        max_file_size=f"{settings.max_upload_mb}mb",
+        footer_links=["api"],
+        css=(STATIC / "studio.css").read_text(encoding="utf-8"),
+        head=f"<script>{(STATIC / 'gpu_panel.js').read_text(encoding='utf-8')}</script>",
+    )
+    return StudioApp(api, blocks, jobs, monitor, model, started_at)
+
+
+def _runs_on(monitor, model: str) -> str:
+    snapshot = monitor.snapshot()
+    if snapshot.gpu_present:
+        names = ", ".join(gpu.name for gpu in snapshot.gpus)
+        return f"the GPU ({names})"
+    return "the CPU" + (" with the tiny test model" if model == TINY else "")
+
+
+def _banner(model: str, spec, runs_on: str) -> str:
+    name = html.escape(model)
+    if spec.random_weights:
+        return (f'<div class="banner banner-noise" data-model="{name}">Model: <strong>{name}</strong> — random '
+                "weights, so every video is noise. It is here to try the app without a GPU or a download. Start "
+                "with <code>--model ali-vilab/i2vgen-xl</code> on a GPU for real videos. Running on "
+                f"{html.escape(runs_on)}.</div>")
+    return (f'<div class="banner" data-model="{name}">Model: <strong>{name}</strong> ({html.escape(spec.family)}) '
+            f"on {html.escape(runs_on)}.</div>")
+
+
+def expected_seconds(job) -> float | None:
+    """Denoising time learned from earlier jobs on this device, or None before the first one."""
+    params = job.params
+    return step_times.estimate(cache_dir(), device_name=job.plan.gpu_name or "CPU", family=job.spec.family,
+                               dtype=job.plan.dtype, width=params.width, height=params.height,
+                               frames=params.frames, steps=params.steps)
+
+
+class ServerThread:
+    """Serve a ``StudioApp`` from a background thread until ``stop()``."""
+
+    def __init__(self, app: StudioApp, host: str = "127.0.0.1", port: int = 7860):
+        self.app = app
+        self.url = f"http://{host}:{port}/"
+        config = uvicorn.Config(app.fastapi, host=host, port=port, log_level="warning", lifespan="on",
+                                timeout_graceful_shutdown=2)  # open browser tabs keep connections alive
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="i2v-web", daemon=True)
+
+    def start(self, timeout: float = 30.0) -> "ServerThread":
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the web server did not start on {self.url}")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        self.app.jobs.shutdown()
+        self.server.should_exit = True
+        self.thread.join(10)

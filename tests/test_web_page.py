@@ -1,0 +1,209 @@
+"""The page in headless Chromium (Debian's chromium via Playwright's executable_path), against the real app on
+the tiny model: what a person sees and clicks."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from i2v.monitor import FakeGpuMonitor
+
+from web_support import CHROMIUM, CHROMIUM_FLAGS, running_app
+
+if os.environ.get("I2V_REQUIRE_BROWSER") == "1":  # .ci/run: a missing browser is a failure, not a skip
+    import playwright.sync_api as playwright_api
+
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: apt-get install chromium"
+else:
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                    reason="chromium is not installed (apt-get install chromium)")
+
+TIMEOUT_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as pw:
+        # Playwright gives every launch a fresh temporary profile (it refuses --user-data-dir here).
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory):
+    with running_app(tmp_path_factory.mktemp("page-outputs")) as server:
+        yield server
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    yield page
+    context.close()
+
+
+def open_page(page, server):
+    page.goto(server.url)
+    page.wait_for_selector("#plan-verdict [data-verdict]")  # the page's load events have answered
+    return page
+
+
+def set_number(page, elem_id: str, value) -> None:
+    field = page.locator(f"#{elem_id} input[type=number]")
+    field.fill(str(value))
+    field.press("Enter")
+
+
+def choose_resolution(page, label: str) -> None:
+    page.click("#resolution input")
+    page.get_by_role("option", name=label, exact=True).click()
+
+
+def small_job(page, photo_path: Path, *, prompt="a red ball rolling slowly to the left", steps=3, frames=4,
+              resolution="128p") -> None:
+    page.set_input_files("#input-image input[type=file]", str(photo_path))
+    page.wait_for_selector("#image-report .findings")
+    page.locator("#prompt textarea").fill(prompt)
+    page.get_by_text("Fast check", exact=False).first.click()
+    page.click("#advanced button")  # open the accordion
+    choose_resolution(page, resolution)
+    set_number(page, "frames", frames)
+    set_number(page, "steps", steps)
+    page.wait_for_function(f"document.querySelector('#plan-verdict').innerText.includes('{frames} frames, {steps} steps')")
+
+
+def job_state(page) -> str:
+    return page.get_attribute("#job-status [data-state]", "data-state")
+
+
+def wait_state(page, *states: str) -> str:
+    selector = ", ".join(f"#job-status [data-state={s}]" for s in states)
+    page.wait_for_selector(selector)
+    return job_state(page)
+
+
+def test_generate_on_tiny_shows_progress_then_a_playable_video(page, app_server, photo_path):
+    open_page(page, app_server)
+    assert "tiny" in page.inner_text("#model-banner") and "noise" in page.inner_text("#model-banner")
+    small_job(page, photo_path, steps=60, frames=8)
+    page.click("#generate")
+    wait_state(page, "running")
+    page.wait_for_function("/step \\d+ of 60/.test(document.querySelector('#job-status').innerText)")
+    assert page.get_attribute("#job-status [role=progressbar]", "aria-valuenow") is not None
+    label = page.inner_text("#job-status")
+    assert re.search(r"step \d+ of 60", label) and "elapsed" in label
+    assert wait_state(page, "done", "failed") == "done", page.inner_text("#job-status")
+    video = page.wait_for_selector("#video-0 video")
+    page.wait_for_function("document.querySelector('#video-0 video').readyState >= 1")  # metadata decoded
+    assert page.evaluate("document.querySelector('#video-0 video').duration") > 0
+    assert re.search(r"Seed \d+", page.inner_text("#caption-0"))
+    assert video.get_attribute("src")
+    assert ".json" in page.inner_text("#files-0")  # the record is downloadable beside the video
+
+
+def test_preset_fills_the_parameters_and_traps_show_next_to_them(page, app_server):
+    open_page(page, app_server)
+    page.get_by_text("High quality", exact=False).first.click()
+    page.click("#advanced button")
+    page.wait_for_function("document.querySelector('#steps input[type=number]')?.value === '80'")
+    assert page.input_value("#frames input[type=number]") == "24"
+    set_number(page, "steps", 10)
+    set_number(page, "guidance", 14)
+    page.wait_for_selector("#param-traps [data-code='params.few_steps_high_guidance']")
+
+
+def test_guidance_while_typing_and_keyword_chips(page, app_server, photo_path):
+    open_page(page, app_server)
+    page.locator("#prompt textarea").fill("make it beautiful")
+    page.wait_for_selector("#prompt-lint [data-code='prompt.abstract_only']")
+    page.click("#keywords button")  # open the keyword library
+    page.locator(".keyword-chips button", has_text="waves crashing").first.click()
+    page.wait_for_function("document.querySelector('#prompt textarea').value.endsWith('waves crashing')")
+    page.wait_for_selector("#prompt-lint [data-code='prompt.no_direction']")  # abstract-only is gone
+    assert "prompt.abstract_only" not in page.inner_html("#prompt-lint")
+    page.locator(".keyword-chips button", has_text="in slow motion").first.click()
+    page.wait_for_selector("#prompt-lint [data-code='prompt.ok']")
+    page.set_input_files("#input-image input[type=file]", str(photo_path))
+    page.wait_for_selector("#image-report [data-code='image.too_small']")  # 320×256 for a 512p video
+
+
+def test_errors_are_words_and_the_page_stays_usable(page, app_server, photo_path):
+    open_page(page, app_server)
+    page.locator("#prompt textarea").fill("a red ball rolling to the left")
+    page.click("#generate")
+    wait_state(page, "refused")
+    assert "Upload an image first" in page.inner_text("#job-status")
+    assert "Traceback" not in page.content()
+    small_job(page, photo_path)
+    page.click("#generate")
+    assert wait_state(page, "done", "failed") == "done"
+
+
+def test_reload_shows_the_same_job_and_cancel_stops_it(page, app_server, photo_path):
+    open_page(page, app_server)
+    small_job(page, photo_path, steps=250, frames=16, resolution="256p")
+    page.click("#generate")
+    wait_state(page, "running")
+    job_id = page.get_attribute("#job-status [data-state]", "data-job")
+    page.reload()  # the job lives on the server: the page picks it up again
+    page.wait_for_selector(f"#job-status [data-job='{job_id}'][data-state=running]")
+    page.click("#cancel")
+    assert wait_state(page, "cancelled") == "cancelled"
+    assert app_server.app.jobs.status(job_id).state == "cancelled"
+    assert not any(job_id in p.name for p in Path(app_server.app.jobs.engine.output_dir).rglob("*.mp4"))
+
+
+def test_use_this_seed_copies_the_candidate_seed(page, app_server, photo_path):
+    open_page(page, app_server)
+    small_job(page, photo_path)
+    page.click("#generate")
+    assert wait_state(page, "done") == "done"
+    seed = re.search(r"Seed (\d+)", page.inner_text("#caption-0")).group(1)
+    page.click("#use-seed-0")
+    page.wait_for_function(f"document.querySelector('#seed input')?.value === '{seed}'")
+
+
+def test_gpu_panel_says_plainly_there_is_no_gpu(page, app_server):
+    open_page(page, app_server)
+    page.wait_for_selector("#gpu-panel[data-state=none]")
+    text = page.inner_text("#gpu-panel")
+    assert "No NVIDIA GPU" in text and "CPU" in text
+
+
+def test_gpu_panel_warns_at_85_percent_memory(page, tmp_path):
+    monitor = FakeGpuMonitor.single(total_gib=80.0, used_gib=68.0)
+    with running_app(tmp_path / "outputs", monitor=monitor) as server:
+        open_page(page, server)
+        page.wait_for_selector("#gpu-panel[data-state=warning] .gpu[data-level=warning]")
+        text = page.inner_text("#gpu-panel")
+        assert "85 %" in text and "Lower the resolution" in text
+        monitor.set_used(0, int(8 * 1024**3))  # memory freed: the next poll clears the warning
+        page.wait_for_selector("#gpu-panel[data-state=ok] .gpu[data-level=ok]")
+        assert "Lower the resolution" not in page.inner_text("#gpu-panel")
+
+
+def test_history_survives_a_restart_and_loads_settings(page, tmp_path, photo_path):
+    outputs = tmp_path / "outputs"
+    with running_app(outputs) as first:
+        open_page(page, first)
+        small_job(page, photo_path, prompt="waves crashing on the rocks")
+        page.click("#generate")
+        assert wait_state(page, "done") == "done"
+        job_id = page.get_attribute("#job-status [data-state]", "data-job")
+    with running_app(outputs) as second:  # a new process would read the same job database
+        open_page(page, second)
+        page.wait_for_selector(f"#history-table tr[data-job='{job_id}'][data-state=done]")
+        page.locator("#history-gallery button.thumbnail-item").first.dispatch_event("click")
+        page.wait_for_selector("#load-settings:not([disabled])")
+        assert "waves crashing on the rocks" in page.inner_text("#history-detail")
+        page.locator("#prompt textarea").fill("something else")
+        page.click("#load-settings")
+        page.wait_for_function(
+            "document.querySelector('#prompt textarea').value === 'waves crashing on the rocks'")
+        page.wait_for_function("document.querySelector('#plan-verdict').innerText.includes('4 frames, 3 steps')")

@@ -1,0 +1,36 @@
+"""Run the real app in-process on a free port, and drive headless Chromium against it."""
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+from i2v.settings import load_settings
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Flags measured to work here (../shared/ENGINEERING.md); the profile folder is added per browser.
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_app(outputs: Path, *, monitor=None, model: str = "tiny", queue_size: int = 8) -> Iterator:
+    """The app as ``app.py`` builds it (same settings path), served from a thread; yields the ServerThread."""
+    from i2v.web.server import ServerThread, create_app
+
+    port = free_port()
+    settings = load_settings(["--port", str(port), "--model", model, "--output-dir", str(outputs),
+                              "--queue-size", str(queue_size)], environ={})
+    server = ServerThread(create_app(settings, monitor=monitor), port=port).start()
+    try:
+        yield server
+    finally:
+        server.stop()
