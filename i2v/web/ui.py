@@ -122,7 +122,7 @@ class Studio:
                         slots = [self._slot(index) for index in range(SLOTS)]
                     findings = gr.HTML(elem_id="job-findings")
             with gr.Accordion("History (kept across restarts)", open=True, elem_id="history"):
-                gallery = gr.Gallery(label="Past runs", columns=8, height=220, object_fit="contain",
+                gallery = gr.Gallery(label="Past runs", columns=8, height="auto", object_fit="contain",
                                      allow_preview=False, elem_id="history-gallery")
                 with gr.Row():
                     history_detail = gr.Markdown("Select a past run to see it and load its settings.",
