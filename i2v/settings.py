@@ -38,10 +38,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
+def _poll_seconds(text: str) -> float:
     value = float(text)
-    if not value > 0:
-        raise ValueError(f"must be a positive number, got {text!r}")
+    if not 0.5 <= value <= 60:  # faster floods the server from every tab; slower is no longer "live"
+        raise ValueError(f"must be between 0.5 and 60 seconds, got {text!r}")
     return value
 
 
@@ -61,7 +61,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("queue_size", 8, "jobs that may wait behind the running one; more are refused with a 'busy' message",
             _positive_int),
     Setting("max_upload_mb", 50, "largest upload accepted, in megabytes", _positive_int),
-    Setting("poll_seconds", 2.0, "how often the page polls /gpu_status", _positive_float),
+    Setting("poll_seconds", 2.0, "how often the page polls /gpu_status (0.5..60 s)", _poll_seconds),
 )
 
 
@@ -99,7 +99,7 @@ def load_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] 
     for setting in SETTINGS:
         raw, source = getattr(args, setting.name), setting.flag
         if raw is None:
-            raw, source = environ.get(setting.env), setting.env
+            raw, source = environ.get(setting.env) or None, setting.env  # set but empty = not set
         if raw is None:
             values[setting.name] = setting.default
             continue

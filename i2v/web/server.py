@@ -152,6 +152,12 @@ class ServerThread:
         return self
 
     def stop(self) -> None:
+        """Stop jobs and server; connections still open after the graceful period are closed by force."""
         self.app.jobs.shutdown()
         self.server.should_exit = True
-        self.thread.join(10)
+        self.thread.join(3)
+        if self.thread.is_alive():
+            self.server.force_exit = True
+            self.thread.join(10)
+        if self.thread.is_alive():
+            raise RuntimeError(f"the web server on {self.url} did not stop")

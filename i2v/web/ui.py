@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -320,7 +321,10 @@ class Studio:
             raise gr.Error(f"Job {job_id} {status.state}: {message}", print_exception=False)
         videos = status.result["videos"]
         files = [path for video in videos for path in (video["path"], video["sidecar"])]
-        return videos[0]["path"], files, {"job_id": job_id, **status.result}
+        # Gradio turns any dict with a "path" key into a file download, so the result names files instead.
+        described = [{"seed": v["seed"], "video": Path(v["path"]).name, "record": Path(v["sidecar"]).name}
+                     for v in videos]
+        return videos[0]["path"], files, {"job_id": job_id, **status.result, "videos": described}
 
     # -- iteration -----------------------------------------------------------------------------------------
     @staticmethod

@@ -1,0 +1,112 @@
+"""The web app's settings (i2v/settings.py): defaults, environment over default, flag over environment, a bad
+value stops the start with a message naming the setting, and every setting is documented. Plus the model the
+server picks when none is configured."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from i2v.monitor import FakeGpuMonitor
+from i2v.settings import SETTINGS, AppSettings, load_settings
+from i2v.web.server import choose_model
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_defaults():
+    settings = load_settings([], environ={})
+    assert settings == AppSettings(host="127.0.0.1", port=7860, model="", output_dir="", queue_size=8,
+                                   max_upload_mb=50, poll_seconds=2.0)
+
+
+def test_settings_are_named_consistently():
+    assert {s.name: (s.env, s.flag) for s in SETTINGS}["max_upload_mb"] == ("I2V_MAX_UPLOAD_MB", "--max-upload-mb")
+    for setting in SETTINGS:
+        assert setting.env == "I2V_" + setting.name.upper()
+        assert setting.flag == "--" + setting.name.replace("_", "-")
+
+
+def test_environment_overrides_defaults():
+    environ = {"I2V_HOST": "0.0.0.0", "I2V_PORT": "8123", "I2V_MODEL": "tiny", "I2V_OUTPUT_DIR": "/tmp/videos",
+               "I2V_QUEUE_SIZE": "3", "I2V_MAX_UPLOAD_MB": "12", "I2V_POLL_SECONDS": "0.5"}
+    settings = load_settings([], environ=environ)
+    assert settings == AppSettings(host="0.0.0.0", port=8123, model="tiny", output_dir="/tmp/videos",
+                                   queue_size=3, max_upload_mb=12, poll_seconds=0.5)
+    assert settings.outputs == Path("/tmp/videos")
+
+
+def test_flags_override_the_environment():
+    environ = {"I2V_PORT": "8123", "I2V_MODEL": "tiny", "I2V_QUEUE_SIZE": "3", "I2V_POLL_SECONDS": "0.5"}
+    settings = load_settings(["--port", "9001", "--model", "ali-vilab/i2vgen-xl", "--queue-size=5"],
+                             environ=environ)
+    assert settings.port == 9001
+    assert settings.model == "ali-vilab/i2vgen-xl"
+    assert settings.queue_size == 5
+    assert settings.poll_seconds == 0.5  # not given as a flag: the environment still counts
+    assert settings.host == "127.0.0.1"  # in neither: the default
+
+
+def test_an_empty_flag_value_overrides_the_environment():
+    """``--model ""`` means "choose for me" even when I2V_MODEL is set."""
+    assert load_settings(["--model", ""], environ={"I2V_MODEL": "tiny"}).model == ""
+
+
+@pytest.mark.parametrize("value", ["0", "65536", "abc", "-1", "80.5"])
+def test_a_bad_port_flag_stops_with_a_message_naming_the_flag(value, capsys):
+    with pytest.raises(SystemExit) as stop:
+        load_settings(["--port", value], environ={})
+    assert stop.value.code != 0
+    error = capsys.readouterr().err
+    assert "--port" in error
+    assert value in error
+    assert "Traceback" not in error
+
+
+@pytest.mark.parametrize("value", ["0", "abc"])
+def test_a_bad_port_in_the_environment_stops_with_a_message_naming_the_variable(value, capsys):
+    with pytest.raises(SystemExit) as stop:
+        load_settings([], environ={"I2V_PORT": value})
+    assert stop.value.code != 0
+    error = capsys.readouterr().err
+    assert "I2V_PORT" in error
+    assert value in error
+
+
+def test_an_empty_environment_variable_counts_as_unset():
+    assert load_settings([], environ={"I2V_PORT": "", "I2V_POLL_SECONDS": ""}).port == 7860
+
+
+def test_a_good_flag_rescues_a_bad_environment_value():
+    assert load_settings(["--port", "8080"], environ={"I2V_PORT": "abc"}).port == 8080
+
+
+@pytest.mark.parametrize(("env", "value"), [("I2V_QUEUE_SIZE", "0"), ("I2V_MAX_UPLOAD_MB", "-5"),
+                                            ("I2V_POLL_SECONDS", "0"), ("I2V_POLL_SECONDS", "nan"),
+                                            ("I2V_POLL_SECONDS", "inf"), ("I2V_POLL_SECONDS", "0.01")])
+def test_other_numbers_must_be_in_range(env, value, capsys):
+    with pytest.raises(SystemExit):
+        load_settings([], environ={env: value})
+    assert env in capsys.readouterr().err
+
+
+def test_every_setting_is_in_the_readme():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    missing = [name for setting in SETTINGS for name in (setting.env, setting.flag) if name not in readme]
+    assert not missing, f"document these app settings in the README: {missing}"
+
+
+# -- the model when none is configured -------------------------------------------------------------------------
+
+
+def test_a_configured_model_wins():
+    assert choose_model("tiny", FakeGpuMonitor.single()) == "tiny"
+    assert choose_model("/models/my-i2vgen", FakeGpuMonitor.none()) == "/models/my-i2vgen"
+
+
+def test_without_a_gpu_the_tiny_model_is_chosen():
+    assert choose_model("", FakeGpuMonitor.none()) == "tiny"
+
+
+def test_with_a_gpu_the_real_model_is_chosen():
+    assert choose_model("", FakeGpuMonitor.single()) == "ali-vilab/i2vgen-xl"
