@@ -229,3 +229,22 @@ def test_the_job_database_is_not_downloadable_but_videos_are(server, outputs, ge
     response = get(f"{server.url}gradio_api/file={mp4}")
     assert response.status_code == 200
     assert response.content == mp4.read_bytes()
+
+
+def test_building_the_app_does_not_import_the_model_stack(tmp_path):
+    """The page must answer within seconds of start: torch/diffusers/transformers load with the first job (or the
+    background warm-up), not while the server is built. A fresh interpreter, since this one imported them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from i2v.settings import load_settings\n"
+        "from i2v.web.server import create_app\n"
+        f"create_app(load_settings(['--model', 'tiny', '--output-dir', {str(tmp_path)!r}], environ={{}}))\n"
+        "print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
