@@ -36,7 +36,13 @@ def main(argv: list[str] | None = None) -> int:
 
     if settings.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("listening on %s: anyone who can reach this machine can use the app", settings.host)
-    app = create_app(settings)
+    from i2v.errors import I2VError
+
+    try:
+        app = create_app(settings)
+    except I2VError as exc:  # bad --model, broken preset file…: one line that says what to fix
+        log.error("cannot start: %s", exc)
+        return 2
     log.info("I2V Studio: model %s, outputs in %s, open http://%s:%d/", app.model, settings.outputs,
              settings.host, settings.port)
     threading.Thread(target=warm_up, args=(app,), name="i2v-warm-up", daemon=True).start()

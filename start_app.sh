@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
-# I2V Studio: one command to set up and test (the web UI and its start/stop commands come with the UI issue).
-#   ./start_app.sh setup   create .venv and install requirements.txt (only when it changed)
-#   ./start_app.sh test    setup + test tools, then run the whole test suite
+# I2V Studio: one command to set up, start and look after the web app.
+#   ./start_app.sh [start] [APP FLAGS]  set up if needed, start in the background (restarts the instance this script
+#                                       started), wait until it answers, print the URL
+#   ./start_app.sh stop | restart [APP FLAGS] | status | logs
+#   ./start_app.sh --foreground [APP FLAGS]   run in this terminal (Ctrl-C stops it)
+#   ./start_app.sh setup                create .venv and install requirements.txt (only when it changed)
+#   ./start_app.sh test [PYTEST ARGS]   setup + test tools, then run the whole test suite
+# App flags and I2V_* variables: README "Configuration" (e.g. --port 8080 --model tiny).
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
 VENV=.venv
 PY="$VENV/bin/python"
+LOG_DIR=${I2V_LOG_DIR:-logs}
+PID_FILE="$LOG_DIR/app.pid"
+KEEP_LOGS=${I2V_KEEP_LOGS:-20}
+START_TIMEOUT=${I2V_START_TIMEOUT:-120}
 
 find_python() {
   for candidate in "${I2V_PYTHON:-}" python3.12 python3.11 python3; do
@@ -48,13 +57,169 @@ run_tests() {
   "$PY" -m pytest -q "$@"
 }
 
-action=${1:-help}
-[ $# -gt 0 ] && shift
+# -- the background app ---------------------------------------------------------------------------------------
+# The PID file names the process this script started; we only ever signal that process, and only while its
+# command line is still our app.py (a reused PID belongs to someone else).
+running_pid() {
+  [ -f "$PID_FILE" ] || return 1
+  local pid; pid=$(cat "$PID_FILE" 2>/dev/null) || return 1
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "app.py" || return 1
+  echo "$pid"
+}
+
+# host port of the settings the app will use (flags > I2V_* > defaults), from the app's own settings code.
+app_address() {
+  "$PY" -c 'import sys; from i2v.settings import load_settings; s = load_settings(sys.argv[1:]); print(s.host, s.port)' "$@"
+}
+
+url_for() {  # host port → the URL to open
+  local host=$1 port=$2
+  case "$host" in 0.0.0.0|"::") host=127.0.0.1 ;; esac
+  echo "http://$host:$port/"
+}
+
+answers() {  # URL → 0 when /healthz answers (any HTTP status: with auth on it may be 401 on other routes)
+  "$PY" - "$1" <<'PYEOF' 2>/dev/null
+import sys, urllib.request, urllib.error
+try:
+    urllib.request.urlopen(sys.argv[1] + "healthz", timeout=2)
+except urllib.error.HTTPError:
+    pass
+except OSError:
+    sys.exit(1)
+PYEOF
+}
+
+stop_app() {
+  local pid
+  if ! pid=$(running_pid); then
+    rm -f "$PID_FILE"
+    echo "I2V Studio is not running."
+    return 0
+  fi
+  echo "stopping I2V Studio (PID $pid) …"
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 150); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    echo "it did not stop within 15 s: killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+    sleep 0.5
+  fi
+  rm -f "$PID_FILE"
+  echo "stopped."
+}
+
+prune_logs() {  # keep the newest $KEEP_LOGS app_*.log files
+  ls -1t "$LOG_DIR"/app_*.log 2>/dev/null | tail -n +$((KEEP_LOGS + 1)) | while read -r old; do rm -f -- "$old"; done
+}
+
+start_app() {
+  setup
+  local address host port url log pid
+  address=$(app_address "$@") || { echo "error: invalid settings (see above)" >&2; exit 2; }
+  read -r host port <<<"$address"
+  url=$(url_for "$host" "$port")
+  if running_pid >/dev/null; then
+    stop_app
+  elif answers "$url"; then
+    echo "error: something else already answers on $url (not started by this script); choose another --port." >&2
+    exit 1
+  fi
+  mkdir -p "$LOG_DIR"
+  log="$LOG_DIR/app_$(date +%Y%m%d_%H%M%S).log"
+  nohup "$PY" app.py "$@" >>"$log" 2>&1 </dev/null &
+  pid=$!
+  echo "$pid" >"$PID_FILE"
+  ln -sfn "$(basename "$log")" "$LOG_DIR/latest.log"
+  prune_logs
+  echo "starting I2V Studio (PID $pid, log $log) …"
+  local waited=0
+  until answers "$url"; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      rm -f "$PID_FILE"
+      echo "error: the app exited during start-up. Last log lines:" >&2
+      tail -n 30 "$log" >&2
+      exit 1
+    fi
+    if [ "$waited" -ge $((START_TIMEOUT * 2)) ]; then
+      echo "error: the app did not answer on $url within $START_TIMEOUT s (still running as PID $pid). Last log lines:" >&2
+      tail -n 30 "$log" >&2
+      exit 1
+    fi
+    sleep 0.5; waited=$((waited + 1))
+  done
+  echo "I2V Studio is running: $url"
+  case "$host" in 127.0.0.1|localhost|::1) ;;
+    *) echo "note: listening on $host — reachable from other machines." ;;
+  esac
+}
+
+status_app() {
+  local pid
+  if ! pid=$(running_pid); then
+    echo "I2V Studio: not running."
+    return 3
+  fi
+  local address host port url
+  # its settings: the flags on its command line (after app.py) and its environment, read by the app's own code
+  address=$("$PY" - "$pid" <<'PYEOF'
+import sys
+from pathlib import Path
+from i2v.settings import load_settings
+argv = Path(f"/proc/{sys.argv[1]}/cmdline").read_bytes().split(b"\0")
+argv = [a.decode() for a in argv if a]
+after = argv[[i for i, a in enumerate(argv) if a.endswith("app.py")][0] + 1:]
+environ = dict(line.split("=", 1) for line in Path(f"/proc/{sys.argv[1]}/environ").read_bytes().decode(errors="replace").split("\0") if "=" in line)
+s = load_settings(after, environ=environ)
+print(s.host, s.port)
+PYEOF
+  ) || address="127.0.0.1 7860"
+  read -r host port <<<"$address"
+  url=$(url_for "$host" "$port")
+  echo "I2V Studio: running"
+  echo "  PID:  $pid"
+  echo "  URL:  $url"
+  echo "  log:  $(readlink -f "$LOG_DIR/latest.log" 2>/dev/null || echo "?")"
+  "$PY" - "$url" <<'PYEOF' || echo "  (not answering on $url yet)"
+import json, sys, urllib.request
+health = json.load(urllib.request.urlopen(sys.argv[1] + "healthz", timeout=3))
+print(f"  model: {health['model']}")
+print(f"  up:    {int(health['uptime_s'])} s, {health['queue']} job(s) waiting")
+try:
+    gpu = json.load(urllib.request.urlopen(sys.argv[1] + "gpu_status", timeout=3))
+    if gpu["gpu_present"]:
+        for g in gpu["gpus"]:
+            print(f"  GPU {g['index']}: {g['name']}, {g['memory_used_bytes'] / 2**30:.1f} / {g['memory_total_bytes'] / 2**30:.1f} GiB used")
+    else:
+        print(f"  GPU:   none ({gpu['reason']})")
+except OSError:
+    print("  GPU:   (gpu_status needs the app's credentials)")
+PYEOF
+}
+
+action=${1:-start}
 case "$action" in
+  --foreground|-h|--help) shift ;;
+  --*) action=start ;;  # ./start_app.sh --port 8080 = start with those flags
+  *) [ $# -gt 0 ] && shift ;;
+esac
+case "$action" in
+  start) start_app "$@" ;;
+  restart) stop_app; start_app "$@" ;;
+  stop) stop_app ;;
+  status) status_app ;;
+  logs)
+    [ -e "$LOG_DIR/latest.log" ] || { echo "no log yet: start the app first." >&2; exit 1; }
+    exec tail -n 50 -F "$LOG_DIR/latest.log" ;;
+  foreground|--foreground) setup; exec "$PY" app.py "$@" ;;
   setup) setup ;;
   test) run_tests "$@" ;;
-  help|-h|--help)
-    sed -n '2,4p' "$0" | sed 's/^# \{0,1\}//'
-    echo "Make a video now: ./start_app.sh setup && .venv/bin/python -m i2v generate --help" ;;
-  *) echo "error: unknown action '$action' (try: setup, test)" >&2; exit 2 ;;
+  help|-h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' ;;
+  *) echo "error: unknown action '$action' (try: start, stop, restart, status, logs, --foreground, setup, test, help)" >&2
+     exit 2 ;;
 esac
