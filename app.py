@@ -34,8 +34,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from i2v.web.server import create_app
 
-    if settings.host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("listening on %s: anyone who can reach this machine can use the app", settings.host)
+    if settings.host not in ("127.0.0.1", "localhost", "::1") and settings.auth is None:
+        log.warning("listening on %s without I2V_AUTH: anyone who can reach this machine can use the app",
+                    settings.host)
     from i2v.errors import I2VError
 
     try:

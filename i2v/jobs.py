@@ -38,6 +38,18 @@ SETTING_FIELDS = ("prompt", "negative_prompt", "preset", "resolution", "width", 
                   "guidance", "fps", "seeds", "candidates", "auto_enhance", "model", "dtype", "device")
 
 
+class JobListener:
+    """Told when the worker starts and finishes a job (the web app's metrics). Called on the worker thread, so it
+    must be quick; what it raises is logged and ignored, since no job may fail for its bookkeeping."""
+
+    def job_started(self, job_id: str) -> None:
+        pass
+
+    def job_finished(self, job_id: str, state: str, *, kind: str | None, result: GenerationResult | None,
+                     seconds: float) -> None:
+        """``state``: done | failed | cancelled; ``kind``: the error kind of a failed job."""
+
+
 class QueueFullError(BadInputError):
     """More jobs are waiting than the queue holds. The message says how many; try again later."""
 
@@ -90,8 +102,10 @@ def request_from_settings(settings: dict[str, Any], image: Any) -> GenerationReq
 
 
 class JobManager:
-    def __init__(self, engine: Engine, store: JobStore | None = None, *, max_queue: int = DEFAULT_MAX_QUEUE):
+    def __init__(self, engine: Engine, store: JobStore | None = None, *, max_queue: int = DEFAULT_MAX_QUEUE,
+                 listener: JobListener | None = None):
         self.engine = engine
+        self.listener = listener or JobListener()
         self.store = store or JobStore.in_folder(engine.output_dir)
         self.max_queue = max_queue
         self._queue: deque[_LiveJob] = deque()
@@ -255,15 +269,21 @@ class JobManager:
     def _run(self, live: _LiveJob) -> None:
         with job_context(live.id):
             self.store.mark_running(live.id)
+            self._tell("job_started", live.id)
+            started = time.monotonic()
+            state, kind, result = "failed", None, None
             try:
                 result = self.engine.generate(live.request, job_id=live.id, on_progress=lambda e: self._on_progress(live, e),
                                               cancel=live.cancel, keep_frames=True)
             except JobCancelled:
+                state = "cancelled"
                 self.store.mark_cancelled(live.id)
             except I2VError as exc:
+                kind = exc.kind
                 log.warning("failed (%s): %s", exc.kind, exc)
                 self.store.mark_failed(live.id, exc.kind, str(exc))
             except Exception as exc:  # a bug or an unexpected library error: the worker must keep serving
+                kind = "internal"
                 log.exception("failed with an unexpected error")
                 self.store.mark_failed(
                     live.id, "internal",
@@ -271,7 +291,15 @@ class JobManager:
                     f"under job {live.id}.",
                 )
             else:
+                state = "done"
                 self.store.mark_done(live.id, result_summary(result))
+            self._tell("job_finished", live.id, state, kind=kind, result=result, seconds=time.monotonic() - started)
+
+    def _tell(self, event: str, *args, **kwargs) -> None:
+        try:
+            getattr(self.listener, event)(*args, **kwargs)
+        except Exception:  # noqa: BLE001 - see JobListener
+            log.exception("the job listener failed on %s", event)
 
     def _on_progress(self, live: _LiveJob, event: ProgressEvent) -> None:
         now = time.monotonic()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,37 @@ def _port(text: str) -> int:
     return value
 
 
+@dataclass(frozen=True)
+class Credentials:
+    """The one user name and password the app accepts (HTTP Basic auth)."""
+
+    user: str
+    password: str = field(repr=False)  # settings get logged; the password must not
+
+
+def _auth(text: str) -> Credentials | None:
+    """``user:password`` or ``@/path/to/file`` whose first line is that; empty: no auth. Messages never echo
+    the password."""
+    if not text:
+        return None
+    if text.startswith("@"):
+        path = Path(text[1:]).expanduser()
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read the credentials file {str(path)!r} ({exc.__class__.__name__}: "
+                             f"{getattr(exc, 'strerror', None) or exc})") from None
+        text, where = (lines[0].strip() if lines else ""), f" in the first line of {str(path)!r}"
+    else:
+        where = ""
+    user, colon, password = text.partition(":")  # the password may contain colons; the user may not (RFC 7617)
+    if not colon:
+        raise ValueError(f"expected user:password{where} (or @FILE), but there is no ':'")
+    if not user or not password:
+        raise ValueError(f"both the user and the password must be non-empty{where}")
+    return Credentials(user, password)
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("host", "127.0.0.1", "address to listen on (0.0.0.0 exposes the app to the network)"),
     Setting("port", 7860, "TCP port of the web UI", _port),
@@ -62,6 +93,8 @@ SETTINGS: tuple[Setting, ...] = (
             _positive_int),
     Setting("max_upload_mb", 50, "largest upload accepted, in megabytes", _positive_int),
     Setting("poll_seconds", 2.0, "how often the page polls /gpu_status (0.5..60 s)", _poll_seconds),
+    Setting("auth", None, "user:password or @FILE (first line user:password) for HTTP Basic auth on every route "
+            "but /healthz; empty: no auth", _auth),
 )
 
 
@@ -74,6 +107,7 @@ class AppSettings:
     queue_size: int
     max_upload_mb: int
     poll_seconds: float
+    auth: Credentials | None
 
     @property
     def outputs(self) -> Path:

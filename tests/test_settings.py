@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 def test_defaults():
     settings = load_settings([], environ={})
     assert settings == AppSettings(host="127.0.0.1", port=7860, model="", output_dir="", queue_size=8,
-                                   max_upload_mb=50, poll_seconds=2.0)
+                                   max_upload_mb=50, poll_seconds=2.0, auth=None)
 
 
 def test_settings_are_named_consistently():
@@ -32,7 +32,7 @@ def test_environment_overrides_defaults():
                "I2V_QUEUE_SIZE": "3", "I2V_MAX_UPLOAD_MB": "12", "I2V_POLL_SECONDS": "0.5"}
     settings = load_settings([], environ=environ)
     assert settings == AppSettings(host="0.0.0.0", port=8123, model="tiny", output_dir="/tmp/videos",
-                                   queue_size=3, max_upload_mb=12, poll_seconds=0.5)
+                                   queue_size=3, max_upload_mb=12, poll_seconds=0.5, auth=None)
     assert settings.outputs == Path("/tmp/videos")
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import gradio as gr
 import uvicorn
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from .. import step_times
 from ..backends import spec_for
@@ -28,6 +28,9 @@ from ..paths import cache_dir
 from ..presets import load_presets
 from ..request import DEFAULT_MODEL
 from ..settings import AppSettings
+from .auth import BasicAuthMiddleware
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .metrics import Metrics
 from .ui import Studio
 
 log = logging.getLogger(__name__)
@@ -62,7 +65,10 @@ def create_app(settings: AppSettings, *, monitor=None, engine: Engine | None = N
     presets = load_presets()
     keywords = load_keyword_library()
     engine = engine or Engine(gpu_info=monitor, output_dir=settings.outputs, presets=presets, keywords=keywords)
-    jobs = JobManager(engine, max_queue=settings.queue_size)
+    started_at = time.time()
+    # The queue is read at scrape time, through a lambda because the manager needs its listener first.
+    metrics = Metrics(monitor=monitor, queue_length=lambda: jobs.queue_length(), started_at=started_at)
+    jobs = JobManager(engine, max_queue=settings.queue_size, listener=metrics)
     for record in jobs.recover():
         log.warning("job %s (%s) did not finish before the last stop: shown as interrupted", record.id,
                     record.settings.get("prompt", "")[:60])
@@ -76,7 +82,6 @@ def create_app(settings: AppSettings, *, monitor=None, engine: Engine | None = N
     )
     blocks = studio.build()
     blocks.queue(max_size=max(32, settings.queue_size * 4), default_concurrency_limit=None)
-    started_at = time.time()
 
     api = FastAPI(title="I2V Studio", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -90,6 +95,11 @@ def create_app(settings: AppSettings, *, monitor=None, engine: Engine | None = N
         return JSONResponse({"ok": True, "model": model, "uptime_s": round(time.time() - started_at, 1),
                              "queue": jobs.queue_length()}, headers={"Cache-Control": "no-store"})
 
+    @api.get("/metrics")
+    def prometheus_metrics() -> Response:
+        """Prometheus text format (README "Access control and metrics")."""
+        return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE, headers={"Cache-Control": "no-store"})
+
     outputs = settings.outputs.resolve()
     outputs.mkdir(parents=True, exist_ok=True)
     gr.mount_gradio_app(
@@ -101,6 +111,10 @@ def create_app(settings: AppSettings, *, monitor=None, engine: Engine | None = N
         css=(STATIC / "studio.css").read_text(encoding="utf-8"),
         head=f"<script>{(STATIC / 'gpu_panel.js').read_text(encoding='utf-8')}</script>",
     )
+    if settings.auth is not None:
+        # Outermost, so it guards the Gradio mount and our routes alike (only /healthz stays open).
+        api.add_middleware(BasicAuthMiddleware, credentials=settings.auth)
+        log.info("HTTP Basic auth on for user %r (every route but /healthz)", settings.auth.user)
     return StudioApp(api, blocks, jobs, monitor, model, started_at)
 
 
