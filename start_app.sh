@@ -3,6 +3,7 @@
 #   ./start_app.sh [start] [APP FLAGS]  set up if needed, start in the background (restarts the instance this script
 #                                       started), wait until it answers, print the URL
 #   ./start_app.sh stop | restart [APP FLAGS] | status | logs
+#   ./start_app.sh download [MODEL]     fetch the weights into the Hugging Face cache (default ali-vilab/i2vgen-xl)
 #   ./start_app.sh --foreground [APP FLAGS]   run in this terminal (Ctrl-C stops it)
 #   ./start_app.sh setup                create .venv and install requirements.txt (only when it changed)
 #   ./start_app.sh test [PYTEST ARGS]   setup + test tools, then run the whole test suite
@@ -217,9 +218,10 @@ case "$action" in
     [ -e "$LOG_DIR/latest.log" ] || { echo "no log yet: start the app first." >&2; exit 1; }
     exec tail -n 50 -F "$LOG_DIR/latest.log" ;;
   foreground|--foreground) setup; exec "$PY" app.py "$@" ;;
+  download) setup; exec "$PY" -m i2v download "$@" ;;
   setup) setup ;;
   test) run_tests "$@" ;;
-  help|-h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' ;;
-  *) echo "error: unknown action '$action' (try: start, stop, restart, status, logs, --foreground, setup, test, help)" >&2
+  help|-h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' ;;
+  *) echo "error: unknown action '$action' (try: start, stop, restart, status, logs, download, --foreground, setup, test, help)" >&2
      exit 2 ;;
 esac

@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("video", type=Path)
 
     sub.add_parser("presets", help="list the preset tiers")
+    download = sub.add_parser("download", help="fetch a hub model into the Hugging Face cache (resumable)")
+    download.add_argument("model", nargs="?", default=None, help="hub id (default: ali-vilab/i2vgen-xl)")
     lint = sub.add_parser("lint", help="check a prompt for wording the model does not understand")
     lint.add_argument("prompt")
     lint.add_argument("--negative-prompt", default="")
@@ -106,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             return _plan(args)
         if args.command == "bench":
             return _bench(args)
+        if args.command == "download":
+            return _download(args)
         if args.command == "gpu-status":
             from .monitor import GpuMonitor
 
@@ -118,6 +122,24 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _download(args) -> int:
+    """Fetch once with progress bars; the app then loads from the cache, also with HF_HUB_OFFLINE=1."""
+    from .backends.i2vgen_xl import download_or_cached
+    from .errors import ModelNotAvailableError
+    from .request import DEFAULT_MODEL
+
+    model = args.model or DEFAULT_MODEL
+    if model == "tiny" or Path(model).expanduser().is_dir():
+        raise BadInputError(f"'{model}' is not a hub model: there is nothing to download.")
+    try:
+        folder, _source, commit = download_or_cached(model)
+    except ModelNotAvailableError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{model} is in the Hugging Face cache: {folder} (commit {commit})")
+    return EXIT_OK
 
 
 def _presets() -> int:

@@ -138,3 +138,18 @@ def test_presets_and_lint_commands(capsys):
     assert listing.index("fast-check") < listing.index("balanced") < listing.index("high-quality")
     assert main(["lint", "beautiful cinematic masterpiece"]) == 0
     assert "prompt.abstract_only" in capsys.readouterr().out
+
+
+def test_download_without_network_says_how_to_get_the_model(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-cache"))
+    assert main(["download", "ali-vilab/i2vgen-xl"]) == 1
+    error = capsys.readouterr().err
+    assert "not in the local Hugging Face cache" in error and "./start_app.sh download ali-vilab/i2vgen-xl" in error
+    assert "Traceback" not in error
+
+
+def test_download_refuses_what_is_not_a_hub_model(capsys, tmp_path):
+    assert main(["download", "tiny"]) == 2
+    assert main(["download", str(tmp_path)]) == 2
+    assert "nothing to download" in capsys.readouterr().err
