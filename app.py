@@ -9,8 +9,8 @@ import logging
 import sys
 import threading
 
-from i2v.logs import configure_logging
-from i2v.settings import load_settings
+from i2v.logs import configure_logging, new_run_log
+from i2v.settings import AppSettings, load_settings
 
 log = logging.getLogger("i2v.app")
 
@@ -27,9 +27,18 @@ def warm_up(app) -> None:
         log.error("the model could not be loaded yet: %s", exc)
 
 
+def set_up_logging(settings: AppSettings) -> None:
+    """One configuration: the run's rotating log file (unless log files are off) and, if wanted, the terminal."""
+    log_file = new_run_log(settings.logs, keep=settings.keep_logs) if settings.logs is not None else None
+    stream = sys.stderr if settings.console_log or log_file is None else None  # never log into the void
+    configure_logging(log_file=log_file, stream=stream, max_bytes=settings.log_max_mb * 2**20)
+    if log_file is not None:
+        log.info("logging to %s (rotates at %d MB)", log_file, settings.log_max_mb)
+
+
 def main(argv: list[str] | None = None) -> int:
     settings = load_settings(argv)
-    configure_logging()
+    set_up_logging(settings)
     import uvicorn
 
     from i2v.web.server import create_app
@@ -47,9 +56,23 @@ def main(argv: list[str] | None = None) -> int:
     log.info("I2V Studio: model %s, outputs in %s, open http://%s:%d/", app.model, settings.outputs,
              settings.host, settings.port)
     threading.Thread(target=warm_up, args=(app,), name="i2v-warm-up", daemon=True).start()
-    uvicorn.run(app.fastapi, host=settings.host, port=settings.port, log_level="warning",
-                timeout_graceful_shutdown=5)  # open tabs keep connections alive; do not wait for them forever
+    # open tabs keep connections alive; do not wait for them forever
+    config = uvicorn.Config(app.fastapi, host=settings.host, port=settings.port, log_level="warning",
+                            timeout_graceful_shutdown=5)
+    app.server = uvicorn.Server(config)
+    app.idle.start()
+    app.server.run()
+    app.idle.stop()
     app.jobs.shutdown()
+    if app.stopped_for_idle:
+        log.warning("stopped after %g idle minutes (uptime %.0f s)", settings.idle_stop_minutes,
+                    app.uptime_seconds())
+        if settings.idle_command:
+            from i2v.idle import run_idle_command
+
+            run_idle_command(settings.idle_command)
+    else:
+        log.info("stopped (uptime %.0f s)", app.uptime_seconds())
     return 0
 
 

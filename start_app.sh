@@ -13,8 +13,8 @@ cd "$(dirname "$(readlink -f "$0")")"
 VENV=.venv
 PY="$VENV/bin/python"
 LOG_DIR=${I2V_LOG_DIR:-logs}
+[ "$LOG_DIR" = none ] && LOG_DIR=logs  # log files off: the PID and console files still need a home
 PID_FILE="$LOG_DIR/app.pid"
-KEEP_LOGS=${I2V_KEEP_LOGS:-20}
 START_TIMEOUT=${I2V_START_TIMEOUT:-120}
 
 find_python() {
@@ -70,9 +70,9 @@ running_pid() {
   echo "$pid"
 }
 
-# host port of the settings the app will use (flags > I2V_* > defaults), from the app's own settings code.
+# host, port and log folder of the settings the app will use (flags > I2V_* > defaults), from the app's own code.
 app_address() {
-  "$PY" -c 'import sys; from i2v.settings import load_settings; s = load_settings(sys.argv[1:]); print(s.host, s.port)' "$@"
+  "$PY" -c 'import sys; from i2v.settings import load_settings; s = load_settings(sys.argv[1:]); print(s.host, s.port, s.logs or "")' "$@"
 }
 
 url_for() {  # host port → the URL to open
@@ -115,15 +115,20 @@ stop_app() {
   echo "stopped."
 }
 
-prune_logs() {  # keep the newest $KEEP_LOGS app_*.log files
-  ls -1t "$LOG_DIR"/app_*.log 2>/dev/null | tail -n +$((KEEP_LOGS + 1)) | while read -r old; do rm -f -- "$old"; done
+show_log_tail() {  # what the app wrote before it failed: its log file of this run, then anything outside logging
+  local app_log=$1 console=$2
+  if [ -n "$app_log" ] && [ -e "$app_log" ] && [ "$app_log" -nt "$PID_FILE.started" ]; then
+    tail -n 30 "$app_log" >&2
+  fi
+  [ -s "$console" ] && tail -n 30 "$console" >&2
+  return 0
 }
 
 start_app() {
   setup
-  local address host port url log pid
+  local address host port app_logs url console pid
   address=$(app_address "$@") || { echo "error: invalid settings (see above)" >&2; exit 2; }
-  read -r host port <<<"$address"
+  read -r host port app_logs <<<"$address"
   url=$(url_for "$host" "$port")
   if running_pid >/dev/null; then
     stop_app
@@ -132,24 +137,27 @@ start_app() {
     exit 1
   fi
   mkdir -p "$LOG_DIR"
-  log="$LOG_DIR/app_$(date +%Y%m%d_%H%M%S).log"
-  nohup "$PY" app.py "$@" >>"$log" 2>&1 </dev/null &
+  # The app writes its own rotating log (app_YYYYmmdd_HHMMSS.log, latest.log); the console file only catches what
+  # bypasses logging (a crash before logging starts), so it stays small.
+  console="$LOG_DIR/console.log"
+  touch "$PID_FILE.started"
+  I2V_CONSOLE_LOG=off nohup "$PY" app.py "$@" >"$console" 2>&1 </dev/null &
   pid=$!
   echo "$pid" >"$PID_FILE"
-  ln -sfn "$(basename "$log")" "$LOG_DIR/latest.log"
-  prune_logs
-  echo "starting I2V Studio (PID $pid, log $log) …"
+  local app_log=""
+  [ -n "$app_logs" ] && app_log="$app_logs/latest.log"
+  echo "starting I2V Studio (PID $pid, log ${app_log:-$console}) …"
   local waited=0
   until answers "$url"; do
     if ! kill -0 "$pid" 2>/dev/null; then
       rm -f "$PID_FILE"
       echo "error: the app exited during start-up. Last log lines:" >&2
-      tail -n 30 "$log" >&2
+      show_log_tail "$app_log" "$console"
       exit 1
     fi
     if [ "$waited" -ge $((START_TIMEOUT * 2)) ]; then
       echo "error: the app did not answer on $url within $START_TIMEOUT s (still running as PID $pid). Last log lines:" >&2
-      tail -n 30 "$log" >&2
+      show_log_tail "$app_log" "$console"
       exit 1
     fi
     sleep 0.5; waited=$((waited + 1))
@@ -189,10 +197,16 @@ PYEOF
   "$PY" - "$url" <<'PYEOF' || echo "  (not answering on $url yet)"
 import json, sys, urllib.request
 health = json.load(urllib.request.urlopen(sys.argv[1] + "healthz", timeout=3))
+def duration(seconds):
+    minutes, hours = int(seconds // 60) % 60, int(seconds // 3600)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {int(seconds % 60):02d} s"
 print(f"  model: {health['model']}")
-print(f"  up:    {int(health['uptime_s'])} s, {health['queue']} job(s) waiting")
+print(f"  up:    {duration(health['uptime_s'])}, {health['queue']} job(s) waiting")
 try:
     gpu = json.load(urllib.request.urlopen(sys.argv[1] + "gpu_status", timeout=3))
+    if gpu["app"]["idle_stop_in_s"] is not None:
+        print(f"  idle:  stops itself in {duration(gpu['app']['idle_stop_in_s'])} unless a job comes "
+              f"(after {duration(gpu['app']['idle_stop_after_s'])} without one)")
     if gpu["gpu_present"]:
         for g in gpu["gpus"]:
             print(f"  GPU {g['index']}: {g['name']}, {g['memory_used_bytes'] / 2**30:.1f} / {g['memory_total_bytes'] / 2**30:.1f} GiB used")

@@ -31,14 +31,16 @@ BF16_MIN_COMPUTE_CAPABILITY = (8, 0)  # Ampere and newer have native bfloat16
 _LEVELS = ("ok", "warning", "critical")  # mildest first, so max() by index gives the worst
 
 
-def warning_level(used_bytes: int, total_bytes: int) -> str:
-    """"ok", "warning" or "critical" for a memory use; a GPU reporting no total is "ok" (nothing to judge)."""
+def warning_level(used_bytes: int, total_bytes: int, warn_fraction: float = WARNING_FRACTION) -> str:
+    """"ok", "warning" or "critical" for a memory use; a GPU reporting no total is "ok" (nothing to judge).
+    ``warn_fraction`` is the app's setting (I2V_WARN_PERCENT); "critical" stays at 95 % (or the warning level,
+    if that is set higher)."""
     if total_bytes <= 0:
         return "ok"
     fraction = used_bytes / total_bytes
-    if fraction >= CRITICAL_FRACTION:
+    if fraction >= max(CRITICAL_FRACTION, warn_fraction):
         return "critical"
-    if fraction >= WARNING_FRACTION:
+    if fraction >= warn_fraction:
         return "warning"
     return "ok"
 
@@ -310,6 +312,7 @@ class GpuMonitor:
         nvml: Any = None,
     ) -> None:
         self.cache_seconds = cache_seconds
+        self.warn_fraction = WARNING_FRACTION
         self._clock = clock
         self._nvml = nvml
         self._lock = threading.Lock()
@@ -489,7 +492,7 @@ class GpuMonitor:
             supports_bf16=supports_bf16(capability),
             processes=processes,
             this_process_used_bytes=next((p.used_bytes for p in processes if p.pid == own_pid), None),
-            warning_level=warning_level(used, total),
+            warning_level=warning_level(used, total, self.warn_fraction),
         )
 
     def _processes(self, index: int, handle: Any) -> tuple[ProcessMemory, ...]:
@@ -531,6 +534,7 @@ class FakeGpuMonitor:
     def __init__(self, gpus: Sequence[FakeGpu] = (), reason: str = "FakeGpuMonitor configured without GPUs") -> None:
         self._gpus = list(gpus)
         self._reason = reason
+        self.warn_fraction = WARNING_FRACTION
         self._lock = threading.Lock()
 
     @classmethod
@@ -548,7 +552,7 @@ class FakeGpuMonitor:
 
     def snapshot(self) -> Snapshot:
         with self._lock:
-            gpus = [self._gpu_snapshot(index, gpu) for index, gpu in enumerate(self._gpus)]
+            gpus = [self._gpu_snapshot(index, gpu, self.warn_fraction) for index, gpu in enumerate(self._gpus)]
         host = {
             "torch_allocated_bytes": None,
             "torch_reserved_bytes": None,
@@ -566,7 +570,7 @@ class FakeGpuMonitor:
         """Nothing to release; present so the fake can stand in for ``GpuMonitor``."""
 
     @staticmethod
-    def _gpu_snapshot(index: int, gpu: FakeGpu) -> GpuSnapshot:
+    def _gpu_snapshot(index: int, gpu: FakeGpu, warn_fraction: float) -> GpuSnapshot:
         bf16 = supports_bf16(gpu.compute_capability) if gpu.supports_bf16 is None else gpu.supports_bf16
         return GpuSnapshot(
             index=index,
@@ -583,5 +587,5 @@ class FakeGpuMonitor:
             supports_bf16=bf16,
             processes=tuple(gpu.processes),
             this_process_used_bytes=None,
-            warning_level=warning_level(gpu.used_bytes, gpu.total_bytes),
+            warning_level=warning_level(gpu.used_bytes, gpu.total_bytes, warn_fraction),
         )

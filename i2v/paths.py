@@ -15,6 +15,10 @@ def outputs_dir() -> Path:
     return Path(os.environ.get("I2V_OUTPUT_DIR", REPO_ROOT / "outputs"))
 
 
+def logs_dir() -> Path:
+    return REPO_ROOT / "logs"
+
+
 def cache_dir() -> Path:
     """Our own cache (the built tiny model). Model weights go to the standard Hugging Face cache."""
     default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "i2v-studio"

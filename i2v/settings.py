@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .paths import outputs_dir
+from .paths import logs_dir, outputs_dir
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,32 @@ def _port(text: str) -> int:
     if not 1 <= value <= 65535:
         raise ValueError(f"must be a TCP port 1..65535, got {text!r}")
     return value
+
+
+def _percent(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 99:
+        raise ValueError(f"must be a percentage 1..99, got {text!r}")
+    return value
+
+
+def _minutes(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 7 * 24 * 60:  # NaN fails this too
+        raise ValueError(f"must be minutes between 0 (off) and 10080 (a week), got {text!r}")
+    return value
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _switch(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(f"must be on or off (also 1/0, true/false, yes/no), got {text!r}")
 
 
 @dataclass(frozen=True)
@@ -93,8 +119,18 @@ SETTINGS: tuple[Setting, ...] = (
             _positive_int),
     Setting("max_upload_mb", 50, "largest upload accepted, in megabytes", _positive_int),
     Setting("poll_seconds", 2.0, "how often the page polls /gpu_status (0.5..60 s)", _poll_seconds),
+    Setting("warn_percent", 80, "GPU memory use (percent) at which the page warns", _percent),
     Setting("auth", None, "user:password or @FILE (first line user:password) for HTTP Basic auth on every route "
             "but /healthz; empty: no auth", _auth),
+    Setting("log_dir", "", "folder of the log files app_YYYYmmdd_HHMMSS.log and latest.log (empty: logs/ in the "
+            "project; 'none': no log file)"),
+    Setting("keep_logs", 20, "log files of this many runs are kept; older ones are deleted at start", _positive_int),
+    Setting("log_max_mb", 50, "a log file rotates at this size (5 older parts .1 … .5 are kept)", _positive_int),
+    Setting("console_log", True, "also write log lines to the terminal (start_app.sh turns this off in the "
+            "background, where the log file has them)", _switch),
+    Setting("idle_stop_minutes", 0.0, "stop the app after this many minutes without a job (0: never)", _minutes),
+    Setting("idle_command", "", "command run after an idle stop, e.g. 'sudo poweroff' to stop paying for the "
+            "machine (split like a shell would, run without a shell)"),
 )
 
 
@@ -107,11 +143,25 @@ class AppSettings:
     queue_size: int
     max_upload_mb: int
     poll_seconds: float
+    warn_percent: int
     auth: Credentials | None
+    log_dir: str
+    keep_logs: int
+    log_max_mb: int
+    console_log: bool
+    idle_stop_minutes: float
+    idle_command: str
 
     @property
     def outputs(self) -> Path:
         return Path(self.output_dir) if self.output_dir else outputs_dir()
+
+    @property
+    def logs(self) -> Path | None:
+        """The log folder, or None when log files are off."""
+        if self.log_dir.strip().lower() == "none":
+            return None
+        return Path(self.log_dir).expanduser() if self.log_dir else logs_dir()
 
 
 assert [s.name for s in SETTINGS] == [f.name for f in fields(AppSettings)], "settings and AppSettings disagree"

@@ -14,10 +14,15 @@ from i2v.web.server import choose_model
 REPO = Path(__file__).resolve().parent.parent
 
 
+OTHER_DEFAULTS = dict(warn_percent=80, log_dir="", keep_logs=20, log_max_mb=50, console_log=True,
+                      idle_stop_minutes=0.0, idle_command="")
+
+
 def test_defaults():
     settings = load_settings([], environ={})
     assert settings == AppSettings(host="127.0.0.1", port=7860, model="", output_dir="", queue_size=8,
-                                   max_upload_mb=50, poll_seconds=2.0, auth=None)
+                                   max_upload_mb=50, poll_seconds=2.0, auth=None, **OTHER_DEFAULTS)
+    assert settings.logs == REPO / "logs"  # the project's logs/, wherever the app was started from
 
 
 def test_settings_are_named_consistently():
@@ -32,7 +37,7 @@ def test_environment_overrides_defaults():
                "I2V_QUEUE_SIZE": "3", "I2V_MAX_UPLOAD_MB": "12", "I2V_POLL_SECONDS": "0.5"}
     settings = load_settings([], environ=environ)
     assert settings == AppSettings(host="0.0.0.0", port=8123, model="tiny", output_dir="/tmp/videos",
-                                   queue_size=3, max_upload_mb=12, poll_seconds=0.5, auth=None)
+                                   queue_size=3, max_upload_mb=12, poll_seconds=0.5, auth=None, **OTHER_DEFAULTS)
     assert settings.outputs == Path("/tmp/videos")
 
 
@@ -83,11 +88,24 @@ def test_a_good_flag_rescues_a_bad_environment_value():
 
 @pytest.mark.parametrize(("env", "value"), [("I2V_QUEUE_SIZE", "0"), ("I2V_MAX_UPLOAD_MB", "-5"),
                                             ("I2V_POLL_SECONDS", "0"), ("I2V_POLL_SECONDS", "nan"),
-                                            ("I2V_POLL_SECONDS", "inf"), ("I2V_POLL_SECONDS", "0.01")])
+                                            ("I2V_POLL_SECONDS", "inf"), ("I2V_POLL_SECONDS", "0.01"),
+                                            ("I2V_WARN_PERCENT", "0"), ("I2V_WARN_PERCENT", "100"),
+                                            ("I2V_IDLE_STOP_MINUTES", "-1"), ("I2V_IDLE_STOP_MINUTES", "nan"),
+                                            ("I2V_KEEP_LOGS", "0"), ("I2V_LOG_MAX_MB", "x"),
+                                            ("I2V_CONSOLE_LOG", "maybe")])
 def test_other_numbers_must_be_in_range(env, value, capsys):
     with pytest.raises(SystemExit):
         load_settings([], environ={env: value})
     assert env in capsys.readouterr().err
+
+
+def test_operations_settings():
+    settings = load_settings(["--idle-stop-minutes", "30", "--console-log", "off", "--log-dir", "none"],
+                             environ={"I2V_WARN_PERCENT": "70", "I2V_IDLE_COMMAND": "sudo poweroff"})
+    assert (settings.idle_stop_minutes, settings.console_log, settings.warn_percent) == (30.0, False, 70)
+    assert settings.idle_command == "sudo poweroff"
+    assert settings.logs is None  # 'none': no log files
+    assert load_settings(["--log-dir", "/var/log/i2v"], environ={}).logs == Path("/var/log/i2v")
 
 
 def test_every_setting_is_in_the_readme():

@@ -93,3 +93,29 @@ def test_it_never_kills_a_process_it_did_not_start(project):
         assert bystander.poll() is None
     finally:
         bystander.kill()
+
+
+def test_idle_auto_stop_stops_the_app_and_runs_the_idle_command(project, tmp_path):
+    """A rented box: after the idle period without jobs the app stops itself, runs the configured command
+    (here: touch a file, standing in for `sudo poweroff`) and leaves no process; status showed the countdown."""
+    port = free_port()
+    marker = tmp_path / "machine powered off"
+    started = script(project, "--idle-stop-minutes", "0.1", "--idle-command", f"touch '{marker}'", port=port)
+    pid = int((project / "logs" / "app.pid").read_text())
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        status = script(project, "status", port=port)
+        assert "idle:  stops itself in" in status.stdout and "after 0 min 06 s without one" in status.stdout
+        deadline = time.monotonic() + 60
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not alive(pid)
+        assert marker.exists()
+        log = (project / "logs" / "latest.log").read_text()
+        assert "no job for 0.1 minutes: stopping the app" in log and "the idle command exited with status 0" in log
+        # In the background every line goes to the rotating log file, none to the console file.
+        assert "stopping the app" not in (project / "logs" / "console.log").read_text()
+        assert script(project, "status", port=port).returncode == 3
+    finally:
+        if alive(pid):
+            os.kill(pid, 9)

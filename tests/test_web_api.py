@@ -4,6 +4,7 @@ Gradio file route will hand out."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -21,7 +22,7 @@ SMALL = {"preset": "fast-check", "resolution": 128, "frames": 4}
 
 # The documented /gpu_status schema (i2v/monitor.py, Snapshot docstring).
 SNAPSHOT_KEYS = {"gpu_present", "reason", "gpus", "torch_allocated_bytes", "torch_reserved_bytes",
-                 "system_ram_total_bytes", "system_ram_available_bytes", "taken_at", "warning_level"}
+                 "system_ram_total_bytes", "system_ram_available_bytes", "taken_at", "warning_level", "app"}
 GPU_KEYS = {"index", "name", "uuid", "memory_total_bytes", "memory_used_bytes", "memory_free_bytes",
             "memory_used_fraction", "utilization_percent", "temperature_c", "power_draw_w", "power_limit_w",
             "compute_capability", "supports_bf16", "processes", "this_process_used_bytes", "warning_level"}
@@ -160,6 +161,21 @@ def test_gpu_status_without_a_gpu_says_why(server):
     assert isinstance(status["taken_at"], float)
     for key in ("system_ram_total_bytes", "system_ram_available_bytes"):
         assert status[key] is None or (isinstance(status[key], int) and status[key] > 0)
+    app = status["app"]
+    assert app["uptime_s"] >= 0 and app["queue"] == 0
+    assert app["idle_stop_after_s"] is None and app["idle_stop_in_s"] is None  # idle auto-stop is off by default
+
+
+def test_gpu_status_counts_down_to_the_idle_stop_and_honours_the_warning_setting(tmp_path):
+    monitor = FakeGpuMonitor.single(total_gib=80, used_gib=60)  # 75 %: fine at the default 80 %, not at 70 %
+    with running_app(tmp_path / "outputs", monitor=monitor,
+                     extra_args=["--idle-stop-minutes", "90", "--warn-percent", "70"]) as app:
+        time.sleep(1.1)
+        status = get(app.url + "gpu_status").json()
+    assert status["warning_level"] == "warning" and status["gpus"][0]["warning_level"] == "warning"
+    assert status["app"]["idle_stop_after_s"] == 5400
+    assert 5390 <= status["app"]["idle_stop_in_s"] < 5400  # counting down from the start
+    assert status["app"]["uptime_s"] >= 1
 
 
 def test_gpu_status_reports_a_gpu_nearly_full_as_a_warning(tmp_path):

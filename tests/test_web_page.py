@@ -207,3 +207,32 @@ def test_history_survives_a_restart_and_loads_settings(page, tmp_path, photo_pat
         page.wait_for_function(
             "document.querySelector('#prompt textarea').value === 'waves crashing on the rocks'")
         page.wait_for_function("document.querySelector('#plan-verdict').innerText.includes('4 frames, 3 steps')")
+
+
+def test_with_auth_the_page_works_for_the_user_and_shows_uptime_and_idle_stop(browser, tmp_path, photo_path):
+    """Basic auth on: the browser's credentials carry the page, its Gradio events, the job's video and the
+    /gpu_status polling (the panel renders, it does not say "unreachable"); a visitor without them sees nothing."""
+    args = ["--auth", "team:s3cret:pw", "--idle-stop-minutes", "90"]
+    with running_app(tmp_path / "outputs", extra_args=args) as server:
+        stranger = browser.new_context()
+        try:
+            # Headless Chromium cannot show the login prompt, so a 401 with a Basic challenge ends the navigation.
+            with pytest.raises(playwright_api.Error, match="ERR_INVALID_AUTH_CREDENTIALS"):
+                stranger.new_page().goto(server.url)
+        finally:
+            stranger.close()
+        context = browser.new_context(viewport={"width": 1400, "height": 1000},
+                                      http_credentials={"username": "team", "password": "s3cret:pw"})
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        try:
+            open_page(page, server)
+            page.wait_for_selector("#gpu-panel[data-state=none] #app-line")
+            line = page.inner_text("#app-line")
+            assert line.startswith("App up ") and "stops itself after 1 h 30 min without a job" in line
+            small_job(page, photo_path)
+            page.click("#generate")
+            assert wait_state(page, "done", "failed") == "done", page.inner_text("#job-status")
+            page.wait_for_function("document.querySelector('#video-0 video')?.readyState >= 1")
+        finally:
+            context.close()

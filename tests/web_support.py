@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from i2v.settings import load_settings
@@ -22,13 +22,15 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_app(outputs: Path, *, monitor=None, model: str = "tiny", queue_size: int = 8) -> Iterator:
-    """The app as ``app.py`` builds it (same settings path), served from a thread; yields the ServerThread."""
+def running_app(outputs: Path, *, monitor=None, model: str = "tiny", queue_size: int = 8,
+                extra_args: Sequence[str] = ()) -> Iterator:
+    """The app as ``app.py`` builds it (same settings path), served from a thread; yields the ServerThread.
+    ``extra_args`` are more ``app.py`` flags, e.g. ``["--max-upload-mb", "1"]``."""
     from i2v.web.server import ServerThread, create_app
 
     port = free_port()
     settings = load_settings(["--port", str(port), "--model", model, "--output-dir", str(outputs),
-                              "--queue-size", str(queue_size)], environ={})
+                              "--queue-size", str(queue_size), *extra_args], environ={})
     server = ServerThread(create_app(settings, monitor=monitor), port=port).start()
     try:
         yield server

@@ -20,7 +20,8 @@ from fastapi.responses import JSONResponse, Response
 from .. import step_times
 from ..backends import spec_for
 from ..engine import Engine
-from ..jobs import JobManager
+from ..idle import IdleWatcher
+from ..jobs import JobListener, JobManager
 from ..jobstore import FILE_NAME as JOBS_DB
 from ..keywords import load_keyword_library
 from ..monitor import GpuMonitor
@@ -41,7 +42,8 @@ TINY = "tiny"
 
 @dataclass
 class StudioApp:
-    """Everything one running app holds."""
+    """Everything one running app holds. Whoever serves it sets ``server`` and starts ``idle``, so the idle
+    watcher can stop the server."""
 
     fastapi: FastAPI
     blocks: gr.Blocks
@@ -49,6 +51,39 @@ class StudioApp:
     monitor: object
     model: str
     started_at: float
+    idle: IdleWatcher | None = None
+    server: uvicorn.Server | None = None
+    stopped_for_idle: bool = False
+
+    def uptime_seconds(self) -> float:
+        return time.time() - self.started_at
+
+    def stop_for_idle(self) -> None:
+        self.stopped_for_idle = True
+        if self.server is not None:
+            self.server.should_exit = True
+
+
+class _AllListeners(JobListener):
+    """Tells every listener (metrics, idle watcher); one failing does not keep the news from the others."""
+
+    def __init__(self, *listeners: JobListener):
+        self.listeners = listeners
+
+    def job_started(self, job_id: str) -> None:
+        for listener in self.listeners:
+            _tell(listener.job_started, job_id)
+
+    def job_finished(self, job_id: str, state: str, **details) -> None:
+        for listener in self.listeners:
+            _tell(listener.job_finished, job_id, state, **details)
+
+
+def _tell(method, *args, **kwargs) -> None:
+    try:
+        method(*args, **kwargs)
+    except Exception:  # bookkeeping must never fail a job; the JobManager logs its listener's errors the same way
+        log.exception("job listener %s failed", getattr(method, "__qualname__", method))
 
 
 def choose_model(configured: str, monitor) -> str:
@@ -60,6 +95,7 @@ def choose_model(configured: str, monitor) -> str:
 
 def create_app(settings: AppSettings, *, monitor=None, engine: Engine | None = None) -> StudioApp:
     monitor = monitor or GpuMonitor()
+    monitor.warn_fraction = settings.warn_percent / 100  # the real monitor and the tests' fake alike
     model = choose_model(settings.model, monitor)
     spec = spec_for(model)  # a bad --model fails here, at start, with the loader's message
     presets = load_presets()
@@ -68,7 +104,10 @@ def create_app(settings: AppSettings, *, monitor=None, engine: Engine | None = N
     started_at = time.time()
     # The queue is read at scrape time, through a lambda because the manager needs its listener first.
     metrics = Metrics(monitor=monitor, queue_length=lambda: jobs.queue_length(), started_at=started_at)
-    jobs = JobManager(engine, max_queue=settings.queue_size, listener=metrics)
+    # A lambda again: the watcher stops the StudioApp built below, and asks the manager whether it is busy.
+    idle = IdleWatcher(settings.idle_stop_minutes, busy=lambda: jobs.queue_length() > 0 or bool(jobs.active()),
+                       on_idle=lambda: studio_app.stop_for_idle())
+    jobs = JobManager(engine, max_queue=settings.queue_size, listener=_AllListeners(metrics, idle))
     for record in jobs.recover():
         log.warning("job %s (%s) did not finish before the last stop: shown as interrupted", record.id,
                     record.settings.get("prompt", "")[:60])
@@ -76,6 +115,7 @@ def create_app(settings: AppSettings, *, monitor=None, engine: Engine | None = N
     studio = Studio(
         jobs, model=model, spec=spec, presets=presets, keywords=keywords,
         gpu_panel_html=(f'<div id="gpu-panel" data-poll-ms="{int(settings.poll_seconds * 1000)}" '
+                        f'data-warn-percent="{settings.warn_percent}" '
                         f'data-runs-on="{html.escape(runs_on)}" data-state="loading">Reading GPU status…</div>'),
         banner_html=_banner(model, spec, runs_on),
         expected_seconds=expected_seconds,
@@ -87,12 +127,18 @@ def create_app(settings: AppSettings, *, monitor=None, engine: Engine | None = N
 
     @api.get("/gpu_status")
     def gpu_status() -> JSONResponse:
-        """The monitor's snapshot (schema: README "GPU status"). Cached 0.5 s in the monitor."""
-        return JSONResponse(monitor.snapshot().to_dict(), headers={"Cache-Control": "no-store"})
+        """The monitor's snapshot (schema: README "GPU status"), plus the app's uptime and idle countdown for the
+        page's footer line. Cached 0.5 s in the monitor."""
+        status = monitor.snapshot().to_dict()
+        seconds_left = idle.seconds_left()
+        status["app"] = {"uptime_s": round(studio_app.uptime_seconds(), 1), "queue": jobs.queue_length(),
+                         "idle_stop_after_s": idle.period if idle.enabled else None,
+                         "idle_stop_in_s": None if seconds_left is None else round(seconds_left)}
+        return JSONResponse(status, headers={"Cache-Control": "no-store"})
 
     @api.get("/healthz")
     def healthz() -> JSONResponse:
-        return JSONResponse({"ok": True, "model": model, "uptime_s": round(time.time() - started_at, 1),
+        return JSONResponse({"ok": True, "model": model, "uptime_s": round(studio_app.uptime_seconds(), 1),
                              "queue": jobs.queue_length()}, headers={"Cache-Control": "no-store"})
 
     @api.get("/metrics")
@@ -115,7 +161,8 @@ def create_app(settings: AppSettings, *, monitor=None, engine: Engine | None = N
         # Outermost, so it guards the Gradio mount and our routes alike (only /healthz stays open).
         api.add_middleware(BasicAuthMiddleware, credentials=settings.auth)
         log.info("HTTP Basic auth on for user %r (every route but /healthz)", settings.auth.user)
-    return StudioApp(api, blocks, jobs, monitor, model, started_at)
+    studio_app = StudioApp(api, blocks, jobs, monitor, model, started_at, idle=idle)
+    return studio_app
 
 
 def _runs_on(monitor, model: str) -> str:
@@ -154,6 +201,7 @@ class ServerThread:
         config = uvicorn.Config(app.fastapi, host=host, port=port, log_level="warning", lifespan="on",
                                 timeout_graceful_shutdown=2)  # open browser tabs keep connections alive
         self.server = uvicorn.Server(config)
+        app.server = self.server
         self.thread = threading.Thread(target=self.server.run, name="i2v-web", daemon=True)
 
     def start(self, timeout: float = 30.0) -> "ServerThread":
@@ -163,10 +211,14 @@ class ServerThread:
             if not self.thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError(f"the web server did not start on {self.url}")
             time.sleep(0.05)
+        if self.app.idle is not None:
+            self.app.idle.start()
         return self
 
     def stop(self) -> None:
         """Stop jobs and server; connections still open after the graceful period are closed by force."""
+        if self.app.idle is not None:
+            self.app.idle.stop()
         self.app.jobs.shutdown()
         self.server.should_exit = True
         self.thread.join(3)

@@ -26,15 +26,33 @@
       `<div class="gpu-facts">${esc(facts)}</div>${advice}</div>`;
   }
 
+  function duration(seconds) {
+    const hours = Math.floor(seconds / 3600), minutes = Math.floor(seconds / 60) % 60;
+    if (hours) return `${hours} h ${String(minutes).padStart(2, "0")} min`;
+    return minutes ? `${minutes} min` : `${Math.floor(seconds)} s`;
+  }
+
+  // Uptime, and the idle auto-stop countdown when it is on: on a rented GPU both are money.
+  function appLine(app) {
+    if (!app) return "";
+    let text = `App up ${duration(app.uptime_s)}`;
+    if (app.idle_stop_in_s != null) {
+      text += ` · stops itself after ${duration(app.idle_stop_after_s)} without a job` +
+        (app.idle_stop_in_s < app.idle_stop_after_s ? ` (in ${duration(app.idle_stop_in_s)})` : "");
+    }
+    return `<div class="app-line" id="app-line" data-uptime="${Math.floor(app.uptime_s)}"` +
+      ` data-idle-in="${app.idle_stop_in_s ?? ""}">${esc(text)}</div>`;
+  }
+
   function render(panel, data) {
     if (!data.gpu_present) {
       panel.dataset.state = "none";
       panel.innerHTML = `<div class="gpu-none"><strong>No NVIDIA GPU found</strong> (${esc(data.reason)}). ` +
-        `This app is running on ${esc(panel.dataset.runsOn)}.</div>`;
+        `This app is running on ${esc(panel.dataset.runsOn)}.</div>` + appLine(data.app);
       return;
     }
     panel.dataset.state = data.warning_level;
-    panel.innerHTML = data.gpus.map(gpuBlock).join("");
+    panel.innerHTML = data.gpus.map(gpuBlock).join("") + appLine(data.app);
   }
 
   async function poll() {
