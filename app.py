@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     app.idle.start()
     app.server.run()
     app.idle.stop()
-    app.jobs.shutdown()
+    app.close()
     if app.stopped_for_idle:
         log.warning("stopped after %g idle minutes (uptime %.0f s)", settings.idle_stop_minutes,
                     app.uptime_seconds())

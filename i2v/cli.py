@@ -1,5 +1,5 @@
 """Command line: ``python -m i2v generate …`` (batch over prompts and seeds), ``plan``, ``gpu-status``, ``info``,
-``presets``, ``lint``.
+``presets``, ``lint``, ``download``, ``bench``, ``jobs``, ``requeue``.
 
 Exit status: 0 success, 2 bad input (one line on stderr, no traceback), 1 failure, 130 interrupted.
 """
@@ -11,6 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
+from . import jobs_cli
 from .errors import BadInputError, I2VError, JobCancelled
 from .logs import configure_logging
 from .request import DTYPE_CHOICES, GenerationRequest, default_model
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("presets", help="list the preset tiers")
     download = sub.add_parser("download", help="fetch a hub model into the Hugging Face cache (resumable)")
     download.add_argument("model", nargs="?", default=None, help="hub id (default: ali-vilab/i2vgen-xl)")
+    jobs_cli.add_parsers(sub)
     lint = sub.add_parser("lint", help="check a prompt for wording the model does not understand")
     lint.add_argument("prompt")
     lint.add_argument("--negative-prompt", default="")
@@ -110,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
             return _bench(args)
         if args.command == "download":
             return _download(args)
+        if args.command == "jobs":
+            return jobs_cli.list_jobs(args)
+        if args.command == "requeue":
+            return jobs_cli.requeue(args)
         if args.command == "gpu-status":
             from .monitor import GpuMonitor
 
@@ -117,11 +123,23 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK
         return _generate(args)
     except BadInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except I2VError as exc:  # handled failures (model missing, NaN in every precision): the message says it all
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:  # noqa: BLE001 - a bug still gets one line and exit 1; -v logs the traceback
+        log.info("unexpected failure", exc_info=True)
+        print(f"error: unexpected failure ({type(exc).__name__}: {_one_line(exc)}); run again with -v for the "
+              "details and report it.", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 def _download(args) -> int:

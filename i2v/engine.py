@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from .backends import LoadReport, ModelBackend, backend_for
+from .disk import DEFAULT_RESERVE_BYTES, check_free_space, job_bytes
 from .hardware import GpuDevice, GpuInfo, TorchCudaInfo
 from .logs import job_context, new_job_id
 from .paths import outputs_dir
@@ -49,23 +50,31 @@ class Engine:
         output_dir: Path | None = None,
         presets: dict[str, Preset] | None = None,
         keywords: KeywordLibrary | None = None,
+        min_free_bytes: int = DEFAULT_RESERVE_BYTES,
     ):
         self.gpu_info = gpu_info or TorchCudaInfo()
         self.planner = planner or MemoryPlanner(self.gpu_info, busy=lambda device: device_lock(device).locked())
         self.output_dir = Path(output_dir) if output_dir is not None else outputs_dir()
         self.presets = presets
         self.keywords = keywords
+        self.min_free_bytes = min_free_bytes
         self._backend: ModelBackend | None = None
         self._backend_guard = threading.Lock()
 
     # -- before the run ------------------------------------------------------------------------------------
     def prepare(self, request: GenerationRequest) -> PreparedJob:
-        """Validate and plan without loading anything. Raises ``BadInputError`` with a message for the user."""
+        """Validate, plan and check the free disk space without loading anything. Raises ``BadInputError`` with a
+        message for the user."""
         backend = self._backend
         counter = None
         if backend is not None and backend.model_id == request.model and backend.count_tokens("") is not None:
             counter = backend.count_tokens
-        return prepare(request, self.planner, presets=self.presets, keywords=self.keywords, token_counter=counter)
+        job = prepare(request, self.planner, presets=self.presets, keywords=self.keywords, token_counter=counter)
+        params = job.params
+        folder = Path(request.output_path).parent if request.output_path is not None else self.output_dir
+        check_free_space(folder, job_bytes(params.width, params.height, params.frames, len(params.seeds)),
+                         self.min_free_bytes)
+        return job
 
     def load(self, request: GenerationRequest) -> LoadReport:
         """Load the request's model for its plan now (keeps it warm for the next job)."""

@@ -2,6 +2,9 @@
 what to show a user (bad input), what was handled (recoverable) and what is fatal."""
 from __future__ import annotations
 
+import errno
+from pathlib import Path
+
 
 class I2VError(Exception):
     """Base class. ``kind`` is stable and machine-readable (used in sidecars, the CLI and the API)."""
@@ -49,3 +52,47 @@ class JobCancelled(I2VError):
     """The user cancelled the job. Not an error for the user, but it ends the job without output."""
 
     kind = "cancelled"
+
+
+class NotEnoughDiskSpaceError(BadInputError):
+    """Too little free disk space to start the job. Refused up front like bad input (shown as is, nothing
+    started), though the cause is the machine: the message has the figures and what to free."""
+
+
+class OutputWriteError(I2VError):
+    """A video or its record could not be saved: disk full, folder not writable, read-only disk, or the video
+    encoder failed. The job fails without leaving a partial file; the message names the folder and what to do."""
+
+    kind = "fatal"
+
+    @classmethod
+    def from_os_error(cls, exc: OSError, path, what: str) -> "OutputWriteError":
+        """``what`` ("the video", "the video's record") could not be written to ``path`` because of ``exc``."""
+        folder = _nearest_existing_folder(Path(path).parent)
+        reason = exc.strerror or str(exc)
+        elsewhere = "or choose another output folder (--output-dir, or I2V_OUTPUT_DIR for the app)"
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return cls(f"The disk is full: {what} could not be saved in {folder} ({reason}). Free some space on "
+                       f"that disk (old videos are in the outputs folder) {elsewhere}, then run the job again.")
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            return cls(f"The folder {folder} is not writable by this app ({reason}), so {what} could not be saved. "
+                       f"Make it writable for the user running the app (e.g. chmod u+w or chown it) {elsewhere}, "
+                       "then run the job again.")
+        if exc.errno == errno.EROFS:
+            return cls(f"The folder {folder} is on a read-only file system, so {what} could not be saved. Remount "
+                       f"it read-write {elsewhere}, then run the job again.")
+        return cls(f"{what[0].upper()}{what[1:]} could not be saved in {folder} ({reason}). Check that the folder "
+                   f"exists, is writable and its disk has room, {elsewhere}, then run the job again.")
+
+
+class VideoEncodeError(OutputWriteError):
+    """The video encoder (ffmpeg) could not be started or failed for a reason other than the disk."""
+
+
+def _nearest_existing_folder(folder: Path) -> Path:
+    """The folder the failed write depends on: where the file would go, or, when that is not there yet (its
+    creation failed), the nearest folder above it that exists."""
+    folder = folder.absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder

@@ -78,6 +78,12 @@ def load_image(
         data = bytes(source)
         _check_file_size(len(data), max_bytes)
         return _load_from_stream(io.BytesIO(data), max_pixels=max_pixels, max_side=max_side)
+    if not isinstance(source, (str, os.PathLike)):
+        raise BadInputError(
+            "No image was given: choose the picture the video should start from."
+            if source is None
+            else f"The image must be a file path, the file's bytes or a PIL image; got {type(source).__name__}."
+        )
     return _load_from_path(os.fspath(source), max_bytes=max_bytes, max_pixels=max_pixels, max_side=max_side)
 
 
@@ -106,11 +112,13 @@ def enhance(image: Image.Image) -> Image.Image:
 
 
 def _load_from_path(path: str, *, max_bytes: int, max_pixels: int, max_side: int) -> LoadedImage:
-    name = os.path.basename(path) or path
+    name = _display_name(path)
     try:
         info = os.stat(path)
     except FileNotFoundError:
         raise BadInputError(f"The image file '{name}' does not exist. Check the path and try again.") from None
+    except ValueError:  # os.stat refuses a path with a NUL byte in it; no file can have that name
+        raise BadInputError(f"The image path '{name}' contains a NUL character; no file has that name.") from None
     except OSError as exc:
         raise BadInputError(
             f"The image file '{name}' could not be read ({exc.strerror}). Check the path and its permissions."
@@ -126,6 +134,18 @@ def _load_from_path(path: str, *, max_bytes: int, max_pixels: int, max_side: int
         ) from None
     with stream:
         return _load_from_stream(stream, max_pixels=max_pixels, max_side=max_side)
+
+
+_MAX_NAME_CHARS = 80
+
+
+def _display_name(path: str) -> str:
+    """The file name as a one-line message can show it: control characters and undecodable bytes escaped
+    (a newline in a name would split the CLI's one error line), very long names shortened."""
+    name = os.path.basename(path) or path
+    if not name.isprintable():
+        name = ascii(name)[1:-1]
+    return name if len(name) <= _MAX_NAME_CHARS else name[: _MAX_NAME_CHARS - 1] + "…"
 
 
 def _load_from_stream(stream: IO[bytes], *, max_pixels: int, max_side: int) -> LoadedImage:

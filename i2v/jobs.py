@@ -8,6 +8,7 @@ is only stopped by ``cancel``.
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import logging
 import secrets
@@ -21,7 +22,7 @@ from typing import Any
 from PIL import Image
 
 from .engine import Engine
-from .errors import BadInputError, I2VError, JobCancelled
+from .errors import BadInputError, I2VError, JobCancelled, OutputWriteError
 from .jobstore import JobRecord, JobStore
 from .logs import job_context, new_job_id
 from .progress import CancelToken, ProgressEvent
@@ -48,6 +49,11 @@ class JobListener:
     def job_finished(self, job_id: str, state: str, *, kind: str | None, result: GenerationResult | None,
                      seconds: float) -> None:
         """``state``: done | failed | cancelled; ``kind``: the error kind of a failed job."""
+
+
+class InputNotKeptError(BadInputError):
+    """The uploaded picture could not be copied into outputs/inputs/ (disk full, folder not writable). Refused at
+    submit like bad input, so the page and the API show the message; it names the folder and what to do."""
 
 
 class QueueFullError(BadInputError):
@@ -116,18 +122,30 @@ class JobManager:
 
     # -- start-up ------------------------------------------------------------------------------------------
     def recover(self) -> list[JobRecord]:
-        """Mark jobs a previous process left unfinished as interrupted and sweep their half-written files."""
+        """Mark jobs a previous process left unfinished as interrupted and sweep the files they left."""
         interrupted = self.store.mark_unfinished_interrupted()
         for record in interrupted:
-            for partial in self.engine.output_dir.glob(f"*/.*_{record.id}_*.partial.*"):
-                partial.unlink(missing_ok=True)
-            log.warning("job %s was %s when the app stopped: marked interrupted", record.id, record.state)
+            swept = self._sweep_files_of(record.id)
+            log.warning("job %s was %s when the app stopped: marked interrupted, %d file(s) it left removed",
+                        record.id, record.state, swept)
         return interrupted
+
+    def _sweep_files_of(self, job_id: str) -> int:
+        """Every file a job wrote under outputs/DATE/ (named ``HHMMSS_<id>_NN_seedS``): the partials of the mp4,
+        its record and poster, and also candidates that were finished before the stop. The history says nothing
+        was saved from an interrupted job, so a video it never recorded must not linger beside the recorded ones."""
+        swept = 0
+        for path in self.engine.output_dir.glob(f"*/*_{glob.escape(job_id)}_*"):
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                swept += 1
+        return swept
 
     # -- submitting ----------------------------------------------------------------------------------------
     def submit(self, request: GenerationRequest) -> str:
         """Queue a job and return its id. Bad input and a full queue raise ``BadInputError`` right here."""
         validate_request(request)
+        self._refuse_when_full()  # at once, before copying the picture and planning (checked again below)
         if not request.seeds:
             # Fixed now so the page can show the seed while the job waits, and a retry reproduces it.
             request = replace(request, seeds=(secrets.randbelow(MAX_SEED + 1),))
@@ -136,11 +154,7 @@ class JobManager:
         job_id = new_job_id()
         with self._changed:
             waiting = len(self._queue)
-            if waiting >= self.max_queue:
-                raise QueueFullError(
-                    f"The app is busy: {waiting} jobs are waiting (the queue holds {self.max_queue}). "
-                    "Try again in a few minutes."
-                )
+            self._refuse_when_full()
             record = JobRecord(id=job_id, state="queued", created_at=time.time(),
                                settings=request_settings(request), image_path=str(request.image))
             self.store.add(record)
@@ -151,11 +165,19 @@ class JobManager:
             log.info("queued (%d ahead)", waiting + (self._running is not None))
         return job_id
 
+    def _refuse_when_full(self) -> None:
+        with self._changed:  # re-entrant: a Condition over an RLock
+            waiting = len(self._queue)
+            if waiting >= self.max_queue:
+                raise QueueFullError(
+                    f"The app is busy: {waiting} jobs are waiting (the queue holds {self.max_queue}). "
+                    "Try again in a few minutes."
+                )
+
     def _keep_input(self, image: Any) -> Path:
         """Copy the picture into outputs/inputs/ (named by content), so the job and its history entry survive the
         upload's temporary file."""
         folder = self.engine.output_dir / INPUTS_FOLDER
-        folder.mkdir(parents=True, exist_ok=True)
         if isinstance(image, Image.Image):
             data = _png_bytes(image)
             suffix = ".png"
@@ -169,9 +191,39 @@ class JobManager:
         kept = folder / f"{hashlib.sha256(data).hexdigest()[:24]}{suffix}"
         if not kept.exists():
             partial = kept.with_name(f".{kept.name}.partial")
-            partial.write_bytes(data)
-            partial.replace(kept)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                partial.write_bytes(data)
+                partial.replace(kept)
+            except OSError as exc:
+                partial.unlink(missing_ok=True)
+                raise InputNotKeptError(str(OutputWriteError.from_os_error(exc, kept, "the uploaded picture"))) from None
         return kept
+
+    def requeue(self, job_id: str) -> str:
+        """Queue an interrupted job again (same picture, settings and seed) and return the new job's id. The old
+        entry stays in the history, so nothing about what happened is lost."""
+        record = self.store.get(job_id)
+        if record is None:
+            raise BadInputError(f"There is no job {job_id!r}; the history lists the jobs this app knows.")
+        if record.state != "interrupted":
+            raise BadInputError(f"Job {job_id} is {record.state}: only interrupted jobs can be re-queued "
+                                "(load its settings and Generate to run it again).")
+        again = (record.result or {}).get("requeued_as")
+        if again:
+            raise BadInputError(f"Job {job_id} was re-queued already, as job {again}.")
+        if not record.image_path or not Path(record.image_path).is_file():
+            raise BadInputError(f"The picture of job {job_id} is gone from the outputs folder; upload it again.")
+        new_id = self.submit(request_from_settings(record.settings, Path(record.image_path)))
+        self.store.mark_requeued(job_id, new_id)
+        with job_context(new_id):
+            log.info("re-queued interrupted job %s", job_id)
+        return new_id
+
+    def interrupted(self, limit: int = 100) -> list[str]:
+        """Ids of interrupted jobs not re-queued yet, oldest first (the order to run them again)."""
+        records = self.store.recent(limit, states=("interrupted",))
+        return [r.id for r in reversed(records) if not (r.result or {}).get("requeued_as")]
 
     # -- control and queries -------------------------------------------------------------------------------
     def cancel(self, job_id: str) -> bool:
@@ -268,32 +320,39 @@ class JobManager:
 
     def _run(self, live: _LiveJob) -> None:
         with job_context(live.id):
-            self.store.mark_running(live.id)
-            self._tell("job_started", live.id)
             started = time.monotonic()
-            state, kind, result = "failed", None, None
+            state, kind, result = "failed", "internal", None
             try:
-                result = self.engine.generate(live.request, job_id=live.id, on_progress=lambda e: self._on_progress(live, e),
-                                              cancel=live.cancel, keep_frames=True)
-            except JobCancelled:
-                state = "cancelled"
-                self.store.mark_cancelled(live.id)
-            except I2VError as exc:
-                kind = exc.kind
-                log.warning("failed (%s): %s", exc.kind, exc)
-                self.store.mark_failed(live.id, exc.kind, str(exc))
-            except Exception as exc:  # a bug or an unexpected library error: the worker must keep serving
-                kind = "internal"
-                log.exception("failed with an unexpected error")
-                self.store.mark_failed(
-                    live.id, "internal",
-                    f"Internal error ({type(exc).__name__}: {exc}). The app keeps running; the log has details "
-                    f"under job {live.id}.",
-                )
-            else:
-                state = "done"
-                self.store.mark_done(live.id, result_summary(result))
+                self.store.mark_running(live.id)
+                self._tell("job_started", live.id)
+                state, kind, result = self._generate_and_record(live)
+            except Exception:  # the job database itself failed (disk full, locked): the worker must keep serving
+                log.exception("the job's outcome could not be recorded")
             self._tell("job_finished", live.id, state, kind=kind, result=result, seconds=time.monotonic() - started)
+
+    def _generate_and_record(self, live: _LiveJob) -> tuple[str, str | None, GenerationResult | None]:
+        """Run the job and store how it ended: (state, error kind, result)."""
+        try:
+            result = self.engine.generate(live.request, job_id=live.id, on_progress=lambda e: self._on_progress(live, e),
+                                          cancel=live.cancel, keep_frames=True)
+            summary = result_summary(result)
+        except JobCancelled:
+            self.store.mark_cancelled(live.id)
+            return "cancelled", None, None
+        except I2VError as exc:
+            log.warning("failed (%s): %s", exc.kind, exc)
+            self.store.mark_failed(live.id, exc.kind, str(exc))
+            return "failed", exc.kind, None
+        except Exception as exc:  # a bug or an unexpected library error: the worker must keep serving
+            log.exception("failed with an unexpected error")
+            self.store.mark_failed(
+                live.id, "internal",
+                f"Internal error ({type(exc).__name__}: {exc}). The app keeps running; the log has details "
+                f"under job {live.id}.",
+            )
+            return "failed", "internal", None
+        self.store.mark_done(live.id, summary)
+        return "done", None, result
 
     def _tell(self, event: str, *args, **kwargs) -> None:
         try:
@@ -367,8 +426,13 @@ def _write_poster(video_path: Path, frames: Any) -> Path | None:
     picture = Image.fromarray(frames[len(frames) // 2])
     picture.thumbnail((320, 320))
     partial = poster.with_name(f".{poster.name}.partial")
-    picture.save(partial, format="JPEG", quality=85)
-    partial.replace(poster)
+    try:
+        picture.save(partial, format="JPEG", quality=85)
+        partial.replace(poster)
+    except OSError as exc:  # a nicety: the video is saved, and the gallery falls back to the input picture
+        partial.unlink(missing_ok=True)
+        log.warning("no poster for %s: %s", Path(video_path).name, exc)
+        return None
     return poster
 
 

@@ -117,6 +117,37 @@ class JobStore:
             )
         return [_record(row) for row in rows]
 
+    def mark_requeued(self, job_id: str, new_id: str) -> None:
+        """An interrupted job was queued again as ``new_id``: say so in its history entry (it stays interrupted)."""
+        with self._connect() as db:
+            db.execute("UPDATE jobs SET result = ?, error_message = COALESCE(error_message, '') || ? WHERE id = ?",
+                       (json.dumps({"requeued_as": new_id}), f" Re-queued as job {new_id}.", job_id))
+
+    def delete_finished_before(self, cutoff: float) -> list[JobRecord]:
+        """Retention: remove finished jobs that ended (or, never started, were created) before ``cutoff``.
+        Returns them, so their files can be deleted too."""
+        condition = "state IN ('done', 'failed', 'cancelled', 'interrupted') AND COALESCE(finished_at, created_at) < ?"
+        with self._connect() as db:
+            rows = db.execute(f"SELECT * FROM jobs WHERE {condition}", (cutoff,)).fetchall()
+            db.execute(f"DELETE FROM jobs WHERE {condition}", (cutoff,))
+        return [_record(row) for row in rows]
+
+    def protected_files(self) -> tuple[set[str], set[str]]:
+        """Retention must not touch these: the output paths of the jobs still recorded, and the ids of jobs in
+        flight (their file names carry the id before the result is recorded)."""
+        paths: set[str] = set()
+        with self._connect() as db:
+            for (result,) in db.execute("SELECT result FROM jobs WHERE result IS NOT NULL"):
+                for video in json.loads(result).get("videos", []):
+                    paths.update(str(video[key]) for key in ("path", "sidecar", "poster") if video.get(key))
+            active = {row[0] for row in db.execute("SELECT id FROM jobs WHERE state IN ('queued', 'running')")}
+        return paths, active
+
+    def image_paths(self) -> set[str]:
+        """The kept input pictures some job still refers to."""
+        with self._connect() as db:
+            return {row[0] for row in db.execute("SELECT DISTINCT image_path FROM jobs WHERE image_path IS NOT NULL")}
+
     def _update(self, job_id: str, **columns: Any) -> None:
         assignments = ", ".join(f"{name} = ?" for name in columns)
         with self._connect() as db:

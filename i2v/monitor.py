@@ -323,6 +323,7 @@ class GpuMonitor:
         self._cached: Snapshot | None = None
         self._cached_at = 0.0
         self._warned: set[str] = set()
+        self._last_error: str | None = None  # the latest failed NVML query of the current reading, for the reason
 
     # -- public API ------------------------------------------------------------------------------------------
 
@@ -428,6 +429,7 @@ class GpuMonitor:
             # NotSupported is normal for some figures on some GPUs: say it once, not twice a second.
             where = "" if index is None else f" for GPU {index}"
             self._warn_once(f"{function}:{index}:{type(exc).__name__}", "NVML %s failed%s: %s", function, where, exc)
+            self._last_error = f"{function}: {exc}"
             return None
 
     def _handle(self, index: int) -> Any:
@@ -444,16 +446,25 @@ class GpuMonitor:
         host = _host_fields()
         if not self._ensure_initialised():
             return _make_snapshot([], self._init_failure, host)
+        self._last_error = None
         count = self._call(None, "nvmlDeviceGetCount")
         if count is None:
-            return _make_snapshot([], "NVML is initialised but cannot count the GPUs", host)
+            return _make_snapshot([], f"NVML is initialised but cannot count the GPUs{self._failure_hint()}", host)
         if count == 0:
             return _make_snapshot([], "The NVIDIA driver reports no GPUs", host)
         if any(index >= count for index in self._handles):  # a GPU went away: indices may have shifted
             self._handles.clear()
         gpus = [gpu for gpu in (self._read_gpu(index) for index in range(count)) if gpu is not None]
-        reason = None if gpus else f"The NVIDIA driver reports {count} GPU(s) but none could be read"
-        return _make_snapshot(gpus, reason, host)
+        if gpus:
+            return _make_snapshot(gpus, None, host)
+        return _make_snapshot([], f"The NVIDIA driver reports {count} GPU(s) but none could be read"
+                                  f"{self._failure_hint()}", host)
+
+    def _failure_hint(self) -> str:
+        """What failed and what to do, for a reason shown on the page (a GPU can fail mid-run: "GPU is lost")."""
+        failed = f" ({self._last_error})" if self._last_error else ""
+        return (f"{failed}. Check the GPU with nvidia-smi; this status comes back by itself when the driver answers "
+                "again")
 
     def _read_gpu(self, index: int) -> GpuSnapshot | None:
         handle = self._handle(index)

@@ -9,6 +9,7 @@ from importlib import metadata
 from pathlib import Path
 
 from . import __version__
+from .errors import OutputWriteError
 
 SCHEMA = "i2v-studio/video/v1"
 _PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "numpy", "pillow", "imageio-ffmpeg")
@@ -57,3 +58,12 @@ def write_json_atomic(path: Path, data: dict) -> Path:
         partial.unlink(missing_ok=True)
         raise
     return path
+
+
+def write_sidecar(path: Path, record: dict) -> Path:
+    """A video's record beside it. A full or unwritable disk becomes an ``OutputWriteError`` that says where and
+    what to do (``write_json_atomic`` has removed its partial file by then)."""
+    try:
+        return write_json_atomic(path, record)
+    except OSError as exc:
+        raise OutputWriteError.from_os_error(exc, path, "the video's record (its .json file)") from exc

@@ -61,6 +61,7 @@ class GenerationRequest:
 
 def validate_request(request: GenerationRequest) -> None:
     """Raise ``BadInputError`` with a concise, actionable message for the first problem found."""
+    _check_image_source(request.image)
     _check_text("prompt", request.prompt, required=True)
     _check_text("negative prompt", request.negative_prompt, required=False)
     if request.preset is not None and not isinstance(request.preset, str):
@@ -125,6 +126,23 @@ def _check_text(name: str, value: object, *, required: bool) -> None:
     if bad:
         raise BadInputError(
             f"The {name} contains a control character ({ascii(bad[0])}); remove it and try again."
+        )
+    # Lone surrogates are not text: they arrive from command-line bytes that are not UTF-8 (Python's
+    # surrogateescape) or from a JSON \ud800-style escape, and crash the tokenizer and every UTF-8 writer later.
+    broken = [ch for ch in value if unicodedata.category(ch) == "Cs"]
+    if broken:
+        raise BadInputError(
+            f"The {name} contains bytes that are not valid UTF-8 text ({ascii(broken[0])}); "
+            "retype it or save it as UTF-8 and try again."
+        )
+
+
+def _check_image_source(image: object) -> None:
+    if image is None or (isinstance(image, str) and not image.strip()):
+        raise BadInputError("No image was given: choose the picture the video should start from.")
+    if not isinstance(image, (str, os.PathLike, bytes, bytearray, memoryview, Image.Image)):
+        raise BadInputError(
+            f"The image must be a file path, the file's bytes or a PIL image; got {type(image).__name__}."
         )
 
 

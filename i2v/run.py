@@ -20,7 +20,7 @@ from .numerics import ensure_finite, video_to_uint8
 from .paths import cache_dir
 from .plan import ExecutionPlan, safer_dtypes
 from .progress import CancelToken, ProgressCallback, ProgressEvent
-from .record import SCHEMA, library_versions, reproduce_command, write_json_atomic
+from .record import SCHEMA, library_versions, reproduce_command, write_sidecar
 from .request import GenerationRequest
 from .resolve import PreparedJob
 from .video import write_mp4
@@ -87,6 +87,9 @@ class JobRun:
             raise
         except BaseException:
             log.exception("job failed after %.1f s", self._elapsed())
+            # A failed job is not in the history, so videos it finished would be orphans, and a video whose
+            # record could not be written (disk full) would be half a result.
+            self._discard_written()
             raise
         self.timings["total"] = self._elapsed()
         self._progress("done", 1, 1)
@@ -111,22 +114,27 @@ class JobRun:
         dtype_used, frames = self._frames_with_oom_retry(backend, inputs, timings)
         self.cancel.raise_if_cancelled()
         done = self.job  # after an out-of-memory retry, the smaller plan that actually ran
-        step_times.record(
-            cache_dir(), device_name=done.plan.gpu_name or "CPU", family=done.spec.family,
-            dtype=dtype_used, width=done.params.width, height=done.params.height, frames=done.params.frames,
-            steps=done.params.steps, seconds=timings.get("denoise", 0.0),
-        )
+        try:
+            step_times.record(
+                cache_dir(), device_name=done.plan.gpu_name or "CPU", family=done.spec.family,
+                dtype=dtype_used, width=done.params.width, height=done.params.height, frames=done.params.frames,
+                steps=done.params.steps, seconds=timings.get("denoise", 0.0),
+            )
+        except OSError as exc:  # only the time estimates are lost: no job may fail for this bookkeeping
+            log.warning("could not save the step timings in %s: %s", cache_dir(), exc)
 
         self._progress("encode", 0, 1)
         record = self._record(report, seed, dtype_used, frames, timings)
         path, sidecar = self._paths_for(seed)
         record["video"]["file"] = path.name
         t0 = time.perf_counter()
-        self.written.append(path)
         write_mp4(frames, path, params.fps, comment=json.dumps(record, ensure_ascii=False, separators=(",", ":")))
+        # Listed once written: a failed write leaves nothing of ours, and a file already at an --output path
+        # must not be deleted for it.
+        self.written.append(path)
         record["timings_s"]["encode"] = round(time.perf_counter() - t0, 4)
+        write_sidecar(sidecar, record)
         self.written.append(sidecar)
-        write_json_atomic(sidecar, record)
         return VideoResult(path=path, sidecar_path=sidecar, seed=seed, record=record,
                            frames=frames if self.keep_frames else None)
 
@@ -300,7 +308,10 @@ class JobRun:
 
     def _discard_written(self) -> None:
         for path in self.written:
-            path.unlink(missing_ok=True)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:  # e.g. the folder became unwritable: keep the job's own error, say what is left
+                log.error("could not remove %s: %s", path, exc)
 
     # -- helpers -------------------------------------------------------------------------------------------
     def _elapsed(self) -> float:

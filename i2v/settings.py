@@ -52,6 +52,20 @@ def _port(text: str) -> int:
     return value
 
 
+def _whole_number(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"must be 0 or more, got {text!r}")
+    return value
+
+
+def _days(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 100 * 365:  # NaN fails this too
+        raise ValueError(f"must be days, 0 (keep everything) or more, got {text!r}")
+    return value
+
+
 def _percent(text: str) -> int:
     value = int(text)
     if not 1 <= value <= 99:
@@ -118,6 +132,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("queue_size", 8, "jobs that may wait behind the running one; more are refused with a 'busy' message",
             _positive_int),
     Setting("max_upload_mb", 50, "largest upload accepted, in megabytes", _positive_int),
+    Setting("min_free_mb", 1024, "a job is refused when it would leave less free disk space than this (MB) in the "
+            "output folder", _whole_number),
+    Setting("retention_days", 0.0, "delete outputs (jobs, videos, records, kept inputs) older than this many days, "
+            "at start and hourly, logging each (0: keep everything)", _days),
     Setting("poll_seconds", 2.0, "how often the page polls /gpu_status (0.5..60 s)", _poll_seconds),
     Setting("warn_percent", 80, "GPU memory use (percent) at which the page warns", _percent),
     Setting("auth", None, "user:password or @FILE (first line user:password) for HTTP Basic auth on every route "
@@ -142,6 +160,8 @@ class AppSettings:
     output_dir: str
     queue_size: int
     max_upload_mb: int
+    min_free_mb: int
+    retention_days: float
     poll_seconds: float
     warn_percent: int
     auth: Credentials | None

@@ -236,3 +236,22 @@ def test_with_auth_the_page_works_for_the_user_and_shows_uptime_and_idle_stop(br
             page.wait_for_function("document.querySelector('#video-0 video')?.readyState >= 1")
         finally:
             context.close()
+
+
+def test_interrupted_jobs_are_requeued_with_one_click(page, tmp_path, photo_path):
+    from test_requeue import crashed_job
+
+    outputs = tmp_path / "outputs"
+    old = crashed_job(outputs, photo_path, prompt="leaves falling slowly")
+    with running_app(outputs) as server:
+        open_page(page, server)
+        page.wait_for_selector(f"#history-table tr[data-job='{old}'][data-state=interrupted]")
+        button = page.wait_for_selector("#requeue:visible")
+        assert button.inner_text() == "Re-queue 1 interrupted job"
+        button.click()
+        assert wait_state(page, "done", "failed") == "done", page.inner_text("#job-status")
+        new = page.get_attribute("#job-status [data-state]", "data-job")
+        assert new != old
+        page.wait_for_selector(f"#history-table tr[data-job='{new}'][data-state=done]")
+        assert f"Re-queued as job {new}" in page.inner_text(f"#history-table tr[data-job='{old}']")
+        page.wait_for_selector("#requeue", state="hidden")  # nothing left to re-queue

@@ -1,16 +1,46 @@
 """Widget values ↔ engine requests. The page's controls send plain numbers and strings; this is the one place
-that turns them into a ``GenerationRequest`` (refusing what is not a number with a message) and back."""
+that turns them into a ``GenerationRequest`` (refusing what is not a number with a message) and back. The image
+input that hands uploads to the engine untouched (``uploaded_image``) is built here too."""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from typing import Any
 
+import gradio as gr
+
 from ..errors import BadInputError
 from ..presets import Preset
 from ..request import GenerationRequest
 
 RANDOM_SEED = -1
+
+
+def uploaded_image(**kwargs: Any) -> gr.Image:
+    """A ``gr.Image`` whose handlers get the uploaded file exactly as it was sent (a path in Gradio's upload folder).
+
+    A plain ``gr.Image`` opens every upload with Pillow before the handler runs and converts it to RGB. So an empty
+    file, a text file named ``.png`` or a decompression bomb fails inside Gradio ("Could not preprocess input
+    component", with a server path) instead of getting our message; a 12 KB PNG declaring 10 000×10 000 px is
+    decoded and re-encoded (about 3 s and 600 MB per request); 16-bit grey turns white and transparent areas keep
+    their hidden colour instead of white. ``load_image`` does all of that safely, so it must see the original file.
+
+    Built as a ``gr.Image`` with its ``preprocess`` replaced rather than as a subclass: Gradio writes a ``.pyi`` stub
+    beside the module of every component subclass when it is imported (and fails where that folder is read-only).
+    Send it values only: an update of its other properties makes Gradio rebuild it as a plain ``gr.Image``.
+    """
+    image = gr.Image(type="filepath", image_mode=None, **kwargs)
+    image.preprocess = _uploaded_path  # Gradio calls block.preprocess(payload) on the instance
+    return image
+
+
+def _uploaded_path(payload: Any) -> str | None:
+    if payload is None:
+        return None
+    if not payload.path:  # an inline data: URL instead of an upload; gr.Image would decode it with Pillow
+        raise gr.Error("Send the image as an uploaded file (handle_file(path) in gradio_client).",
+                       print_exception=False)
+    return str(payload.path)
 
 
 @dataclass(frozen=True)

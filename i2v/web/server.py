@@ -20,16 +20,20 @@ from fastapi.responses import JSONResponse, Response
 from .. import step_times
 from ..backends import spec_for
 from ..engine import Engine
+from ..folder_lock import FolderLock
 from ..idle import IdleWatcher
 from ..jobs import JobListener, JobManager
 from ..jobstore import FILE_NAME as JOBS_DB
+from ..jobstore import JobStore
 from ..keywords import load_keyword_library
 from ..monitor import GpuMonitor
 from ..paths import cache_dir
 from ..presets import load_presets
+from ..retention import RetentionListener, prune_outputs
 from ..request import DEFAULT_MODEL
 from ..settings import AppSettings
 from .auth import BasicAuthMiddleware
+from .file_guard import guard_files
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
 from .ui import Studio
@@ -54,6 +58,13 @@ class StudioApp:
     idle: IdleWatcher | None = None
     server: uvicorn.Server | None = None
     stopped_for_idle: bool = False
+    folder_lock: FolderLock | None = None
+
+    def close(self) -> None:
+        """Stop the jobs and let another app use the output folder."""
+        self.jobs.shutdown()
+        if self.folder_lock is not None:
+            self.folder_lock.release()
 
     def uptime_seconds(self) -> float:
         return time.time() - self.started_at
@@ -100,17 +111,23 @@ def create_app(settings: AppSettings, *, monitor=None, engine: Engine | None = N
     spec = spec_for(model)  # a bad --model fails here, at start, with the loader's message
     presets = load_presets()
     keywords = load_keyword_library()
-    engine = engine or Engine(gpu_info=monitor, output_dir=settings.outputs, presets=presets, keywords=keywords)
+    engine = engine or Engine(gpu_info=monitor, output_dir=settings.outputs, presets=presets, keywords=keywords,
+                              min_free_bytes=settings.min_free_mb * 2**20)
     started_at = time.time()
     # The queue is read at scrape time, through a lambda because the manager needs its listener first.
     metrics = Metrics(monitor=monitor, queue_length=lambda: jobs.queue_length(), started_at=started_at)
     # A lambda again: the watcher stops the StudioApp built below, and asks the manager whether it is busy.
     idle = IdleWatcher(settings.idle_stop_minutes, busy=lambda: jobs.queue_length() > 0 or bool(jobs.active()),
                        on_idle=lambda: studio_app.stop_for_idle())
-    jobs = JobManager(engine, max_queue=settings.queue_size, listener=_AllListeners(metrics, idle))
+    folder_lock = FolderLock(engine.output_dir).acquire()  # before recover(): it must not sweep a live app's jobs
+    store = JobStore.in_folder(engine.output_dir)
+    retention = RetentionListener(engine.output_dir, store, settings.retention_days)
+    jobs = JobManager(engine, store, max_queue=settings.queue_size,
+                      listener=_AllListeners(metrics, idle, retention))
     for record in jobs.recover():
         log.warning("job %s (%s) did not finish before the last stop: shown as interrupted", record.id,
                     record.settings.get("prompt", "")[:60])
+    prune_outputs(engine.output_dir, store, settings.retention_days)
     runs_on = _runs_on(monitor, model)
     studio = Studio(
         jobs, model=model, spec=spec, presets=presets, keywords=keywords,
@@ -157,11 +174,12 @@ def create_app(settings: AppSettings, *, monitor=None, engine: Engine | None = N
         css=(STATIC / "studio.css").read_text(encoding="utf-8"),
         head=f"<script>{(STATIC / 'gpu_panel.js').read_text(encoding='utf-8')}</script>",
     )
+    guard_files(api, blocks, outputs)  # inside auth: only the app's own files, inputs only from uploads
     if settings.auth is not None:
         # Outermost, so it guards the Gradio mount and our routes alike (only /healthz stays open).
         api.add_middleware(BasicAuthMiddleware, credentials=settings.auth)
         log.info("HTTP Basic auth on for user %r (every route but /healthz)", settings.auth.user)
-    studio_app = StudioApp(api, blocks, jobs, monitor, model, started_at, idle=idle)
+    studio_app = StudioApp(api, blocks, jobs, monitor, model, started_at, idle=idle, folder_lock=folder_lock)
     return studio_app
 
 
@@ -219,7 +237,7 @@ class ServerThread:
         """Stop jobs and server; connections still open after the graceful period are closed by force."""
         if self.app.idle is not None:
             self.app.idle.stop()
-        self.app.jobs.shutdown()
+        self.app.close()
         self.server.should_exit = True
         self.thread.join(3)
         if self.thread.is_alive():

@@ -7,6 +7,8 @@ the same job where it is.
 """
 from __future__ import annotations
 
+import html
+
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +24,13 @@ from ..prompt_lint import KeywordLibrary, lint_prompt
 from ..request import GenerationRequest
 from ..spec import ModelSpec
 from . import render
-from .forms import RANDOM_SEED, FormValues, next_tier, preset_values, to_request
+from .forms import RANDOM_SEED, FormValues, next_tier, preset_values, to_request, uploaded_image
 
 log = logging.getLogger(__name__)
 
 SLOTS = 4  # candidates shown side by side (a request may ask for up to this many from the page)
 HISTORY_SIZE = 40
+HISTORY_OUTPUTS = 4  # what history() returns
 POLL_SECONDS = 1.0
 
 
@@ -66,8 +69,8 @@ class Studio:
             gr.HTML(self.gpu_panel_html, elem_id="gpu-panel-box")
             with gr.Row(equal_height=False):
                 with gr.Column(scale=5):
-                    image = gr.Image(label="Image", type="filepath", sources=["upload", "clipboard"],
-                                     elem_id="input-image", height=300)
+                    image = uploaded_image(label="Image", sources=["upload", "clipboard"],
+                                           elem_id="input-image", height=300)
                     image_report = gr.HTML(elem_id="image-report")
                     with gr.Accordion("Preprocessed image (what the model sees)", open=False):
                         preview = gr.Image(label="Model input", interactive=False, elem_id="preview-image",
@@ -130,6 +133,7 @@ class Studio:
                                                  elem_id="history-detail")
                     load_settings = gr.Button("Load these settings", interactive=False, elem_id="load-settings")
                     refresh = gr.Button("Refresh", elem_id="refresh-history", size="sm")
+                    requeue = gr.Button("Re-queue interrupted jobs", visible=False, elem_id="requeue", size="sm")
                 history_table = gr.HTML(elem_id="history-table")
 
             job_id = gr.State(None)
@@ -142,7 +146,7 @@ class Studio:
             controls = [image, prompt, negative, preset, resolution_box, frames_box, steps_box, guidance_box,
                         fps_box, seed, candidates, auto_enhance]
             slot_outputs = [c for slot in slots for c in slot.outputs()]
-            history_outputs = [gallery, history_ids, history_table]
+            history_outputs = [gallery, history_ids, history_table, requeue]
             private = {"api_visibility": "private"}
             quick = {"concurrency_limit": None, "show_progress": "hidden", **private}
 
@@ -171,6 +175,7 @@ class Studio:
                            [selected, history_detail, load_settings, *slot_outputs, findings, shown], **quick)
             load_settings.click(self.load_settings, selected, controls, **quick)
             refresh.click(self.history, None, history_outputs, **quick)
+            requeue.click(self.requeue_interrupted, None, [*submitted, *history_outputs], **quick)
             demo.load(self.restore, browser_job,
                       [job_id, status, timer, *slot_outputs, findings, shown, *history_outputs], **quick)
             demo.load(self.check_settings, controls, [verdict, image_report, preview, traps], **quick)
@@ -195,7 +200,7 @@ class Studio:
         (0 for resolution, frames, steps, guidance or fps = the preset's value)."""
         with gr.Column(visible=False):
             inputs = [
-                gr.Image(type="filepath", label="image"),
+                uploaded_image(label="image"),
                 gr.Textbox(label="prompt"),
                 gr.Textbox("", label="negative_prompt"),
                 gr.Dropdown(list(self.presets), value=DEFAULT_PRESET, label="preset"),
@@ -215,6 +220,13 @@ class Studio:
                       concurrency_limit=self.jobs.max_queue + 2,
                       api_description="Make a video from an image and a prompt; returns the first video, every "
                                       "video with its JSON record, and the result (seeds, parameters, notices).")
+        with gr.Column(visible=False):
+            requeue_id = gr.Textbox("", label="job_id")
+            requeued = gr.JSON(label="requeued")
+            requeue_trigger = gr.Button(visible=False)
+        requeue_trigger.click(self.api_requeue, requeue_id, requeued, api_name="requeue", concurrency_limit=1,
+                              api_description="Queue interrupted jobs again: one job id, or empty for all. Returns "
+                                              "{old id: new id} and any errors.")
 
     # -- settings and guidance -----------------------------------------------------------------------------
     def fill_preset(self, name: str):
@@ -284,9 +296,9 @@ class Studio:
         status = self.jobs.status(job_id) if job_id else None
         unchanged = [gr.skip()] * (len(self._slot_updates(None)) + 2)
         if status is None:
-            return (render.status_html(None), gr.Timer(active=False), *unchanged, *[gr.skip()] * 3)
+            return (render.status_html(None), gr.Timer(active=False), *unchanged, *[gr.skip()] * HISTORY_OUTPUTS)
         if not status.finished:
-            return (render.status_html(status), gr.skip(), *unchanged, *[gr.skip()] * 3)
+            return (render.status_html(status), gr.skip(), *unchanged, *[gr.skip()] * HISTORY_OUTPUTS)
         return (render.status_html(status), gr.Timer(active=False), *self._slot_updates(status),
                 self._findings(status), self._shown(status), *self.history())
 
@@ -344,10 +356,46 @@ class Studio:
                 *preset_values(higher), shown["videos"][index]["seed"], 1, settings.get("auto_enhance", False))
 
     def history(self):
+        """Gallery items, their job ids, the history table and the re-queue button (HISTORY_OUTPUTS values)."""
         statuses = self.jobs.history(HISTORY_SIZE)
         done = [s for s in statuses if s.state == "done" and s.result and s.result["videos"]]
         items = [(s.result["videos"][0]["poster"] or s.image_path, render.history_caption(s)) for s in done]
-        return items, [s.id for s in done], render.history_table(statuses)
+        waiting_again = len(self.jobs.interrupted())
+        button = gr.Button(f"Re-queue {waiting_again} interrupted job{'s' if waiting_again > 1 else ''}",
+                           visible=waiting_again > 0)
+        return items, [s.id for s in done], render.history_table(statuses), button
+
+    def requeue_interrupted(self):
+        """One click: every interrupted job goes back into the queue; the page follows the first one."""
+        requeued, errors = self._requeue_all()
+        if not requeued:
+            error = " ".join(errors) or "There is no interrupted job to re-queue."
+            return (gr.skip(), gr.skip(), render.status_html(None, error=error), gr.Timer(active=False),
+                    *[gr.skip()] * len(self._slot_updates(None)), gr.skip(), gr.skip(), *self.history())
+        first = next(iter(requeued.values()))
+        problems = "".join(f'<div class="findings warning">{html.escape(e)}</div>' for e in errors)
+        return (first, first, render.status_html(self.jobs.status(first)), gr.Timer(active=True),
+                *self._slot_updates(None), problems, None, *self.history())
+
+    def _requeue_all(self) -> tuple[dict[str, str], list[str]]:
+        """{interrupted id: new id} and the messages of those that could not go back."""
+        requeued, errors = {}, []
+        for old_id in self.jobs.interrupted():
+            try:
+                requeued[old_id] = self.jobs.requeue(old_id)
+            except BadInputError as exc:  # a full queue or a lost picture: the others may still go
+                errors.append(str(exc))
+        return requeued, errors
+
+    def api_requeue(self, job_id: str):
+        """``/requeue`` for scripts and ``python -m i2v requeue``: one interrupted job, or all when empty."""
+        if (job_id or "").strip():
+            try:
+                return {"requeued": {job_id: self.jobs.requeue(job_id.strip())}, "errors": []}
+            except BadInputError as exc:
+                raise gr.Error(str(exc), print_exception=False) from None
+        requeued, errors = self._requeue_all()
+        return {"requeued": requeued, "errors": errors}
 
     def select_history(self, history_ids: list[str], event: gr.SelectData):
         job_id = history_ids[event.index] if history_ids and event.index < len(history_ids) else None
