@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .bench_latency import LatencyResult, markdown_section, splice_section, targets_met
 from .engine import Engine
 from .record import library_versions
 from .request import GenerationRequest
@@ -161,6 +162,8 @@ def markdown(rows: list[BenchRow], meta: dict, command: str) -> str:
         f"Versions: {', '.join(f'{k} {v}' for k, v in meta['versions'].items())}.",
         f"Warm-up: {meta['warm_up']}. Each figure is the median of {meta['repeats']} interleaved runs.",
     ]
+    if meta.get("note"):
+        lines.append(f"Note: {meta['note']}")
     if meta.get("resolution_note"):
         kept = "frames and guidance" if meta.get("steps_override") else "frames, steps and guidance"
         lines.append(f"Note: {meta['resolution_note']}; {kept} are the preset's.")
@@ -186,13 +189,31 @@ def markdown(rows: list[BenchRow], meta: dict, command: str) -> str:
     return "\n".join(lines)
 
 
+def worst_overhead_pct(rows: list[BenchRow]) -> float | None:
+    """The figure the "≤ 3 %" target is judged on: the preset where the engine costs the most."""
+    return max((r.engine_overhead_pct for r in rows), default=None)
+
+
 def write_outputs(rows: list[BenchRow], meta: dict, command: str, markdown_path: Path | None,
-                  json_path: Path | None) -> str:
-    text = markdown(rows, meta, command)
+                  json_path: Path | None, latency: LatencyResult | None = None) -> str:
+    """Writes the Markdown (and JSON) and returns the Markdown. Without preset rows (``--latency-only``) only the
+    "Off the GPU" section is written, spliced into the existing file so its preset table is kept."""
+    if rows or latency is None:
+        text = markdown(rows, meta, command)
+        if latency is not None:
+            text = text.rstrip("\n") + "\n\n" + markdown_section(latency, worst_overhead_pct(rows))
+    else:
+        section = markdown_section(latency, None, command=command, note=meta.get("note"))
+        existing = markdown_path.read_text(encoding="utf-8") if markdown_path and markdown_path.exists() else ""
+        text = splice_section(existing or "# Benchmarks\n", section)
     if markdown_path is not None:
         markdown_path.parent.mkdir(parents=True, exist_ok=True)
         markdown_path.write_text(text, encoding="utf-8")
     if json_path is not None:
-        json_path.write_text(json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=2) + "\n",
-                             encoding="utf-8")
+        figures = {"meta": meta, "rows": [asdict(r) for r in rows]}
+        if latency is not None:
+            overhead = worst_overhead_pct(rows)
+            figures["latency"] = latency.to_dict() | {"engine_overhead_worst_pct": overhead,
+                                                      "targets_met": targets_met(latency, overhead)}
+        json_path.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     return text

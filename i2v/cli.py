@@ -82,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--markdown", type=Path, default=Path("docs/BENCHMARKS.md"), help="table output")
     bench.add_argument("--json", type=Path, help="also write the figures as JSON here")
     bench.add_argument("--output-dir", type=Path, help="where the bench's videos go (default: a temp folder)")
+    bench.add_argument("--latency", action="store_true",
+                       help="also measure off-GPU latency: app.py page-ready time and /gpu_status under polling")
+    bench.add_argument("--latency-only", action="store_true",
+                       help="only the latency part (no presets); updates just that section of --markdown")
+    bench.add_argument("--poll-seconds", type=float, default=10.0, help="how long /gpu_status is polled")
+    bench.add_argument("--starts", type=int, default=3, help="fresh app.py starts timed to page-ready")
+    bench.add_argument("--note", help="a sentence added to the Markdown, e.g. what else ran on the machine")
 
     info = sub.add_parser("info", help="print the reproduction record embedded in a video made here")
     info.add_argument("video", type=Path)
@@ -233,7 +240,9 @@ def _bench(args) -> int:
     import tempfile
 
     from .bench import run_bench, write_outputs
+    from .bench_latency import run_latency_bench
     from .presets import default_presets
+    from .record import library_versions
 
     presets = [p.strip() for p in args.presets.split(",") if p.strip()]
     if not 1 <= args.repeats <= 20:
@@ -241,11 +250,20 @@ def _bench(args) -> int:
     unknown = [p for p in presets if p not in default_presets()]
     if unknown or not presets:
         raise BadInputError(f"Unknown preset(s) {unknown}; choose from {', '.join(default_presets())}.")
-    with tempfile.TemporaryDirectory(prefix="i2v-bench-") as scratch:
-        rows, meta = run_bench(model=args.model, presets=presets, output_dir=args.output_dir or Path(scratch),
-                               resolution=args.resolution, steps=args.steps, repeats=args.repeats)
+    latency_wanted = args.latency or args.latency_only
+    if latency_wanted and not (0 < args.poll_seconds <= 600 and 1 <= args.starts <= 20):
+        raise BadInputError("--poll-seconds must be in (0, 600] and --starts 1..20.")
+    rows, meta = [], {"model": args.model, "versions": library_versions()}
+    if not args.latency_only:
+        with tempfile.TemporaryDirectory(prefix="i2v-bench-") as scratch:
+            rows, meta = run_bench(model=args.model, presets=presets, output_dir=args.output_dir or Path(scratch),
+                                   resolution=args.resolution, steps=args.steps, repeats=args.repeats)
+    meta["note"] = args.note
+    # After the presets, not during: the app's start and the polling would otherwise compete for the CPU.
+    latency = run_latency_bench(model=args.model, starts=args.starts, poll_seconds=args.poll_seconds) \
+        if latency_wanted else None
     command = "python -m i2v bench " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else [])
-    print(write_outputs(rows, meta, command.strip(), args.markdown, args.json))
+    print(write_outputs(rows, meta, command.strip(), args.markdown, args.json, latency=latency))
     return EXIT_OK
 
 
