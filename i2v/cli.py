@@ -151,15 +151,20 @@ def _one_line(exc: BaseException) -> str:
 
 def _download(args) -> int:
     """Fetch once with progress bars; the app then loads from the cache, also with HF_HUB_OFFLINE=1."""
+    from .backends import BUILT_IN_MODELS, backend_class_for
+    from .backends.cogvideox import CogVideoXBackend
+    from .backends.cogvideox import download_or_cached as download_cogvideox
     from .backends.i2vgen_xl import download_or_cached
     from .errors import ModelNotAvailableError
     from .request import DEFAULT_MODEL
 
     model = args.model or DEFAULT_MODEL
-    if model == "tiny" or Path(model).expanduser().is_dir():
+    if model in BUILT_IN_MODELS or Path(model).expanduser().is_dir():
         raise BadInputError(f"'{model}' is not a hub model: there is nothing to download.")
+    # Each family fetches its own files (CogVideoX: split weights and the T5 tokenizer model).
+    download = download_cogvideox if backend_class_for(model) is CogVideoXBackend else download_or_cached
     try:
-        folder, _source, commit = download_or_cached(model)
+        folder, _source, commit = download(model)
     except ModelNotAvailableError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED

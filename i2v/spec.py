@@ -63,10 +63,15 @@ class ModelSpec:
     random_weights: bool = False  # outputs are noise: label them so wherever they are shown
     notes: tuple[str, ...] = field(default=())
     memory: MemoryProfile | None = None  # for the VRAM prediction; None: no prediction (plan by device only)
+    # The model generates at native_size only (e.g. CogVideoX-5b-I2V: learned positional embeddings refuse any
+    # other size). Tiers and explicit sizes then resolve to native_size, with a notice when they asked otherwise.
+    fixed_size: bool = False
 
     # -- sizes -------------------------------------------------------------------------------------------
     def size_for_tier(self, tier: int, aspect: float) -> tuple[tuple[int, int], list[Finding]]:
         """Width × height of about ``tier``² pixels at ``aspect`` (width/height), each side a valid multiple."""
+        if self.fixed_size:
+            return self._fixed_size_for_tier(tier, aspect)
         if tier not in self.resolution_tiers:
             raise BadInputError(
                 f"Resolution {tier}p is not offered for this model; choose one of "
@@ -94,6 +99,8 @@ class ModelSpec:
                 raise BadInputError(
                     f"{name} {value} is out of range for this model: use {self.min_side}..{self.max_side} pixels."
                 )
+        if self.fixed_size:
+            return self.native_size, self._fixed_size_notices(f"{width}×{height}", (width, height))
         snapped = (self._round_side(width), self._round_side(height))
         notices = []
         if snapped != (width, height):
@@ -105,6 +112,34 @@ class ModelSpec:
                 )
             )
         return snapped, notices
+
+    def _fixed_size_for_tier(self, tier: int, aspect: float) -> tuple[tuple[int, int], list[Finding]]:
+        # Presets name tiers for every model; a fixed-size model accepts any of them rather than refusing the
+        # default preset, and says that the tier did not apply.
+        asked = None if tier in self.resolution_tiers else f"{tier}p"
+        notices = self._fixed_size_notices(asked, None)
+        native_aspect = self.native_size[0] / self.native_size[1]
+        if not math.isclose(aspect, native_aspect, rel_tol=0.02):
+            notices.append(
+                Finding(
+                    "size.aspect_cropped",
+                    f"The image's aspect ratio {_ratio(aspect)} differs from the model's fixed "
+                    f"{_ratio(native_aspect)}, so the picture is centre-cropped to {_ratio(native_aspect)}.",
+                    "Crop the image yourself to choose what stays in the frame.",
+                )
+            )
+        return self.native_size, notices
+
+    def _fixed_size_notices(self, asked: str | None, size: tuple[int, int] | None) -> list[Finding]:
+        if asked is None or size == self.native_size:
+            return []
+        width, height = self.native_size
+        return [
+            Finding(
+                "size.fixed",
+                f"{asked} changed to {width}×{height}: {self.family} generates at {width}×{height} only.",
+            )
+        ]
 
     def _round_side(self, side: float) -> int:
         rounded = int(round(side / self.size_multiple)) * self.size_multiple
@@ -140,6 +175,7 @@ class ModelSpec:
             "preferred_dtypes": list(self.preferred_dtypes),
             "resolution_tiers": list(self.resolution_tiers),
             "native_size": list(self.native_size),
+            "fixed_size": self.fixed_size,
             "random_weights": self.random_weights,
         }
 

@@ -3,12 +3,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import BadInputError
+from ..errors import BadInputError, ModelLoadError
 from .base import DenoiseInputs, LoadReport, ModelBackend
-from .i2vgen_xl import I2VGenXLBackend, looks_like_hub_id, read_model_index
+from .cogvideox import PIPELINE_CLASS as COGVIDEOX_PIPELINE
+from .cogvideox import CogVideoXBackend, pipeline_class_in
+from .cogvideox_tiny import TINY_COGVIDEOX_NAME, TinyCogVideoXBackend
+from .i2vgen_xl import PIPELINE_CLASS as I2VGEN_XL_PIPELINE
+from .i2vgen_xl import I2VGenXLBackend, looks_like_hub_id
 from .tiny import TINY_NAME, TinyBackend
 
 __all__ = ["DenoiseInputs", "LoadReport", "ModelBackend", "backend_for", "spec_for"]
+
+_BUILT_IN: dict[str, type[ModelBackend]] = {TINY_NAME: TinyBackend, TINY_COGVIDEOX_NAME: TinyCogVideoXBackend}
+BUILT_IN_MODELS = tuple(_BUILT_IN)  # built here at test time: nothing to download
+# model_index.json "_class_name" -> the backend that loads that pipeline.
+_BY_PIPELINE: dict[str, type[ModelBackend]] = {
+    I2VGEN_XL_PIPELINE: I2VGenXLBackend,
+    COGVIDEOX_PIPELINE: CogVideoXBackend,
+}
 
 
 def spec_for(model: str):
@@ -17,20 +29,30 @@ def spec_for(model: str):
 
 
 def backend_class_for(model: str) -> type[ModelBackend]:
-    if model == TINY_NAME:
-        return TinyBackend
+    if model in _BUILT_IN:
+        return _BUILT_IN[model]
     path = Path(model).expanduser()
     if path.is_dir():
-        read_model_index(path)  # refuses folders that are not an I2VGen-XL pipeline, before any weight is read
-        return I2VGenXLBackend
+        # Decided from model_index.json before any weight is read; other pipelines are refused here.
+        return _backend_for_folder(path)
     if looks_like_hub_id(model):
-        return I2VGenXLBackend
+        # A hub id cannot be inspected offline; the repo name says which family it is.
+        return CogVideoXBackend if "cogvideox" in model.lower() else I2VGenXLBackend
     raise BadInputError(
-        f"Model '{model}' is neither '{TINY_NAME}', a local folder in diffusers layout, nor a hub id like "
-        "'ali-vilab/i2vgen-xl'."
+        f"Model '{model}' is neither one of {', '.join(repr(n) for n in _BUILT_IN)}, a local folder in diffusers "
+        "layout, nor a hub id like 'ali-vilab/i2vgen-xl' or 'THUDM/CogVideoX-5b-I2V'."
     )
+
+
+def _backend_for_folder(path: Path) -> type[ModelBackend]:
+    declared = pipeline_class_in(path)
+    if declared not in _BY_PIPELINE:
+        raise ModelLoadError(
+            f"{path} holds a {declared!r} pipeline; supported are {', '.join(sorted(_BY_PIPELINE))}."
+        )
+    return _BY_PIPELINE[declared]
 
 
 def backend_for(model: str) -> ModelBackend:
     cls = backend_class_for(model)
-    return cls() if cls is TinyBackend else cls(model)
+    return cls() if model in _BUILT_IN else cls(model)

@@ -234,8 +234,9 @@ def _report_each_step(scheduler, total: int, on_step: StepCallback):
 
 
 # -- loading helpers ---------------------------------------------------------------------------------------
-def download_or_cached(model: str) -> tuple[Path, str, str | None]:
-    """A hub id → local snapshot folder (downloading what is missing unless offline), with its commit."""
+def download_or_cached(model: str, allow_patterns: list[str] | None = None) -> tuple[Path, str, str | None]:
+    """A hub id → local snapshot folder (downloading what is missing unless offline), with its commit. Only the
+    files ``allow_patterns`` name are fetched (default: what an I2VGen-XL pipeline needs)."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -251,7 +252,8 @@ def download_or_cached(model: str) -> tuple[Path, str, str | None]:
         "or pass a local folder in diffusers layout with --model PATH."
     )
     try:
-        folder = Path(snapshot_download(repo_id, revision=revision or None, allow_patterns=HUB_ALLOW_PATTERNS))
+        folder = Path(snapshot_download(repo_id, revision=revision or None,
+                                        allow_patterns=allow_patterns or HUB_ALLOW_PATTERNS))
     except LocalEntryNotFoundError as exc:
         raise ModelNotAvailableError(
             f"Model '{model}' is not in the local Hugging Face cache and the hub cannot be reached. {how_to_get}"

@@ -127,16 +127,16 @@ def build_key() -> str:
     return f"v1-diffusers{diffusers.__version__}-transformers{transformers.__version__}"
 
 
-def tiny_folder() -> Path:
-    """The saved tiny model, built on first use. Written to a temporary folder and renamed, so a crash or a
-    concurrent builder never leaves a half-written model behind."""
-    folder = cache_dir() / f"tiny-{build_key()}"
+def built_folder(name: str, build) -> Path:
+    """The saved built-in model ``name``, made by ``build()`` (a pipeline) on first use. Written to a temporary
+    folder and renamed, so a crash or a concurrent builder never leaves a half-written model behind."""
+    folder = cache_dir() / f"{name}-{build_key()}"
     if (folder / "model_index.json").is_file():
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".tiny-build-", dir=folder.parent))
+    scratch = Path(tempfile.mkdtemp(prefix=f".{name}-build-", dir=folder.parent))
     try:
-        build_tiny_pipeline().save_pretrained(scratch)
+        build().save_pretrained(scratch)
         try:
             os.rename(scratch, folder)
         except OSError:
@@ -145,8 +145,12 @@ def tiny_folder() -> Path:
     finally:
         if scratch.exists():
             shutil.rmtree(scratch, ignore_errors=True)
-    log.info("built the tiny model in %s", folder)
+    log.info("built the %s model in %s", name, folder)
     return folder
+
+
+def tiny_folder() -> Path:
+    return built_folder(TINY_NAME, build_tiny_pipeline)
 
 
 class TinyBackend(I2VGenXLBackend):

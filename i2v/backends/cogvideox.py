@@ -1,0 +1,343 @@
+"""CogVideoX image-to-video (1.0, e.g. ``THUDM/CogVideoX-5b-I2V``) through diffusers, from a hub id or a local
+folder in diffusers layout whose model_index.json names ``CogVideoXImageToVideoPipeline``.
+
+Loading follows the I2VGen-XL backend: each component on its own so weight-key problems are reported, then the
+components are checked against each other (the transformer reads the noise latents and the image latents
+concatenated, so its input channels must be twice the VAE's latent channels).
+"""
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import logging
+import time
+from pathlib import Path
+
+from ..errors import BadInputError, ModelLoadError
+from ..findings import Finding
+from ..plan import ExecutionPlan
+from ..spec import FrameRule, ModelSpec
+from .base import DenoiseInputs, LoadReport, ModelBackend, StepCallback
+from .i2vgen_xl import (
+    _declared_class,
+    _initialise_missing,
+    _key_findings,
+    _load_scheduler,
+    looks_like_hub_id,
+    torch_dtype,
+)
+
+log = logging.getLogger(__name__)
+
+PIPELINE_CLASS = "CogVideoXImageToVideoPipeline"
+# The real checkpoints are sharded (…-00001-of-00003.safetensors + an index json) and the tokenizer is a
+# SentencePiece file; the repos also hold fp16/bf16 duplicates we do not need.
+HUB_ALLOW_PATTERNS = ["model_index.json", "*/*.json", "*/*.txt", "*/*.model",
+                      "*/diffusion_pytorch_model*.safetensors", "*/model*.safetensors"]
+
+# Component -> (library, accepted class names). Anything else in model_index.json is refused, not imported.
+_COMPONENTS = {
+    "transformer": ("diffusers", {"CogVideoXTransformer3DModel"}),
+    "vae": ("diffusers", {"AutoencoderKLCogVideoX"}),
+    "text_encoder": ("transformers", {"T5EncoderModel"}),
+    "tokenizer": ("transformers", {"T5Tokenizer", "T5TokenizerFast"}),
+}
+_WEIGHTED = ("transformer", "vae", "text_encoder")
+_SCHEDULERS = {"CogVideoXDDIMScheduler", "CogVideoXDPMScheduler"}
+
+COGVIDEOX_SPEC = ModelSpec(
+    family="CogVideoX-I2V",
+    # The causal 3D VAE compresses time 4×, and its encoder takes frames in batches of 8 (1, 8k or 8k+1 frames:
+    # diffusers' AutoencoderKLCogVideoX._encode); CogVideoX 1.0 was trained on 49 = 8·6+1 frames.
+    frame_rule=FrameRule(step=8, offset=1),
+    min_frames=9,
+    max_frames=49,  # the training length; the learned positional embeddings cover 13 latent frames
+    size_multiple=16,  # 1/8-size latents, patchified 2×2 by the transformer
+    min_side=64,  # explicit sizes in this range are accepted and resolved to the fixed size with a notice
+    max_side=2048,
+    max_aspect=1.5,
+    latent_channels=16,
+    vae_scale_factor=8,
+    # float16 overflows in this model (NaN → black video); without bf16 it runs in float32.
+    preferred_dtypes=("bfloat16", "float32"),
+    resolution_tiers=(480,),  # shown as "480p": the model's one size, 720×480
+    native_size=(720, 480),
+    fixed_size=True,  # CogVideoX-5b-I2V's learned positional embeddings refuse any other size
+    steps_range=(1, 250),
+    guidance_range=(1.0, 30.0),
+    fps_range=(1, 30),
+    default_frames=49,
+    default_steps=50,
+    default_guidance=6.0,
+    default_fps=8,
+    notes=("Generates 720×480 only, up to 49 frames (6 s at 8 fps).",
+           "Reads prompts with T5 (up to 226 tokens), not CLIP: long, descriptive prompts work well."),
+    memory=None,  # the VRAM model is fitted to I2VGen-XL's UNet; no prediction for this transformer yet
+)
+
+
+class CogVideoXBackend(ModelBackend):
+    spec = COGVIDEOX_SPEC
+
+    def __init__(self, model_id: str):
+        self.model_id = model_id
+        self._pipe = None
+        self._loaded_key: tuple[str, str, str] | None = None
+        self._report: LoadReport | None = None
+
+    # -- loading -----------------------------------------------------------------------------------------
+    def load(self, plan: ExecutionPlan) -> LoadReport:
+        key = (plan.device, plan.dtype, plan.cpu_offload)
+        if self._pipe is not None and self._loaded_key == key:
+            return self._report
+        if self._pipe is not None and self._loaded_key[2] == plan.cpu_offload:
+            # Same offload mode: moving/casting in place is much cheaper than reading the weights again.
+            self._pipe.to(plan.device, torch_dtype(plan.dtype))
+            self._loaded_key = key
+            return self._report
+        self.unload()
+        started = time.perf_counter()
+        folder, source, revision = self._resolve_folder()
+        pipe, warnings_found, components = load_cogvideox_from_folder(folder, plan.dtype, self.spec)
+        if plan.cpu_offload == "model":
+            pipe.enable_model_cpu_offload(device=plan.device)
+        else:
+            pipe.to(plan.device)
+        pipe.set_progress_bar_config(disable=True)  # progress goes through our callbacks, not tqdm on stderr
+        self._pipe = pipe
+        self._loaded_key = key
+        self._report = LoadReport(
+            model_id=self.model_id, source=source, revision=revision,
+            warnings=tuple(warnings_found) + self._extra_warnings(),
+            load_seconds=time.perf_counter() - started, components=components,
+        )
+        for warning in self._report.warnings:
+            log.warning("model %s: %s", self.model_id, warning.message)
+        log.info("loaded %s (%s, revision %s) on %s as %s in %.1f s", self.model_id, source, revision,
+                 plan.device, plan.dtype, self._report.load_seconds)
+        return self._report
+
+    def _extra_warnings(self) -> tuple[Finding, ...]:
+        return ()
+
+    def _resolve_folder(self) -> tuple[Path, str, str | None]:
+        folder = Path(self.model_id).expanduser()
+        if folder.is_dir():
+            return folder, "folder", None
+        if not looks_like_hub_id(self.model_id):
+            raise BadInputError(
+                f"Model '{self.model_id}' is neither a local folder nor a hub id like 'THUDM/CogVideoX-5b-I2V'."
+            )
+        return download_or_cached(self.model_id)
+
+    # -- running -----------------------------------------------------------------------------------------
+    @property
+    def pipeline(self):
+        if self._pipe is None:
+            raise RuntimeError("model not loaded")
+        return self._pipe
+
+    def set_dtype(self, dtype: str) -> None:
+        self.pipeline.to(dtype=torch_dtype(dtype))
+        if self._loaded_key is not None:
+            self._loaded_key = (self._loaded_key[0], dtype, self._loaded_key[2])
+
+    def denoise(self, inputs: DenoiseInputs, on_step: StepCallback):
+        import torch
+
+        pipe = self.pipeline
+        # vae.encode(...).latent_dist.sample() of the conditioning image: seed the global RNG too.
+        torch.manual_seed(inputs.seed)
+        # A CPU generator gives the same starting noise on every device for a seed.
+        generator = torch.Generator("cpu").manual_seed(inputs.seed)
+
+        def step_end(_pipe, index, _timestep, tensors):
+            # Raising here (cancel, NaN) leaves the pipeline at once, which is what the engine wants.
+            on_step(index + 1, inputs.steps, tensors["latents"])
+            return tensors
+
+        output = pipe(
+            image=inputs.image,
+            prompt=inputs.prompt,
+            negative_prompt=inputs.negative_prompt or None,
+            height=inputs.height,
+            width=inputs.width,
+            num_frames=inputs.frames,
+            num_inference_steps=inputs.steps,
+            guidance_scale=inputs.guidance,
+            generator=generator,
+            output_type="latent",
+            callback_on_step_end=step_end,
+            callback_on_step_end_tensor_inputs=["latents"],
+            # The transformer's text positions: 226 for the real model; a longer sequence does not fit.
+            max_sequence_length=pipe.transformer.config.max_text_seq_length,
+        )
+        return output.frames  # latents, (batch, latent frames, channels, height/8, width/8)
+
+    def decode(self, latents, plan: ExecutionPlan, *, dtype: str | None = None):
+        """Latents → (1, 3, frames, height, width). The causal VAE decodes the whole clip with a temporal conv
+        cache, so ``plan.decode_chunk_size`` (frame chunks) does not apply; tiling and slicing do."""
+        import torch
+
+        pipe = self.pipeline
+        vae = pipe.vae
+        original = vae.dtype
+        target = torch_dtype(dtype) if dtype else original
+        if plan.vae_slicing:
+            vae.enable_slicing()
+        if plan.vae_tiling:
+            vae.enable_tiling()
+        try:
+            if target != original:
+                vae.to(dtype=target)
+            with torch.no_grad():  # decode_latents is not under the pipeline's no_grad
+                return pipe.decode_latents(latents.to(device=vae.device, dtype=target))
+        finally:
+            if target != original:
+                vae.to(dtype=original)
+            vae.disable_slicing()
+            vae.disable_tiling()
+
+    def count_tokens(self, text: str) -> int | None:
+        if self._pipe is None:
+            return None
+        return len(self._pipe.tokenizer(text, truncation=False).input_ids)
+
+    def unload(self) -> None:
+        if self._pipe is None:
+            return
+        self._pipe = None
+        self._loaded_key = None
+        gc.collect()
+        with contextlib.suppress(ImportError):
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        log.info("unloaded %s", self.model_id)
+
+
+# -- loading helpers ---------------------------------------------------------------------------------------
+def download_or_cached(model: str) -> tuple[Path, str, str | None]:
+    """A hub id → local snapshot folder with CogVideoX's files (split weights, the T5 tokenizer model)."""
+    from .i2vgen_xl import download_or_cached as download
+
+    return download(model, HUB_ALLOW_PATTERNS)
+
+
+def pipeline_class_in(folder: Path) -> str | None:
+    """The ``_class_name`` in ``folder``/model_index.json (None if it has none), with clear errors."""
+    index_path = folder / "model_index.json"
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelLoadError(f"{folder} has no model_index.json: it is not a diffusers pipeline folder.") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{index_path} cannot be read: {exc}") from exc
+    if not isinstance(index, dict):
+        raise ModelLoadError(f"{index_path} is not a JSON object: it is not a diffusers pipeline folder.")
+    name = index.get("_class_name")
+    return name if isinstance(name, str) else None
+
+
+def read_model_index(folder: Path) -> dict:
+    if pipeline_class_in(folder) != PIPELINE_CLASS:
+        raise ModelLoadError(
+            f"{folder} holds a {pipeline_class_in(folder)!r} pipeline; this backend loads {PIPELINE_CLASS} only."
+        )
+    return json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+
+
+def load_cogvideox_from_folder(folder: Path, dtype: str, spec: ModelSpec = COGVIDEOX_SPEC):
+    """Load every component from ``folder``; return (pipeline, warnings, component class names)."""
+    import diffusers
+    import transformers
+
+    index = read_model_index(folder)
+    # Their per-file progress bars go to stderr on every load; our own progress events cover loading.
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+    libraries = {"diffusers": diffusers, "transformers": transformers}
+    loaded: dict[str, object] = {}
+    found: list[Finding] = []
+    classes: dict[str, str] = {}
+    for name, (library, accepted) in _COMPONENTS.items():
+        declared = _declared_class(index, name, folder)
+        if declared not in accepted:
+            raise ModelLoadError(
+                f"{folder}: component {name} is a {declared}; expected one of {', '.join(sorted(accepted))}."
+            )
+        path = folder / name
+        if not path.is_dir():
+            raise ModelLoadError(f"{folder}: the {name} folder is missing.")
+        loaded[name] = _load_component(getattr(libraries[library], declared), name, path, dtype, found)
+        classes[name] = type(loaded[name]).__name__
+    loaded["scheduler"] = _load_scheduler(folder, index)
+    if type(loaded["scheduler"]).__name__ not in _SCHEDULERS:
+        raise ModelLoadError(
+            f"{folder}: scheduler {type(loaded['scheduler']).__name__} does not work with this pipeline; "
+            f"expected one of {', '.join(sorted(_SCHEDULERS))}."
+        )
+    classes["scheduler"] = type(loaded["scheduler"]).__name__
+    check_components_agree(loaded, spec)
+    return diffusers.CogVideoXImageToVideoPipeline(**loaded), found, classes
+
+
+def _load_component(cls, name: str, path: Path, dtype: str, found: list[Finding]):
+    try:
+        if name not in _WEIGHTED:
+            return cls.from_pretrained(path)
+        model, info = cls.from_pretrained(path, dtype=torch_dtype(dtype), output_loading_info=True)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise ModelLoadError(f"{path.parent}: cannot load {name}: {exc}") from exc
+    _initialise_missing(model, info.get("missing_keys") or [])
+    found.extend(_key_findings(name, info))
+    return model.eval()
+
+
+def check_components_agree(components: dict, spec: ModelSpec = COGVIDEOX_SPEC) -> None:
+    """Shape mistakes fail late and confusingly inside the first transformer call; catch them at load time."""
+    transformer, vae = components["transformer"].config, components["vae"].config
+    text_cfg = components["text_encoder"].config
+    if transformer.in_channels != 2 * vae.latent_channels:
+        raise ModelLoadError(
+            f"The model's components do not fit together: the VAE has {vae.latent_channels} latent channels, so the "
+            f"transformer must take 2 × {vae.latent_channels} = {2 * vae.latent_channels} input channels (noise "
+            f"latents + image latents), but it takes {transformer.in_channels}. Use a VAE and transformer from "
+            "the same CogVideoX image-to-video checkpoint."
+        )
+    checks = [
+        ("VAE latent channels", vae.latent_channels, "transformer output channels", transformer.out_channels),
+        ("text encoder hidden size", text_cfg.d_model, "transformer text embedding dim", transformer.text_embed_dim),
+        ("VAE temporal compression", vae.temporal_compression_ratio, "transformer temporal compression",
+         transformer.temporal_compression_ratio),
+    ]
+    for left_name, left, right_name, right in checks:
+        if left != right:
+            raise ModelLoadError(
+                f"The model's components do not fit together: {left_name} is {left} but {right_name} is {right}."
+            )
+    _check_variant(transformer, vae, spec)
+
+
+def _check_variant(transformer, vae, spec: ModelSpec) -> None:
+    """The spec was declared before loading; refuse a checkpoint whose shape rules differ from it."""
+    if transformer.patch_size_t is not None:
+        raise ModelLoadError(
+            "This is a CogVideoX 1.5 checkpoint (temporal patches, 16N+1 frames, free sizes); only CogVideoX 1.0 "
+            "image-to-video (e.g. THUDM/CogVideoX-5b-I2V) is supported so far."
+        )
+    scale = 2 ** (len(vae.block_out_channels) - 1)
+    if vae.latent_channels != spec.latent_channels or scale != spec.vae_scale_factor:
+        raise ModelLoadError(
+            f"The VAE has {vae.latent_channels} latent channels at 1/{scale} size; {spec.family} expects "
+            f"{spec.latent_channels} at 1/{spec.vae_scale_factor}. This is not the checkpoint the model name implies."
+        )
+    if transformer.use_learned_positional_embeddings:
+        trained = (transformer.sample_width * scale, transformer.sample_height * scale)
+        if trained != spec.native_size:
+            raise ModelLoadError(
+                f"The transformer only generates at {trained[0]}×{trained[1]} (learned positional embeddings), but "
+                f"{spec.family} is declared at {spec.native_size[0]}×{spec.native_size[1]}."
+            )
