@@ -6,7 +6,6 @@ app running, the jobs run right here, in this process, recorded in the same job 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
