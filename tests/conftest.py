@@ -47,3 +47,13 @@ def photo_path(tmp_path) -> Path:
     path = tmp_path / "input.png"
     photo_like(320, 256).save(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    """A gradio_client for the module's own ``server`` fixture (the app that module runs)."""
+    from gradio_client import Client
+
+    client = Client(server.url, verbose=False)
+    yield client
+    client.close()

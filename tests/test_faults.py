@@ -69,13 +69,6 @@ def server(outputs):
 
 
 @pytest.fixture(scope="module")
-def client(server):
-    client = Client(server.url, verbose=False)
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
 def image(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("fault-input") / "input.png"
     photo_like(320, 256).save(path)

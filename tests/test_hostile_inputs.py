@@ -17,7 +17,7 @@ import gradio as gr
 import httpx
 import numpy as np
 import pytest
-from gradio_client import Client, handle_file
+from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
@@ -361,13 +361,6 @@ def test_uploaded_image_widget_hands_the_file_over_untouched(tmp_path):
 def server(tmp_path_factory):
     with running_app(tmp_path_factory.mktemp("hostile-api-outputs")) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    client = Client(server.url, verbose=False)
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="module")

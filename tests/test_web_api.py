@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from gradio_client import Client, handle_file
+from gradio_client import handle_file
 
 from i2v.monitor import FakeGpuMonitor
 from i2v.video import probe_mp4
@@ -38,13 +38,6 @@ def server(outputs):
     """The app with the real GPU monitor of this machine."""
     with running_app(outputs) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    client = Client(server.url, verbose=False)
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="module")

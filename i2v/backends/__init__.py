@@ -9,7 +9,8 @@ from .cogvideox import PIPELINE_CLASS as COGVIDEOX_PIPELINE
 from .cogvideox import CogVideoXBackend, pipeline_class_in
 from .cogvideox_tiny import TINY_COGVIDEOX_NAME, TinyCogVideoXBackend
 from .i2vgen_xl import PIPELINE_CLASS as I2VGEN_XL_PIPELINE
-from .i2vgen_xl import I2VGenXLBackend, looks_like_hub_id
+from .i2vgen_xl import I2VGenXLBackend
+from .pipeline_backend import looks_like_hub_id
 from .tiny import TINY_NAME, TinyBackend
 
 __all__ = ["DenoiseInputs", "LoadReport", "ModelBackend", "backend_for", "spec_for"]

@@ -7,25 +7,22 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gc
 import json
 import logging
-import re
-import time
 import warnings
 from pathlib import Path
 
-from ..errors import BadInputError, ModelLoadError, ModelNotAvailableError
+from ..errors import ModelLoadError, ModelNotAvailableError
 from ..findings import Finding
 from ..plan import ExecutionPlan
 from ..spec import FrameRule, ModelSpec
 from ..vram import MemoryProfile
-from .base import DenoiseInputs, LoadReport, ModelBackend, StepCallback
+from .base import DenoiseInputs, StepCallback
+from .pipeline_backend import PipelineBackend, torch_dtype
 
 log = logging.getLogger(__name__)
 
 PIPELINE_CLASS = "I2VGenXLPipeline"
-HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w.-]+)?$")
 # Only what the pipeline needs: the repo also holds the original multi-GB .pth checkpoint and fp16 duplicates.
 HUB_ALLOW_PATTERNS = ["model_index.json", "*/*.json", "*/*.txt", "*/diffusion_pytorch_model.safetensors", "*/model.safetensors"]
 
@@ -67,87 +64,15 @@ I2VGEN_XL_SPEC = ModelSpec(
 )
 
 
-def torch_dtype(name: str):
-    import torch
-
-    return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
-
-
-def looks_like_hub_id(model: str) -> bool:
-    return bool(HUB_ID_PATTERN.match(model)) and not Path(model).exists()
-
-
-class I2VGenXLBackend(ModelBackend):
+class I2VGenXLBackend(PipelineBackend):
     spec = I2VGEN_XL_SPEC
+    example_hub_id = "ali-vilab/i2vgen-xl"
 
-    def __init__(self, model_id: str):
-        self.model_id = model_id
-        self._pipe = None
-        self._loaded_key: tuple[str, str, str] | None = None
-        self._report: LoadReport | None = None
+    def _load_folder(self, folder: Path, dtype: str):
+        return load_pipeline_from_folder(folder, dtype)
 
-    # -- loading -----------------------------------------------------------------------------------------
-    def load(self, plan: ExecutionPlan) -> LoadReport:
-        key = (plan.device, plan.dtype, plan.cpu_offload)
-        if self._pipe is not None and self._loaded_key == key:
-            return self._report
-        if self._pipe is not None and self._loaded_key[2] == plan.cpu_offload:
-            # Same offload mode: moving/casting in place is much cheaper than reading the weights again.
-            self._pipe.to(plan.device, torch_dtype(plan.dtype))
-            self._loaded_key = key
-            return self._report
-        self.unload()
-        started = time.perf_counter()
-        folder, source, revision = self._resolve_folder()
-        pipe, warnings_found, components = load_pipeline_from_folder(folder, plan.dtype)
-        self._place(pipe, plan)
-        pipe.set_progress_bar_config(disable=True)  # progress goes through our callbacks, not tqdm on stderr
-        self._pipe = pipe
-        self._loaded_key = key
-        self._report = LoadReport(
-            model_id=self.model_id,
-            source=source,
-            revision=revision,
-            warnings=tuple(warnings_found) + self._extra_warnings(),
-            load_seconds=time.perf_counter() - started,
-            components=components,
-        )
-        for warning in self._report.warnings:
-            log.warning("model %s: %s", self.model_id, warning.message)
-        log.info("loaded %s (%s, revision %s) on %s as %s in %.1f s", self.model_id, source, revision,
-                 plan.device, plan.dtype, self._report.load_seconds)
-        return self._report
-
-    def _extra_warnings(self) -> tuple[Finding, ...]:
-        return ()
-
-    def _place(self, pipe, plan: ExecutionPlan) -> None:
-        if plan.cpu_offload == "model":
-            pipe.enable_model_cpu_offload(device=plan.device)
-        else:
-            pipe.to(plan.device)
-
-    def _resolve_folder(self) -> tuple[Path, str, str | None]:
-        folder = Path(self.model_id).expanduser()
-        if folder.is_dir():
-            return folder, "folder", None
-        if not looks_like_hub_id(self.model_id):
-            raise BadInputError(
-                f"Model '{self.model_id}' is neither a local folder nor a hub id like 'ali-vilab/i2vgen-xl'."
-            )
+    def _download(self) -> tuple[Path, str, str | None]:
         return download_or_cached(self.model_id)
-
-    # -- running -----------------------------------------------------------------------------------------
-    @property
-    def pipeline(self):
-        if self._pipe is None:
-            raise RuntimeError("model not loaded")
-        return self._pipe
-
-    def set_dtype(self, dtype: str) -> None:
-        self.pipeline.to(dtype=torch_dtype(dtype))
-        if self._loaded_key is not None:
-            self._loaded_key = (self._loaded_key[0], dtype, self._loaded_key[2])
 
     def denoise(self, inputs: DenoiseInputs, on_step: StepCallback):
         import torch
@@ -174,41 +99,8 @@ class I2VGenXLBackend(ModelBackend):
         return output.frames
 
     def decode(self, latents, plan: ExecutionPlan, *, dtype: str | None = None):
-        pipe = self.pipeline
-        vae = pipe.vae
-        original = vae.dtype
-        target = torch_dtype(dtype) if dtype else original
-        if plan.vae_slicing:
-            vae.enable_slicing()
-        if plan.vae_tiling:
-            vae.enable_tiling()
-        try:
-            if target != original:
-                vae.to(dtype=target)
-            return pipe.decode_latents(latents.to(target), decode_chunk_size=plan.decode_chunk_size)
-        finally:
-            if target != original:
-                vae.to(dtype=original)
-            vae.disable_slicing()
-            vae.disable_tiling()
-
-    def count_tokens(self, text: str) -> int | None:
-        if self._pipe is None:
-            return None
-        return len(self._pipe.tokenizer(text, truncation=False).input_ids)
-
-    def unload(self) -> None:
-        if self._pipe is None:
-            return
-        self._pipe = None
-        self._loaded_key = None
-        gc.collect()
-        with contextlib.suppress(ImportError):
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        log.info("unloaded %s", self.model_id)
+        with self._vae_for_decode(plan, dtype) as (_vae, target):
+            return self.pipeline.decode_latents(latents.to(target), decode_chunk_size=plan.decode_chunk_size)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,154 @@
+"""What every backend built on a diffusers pipeline shares: finding the weights (folder or hub), loading once and
+keeping the pipeline warm, moving or casting it in place when only the device or dtype changes, CPU offload, the
+VAE settings around a decode, and freeing it. A family adds its spec, its folder loader, its download and its
+denoise/decode calls."""
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import re
+import time
+from abc import abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..errors import BadInputError
+from ..findings import Finding
+from ..plan import ExecutionPlan
+from .base import LoadReport, ModelBackend
+
+log = logging.getLogger(__name__)
+
+HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w.-]+)?$")
+
+
+def torch_dtype(name: str):
+    import torch
+
+    return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
+
+
+def looks_like_hub_id(model: str) -> bool:
+    return bool(HUB_ID_PATTERN.match(model)) and not Path(model).exists()
+
+
+class PipelineBackend(ModelBackend):
+    example_hub_id: str  # named in the message for a model that is neither a folder nor a hub id
+
+    def __init__(self, model_id: str):
+        self.model_id = model_id
+        self._pipe = None
+        self._loaded_key: tuple[str, str, str] | None = None
+        self._report: LoadReport | None = None
+
+    # -- what a family provides -------------------------------------------------------------------------
+    @abstractmethod
+    def _load_folder(self, folder: Path, dtype: str):
+        """Load every component from ``folder``: (pipeline, warnings, component class names)."""
+
+    @abstractmethod
+    def _download(self) -> tuple[Path, str, str | None]:
+        """The hub model in the local cache (fetched unless offline): (folder, "hub", commit)."""
+
+    def _extra_warnings(self) -> tuple[Finding, ...]:
+        return ()
+
+    # -- loading -----------------------------------------------------------------------------------------
+    def load(self, plan: ExecutionPlan) -> LoadReport:
+        key = (plan.device, plan.dtype, plan.cpu_offload)
+        if self._pipe is not None and self._loaded_key == key:
+            return self._report
+        if self._pipe is not None and self._loaded_key[2] == plan.cpu_offload:
+            # Same offload mode: moving/casting in place is much cheaper than reading the weights again.
+            self._pipe.to(plan.device, torch_dtype(plan.dtype))
+            self._loaded_key = key
+            return self._report
+        self.unload()
+        started = time.perf_counter()
+        folder, source, revision = self._resolve_folder()
+        pipe, warnings_found, components = self._load_folder(folder, plan.dtype)
+        self._place(pipe, plan)
+        pipe.set_progress_bar_config(disable=True)  # progress goes through our callbacks, not tqdm on stderr
+        self._pipe = pipe
+        self._loaded_key = key
+        self._report = LoadReport(
+            model_id=self.model_id,
+            source=source,
+            revision=revision,
+            warnings=tuple(warnings_found) + self._extra_warnings(),
+            load_seconds=time.perf_counter() - started,
+            components=components,
+        )
+        for warning in self._report.warnings:
+            log.warning("model %s: %s", self.model_id, warning.message)
+        log.info("loaded %s (%s, revision %s) on %s as %s in %.1f s", self.model_id, source, revision,
+                 plan.device, plan.dtype, self._report.load_seconds)
+        return self._report
+
+    def _place(self, pipe, plan: ExecutionPlan) -> None:
+        if plan.cpu_offload == "model":
+            pipe.enable_model_cpu_offload(device=plan.device)
+        else:
+            pipe.to(plan.device)
+
+    def _resolve_folder(self) -> tuple[Path, str, str | None]:
+        folder = Path(self.model_id).expanduser()
+        if folder.is_dir():
+            return folder, "folder", None
+        if not looks_like_hub_id(self.model_id):
+            raise BadInputError(
+                f"Model '{self.model_id}' is neither a local folder nor a hub id like '{self.example_hub_id}'."
+            )
+        return self._download()
+
+    # -- running -----------------------------------------------------------------------------------------
+    @property
+    def pipeline(self):
+        if self._pipe is None:
+            raise RuntimeError("model not loaded")
+        return self._pipe
+
+    def set_dtype(self, dtype: str) -> None:
+        self.pipeline.to(dtype=torch_dtype(dtype))
+        if self._loaded_key is not None:
+            self._loaded_key = (self._loaded_key[0], dtype, self._loaded_key[2])
+
+    @contextlib.contextmanager
+    def _vae_for_decode(self, plan: ExecutionPlan, dtype: str | None) -> Iterator[tuple[object, object]]:
+        """The VAE with the plan's slicing/tiling and, for a decode-only retry, ``dtype``; everything is put back
+        afterwards. Yields (vae, the dtype latents must have)."""
+        vae = self.pipeline.vae
+        original = vae.dtype
+        target = torch_dtype(dtype) if dtype else original
+        if plan.vae_slicing:
+            vae.enable_slicing()
+        if plan.vae_tiling:
+            vae.enable_tiling()
+        try:
+            if target != original:
+                vae.to(dtype=target)
+            yield vae, target
+        finally:
+            if target != original:
+                vae.to(dtype=original)
+            vae.disable_slicing()
+            vae.disable_tiling()
+
+    def count_tokens(self, text: str) -> int | None:
+        if self._pipe is None:
+            return None
+        return len(self._pipe.tokenizer(text, truncation=False).input_ids)
+
+    def unload(self) -> None:
+        if self._pipe is None:
+            return
+        self._pipe = None
+        self._loaded_key = None
+        gc.collect()
+        with contextlib.suppress(ImportError):
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        log.info("unloaded %s", self.model_id)
