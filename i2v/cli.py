@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="print the reproduction record embedded in a video made here")
     info.add_argument("video", type=Path)
 
-    sub.add_parser("presets", help="list the preset tiers")
+    presets = sub.add_parser("presets", help="list the preset tiers (their values depend on the model)")
+    presets.add_argument("--model", default="tiny", help="show the tiers' values for this model (default: tiny)")
     download = sub.add_parser("download", help="fetch a hub model into the Hugging Face cache (resumable)")
     download.add_argument("model", nargs="?", default=None, help="hub id (default: ali-vilab/i2vgen-xl)")
     jobs_cli.add_parsers(sub)
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(logging.INFO if args.verbose else logging.WARNING)
     try:
         if args.command == "presets":
-            return _presets()
+            return _presets(args.model)
         if args.command == "lint":
             return _lint(args)
         if args.command == "info":
@@ -172,11 +173,14 @@ def _download(args) -> int:
     return EXIT_OK
 
 
-def _presets() -> int:
+def _presets(model: str) -> int:
+    from .backends import spec_for
     from .presets import default_presets
 
+    spec = spec_for(model)
+    print(f"Presets for {model} ({spec.family}):")
     for preset in default_presets().values():
-        print(f"{preset.name:14} {preset.description}")
+        print(f"{preset.name:14} {preset.for_model(spec.preset_key).description}")
     return EXIT_OK
 
 
@@ -192,7 +196,7 @@ def _plan(args) -> int:
 
     model = args.model or default_model()
     spec = spec_for(model)
-    preset = get_preset(args.preset or DEFAULT_PRESET)
+    preset = get_preset(args.preset or DEFAULT_PRESET, preset_key=spec.preset_key)
     if (args.width is None) != (args.height is None):
         raise BadInputError("Give both --width and --height, or neither.")
     if args.width is None and not 0.1 <= args.aspect <= 10:

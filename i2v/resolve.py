@@ -104,7 +104,7 @@ def prepare(
     validate_request(request)
     spec = spec_for(request.model)
     preset_name = request.preset or DEFAULT_PRESET
-    preset = get_preset(preset_name, presets)
+    preset = get_preset(preset_name, presets, preset_key=spec.preset_key)
     notices: list[Finding] = []
     warnings: list[Finding] = []
 

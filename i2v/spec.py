@@ -66,6 +66,9 @@ class ModelSpec:
     # The model generates at native_size only (e.g. CogVideoX-5b-I2V: learned positional embeddings refuse any
     # other size). Tiers and explicit sizes then resolve to native_size, with a notice when they asked otherwise.
     fixed_size: bool = False
+    # The [models.<key>] table in the preset files that holds this family's tier values (none: the top-level
+    # values, which are I2VGen-XL's). Tiny test variants may have their own, so a CPU runs them in seconds.
+    preset_key: str = "i2vgen-xl"
 
     # -- sizes -------------------------------------------------------------------------------------------
     def size_for_tier(self, tier: int, aspect: float) -> tuple[tuple[int, int], list[Finding]]:
@@ -176,6 +179,7 @@ class ModelSpec:
             "resolution_tiers": list(self.resolution_tiers),
             "native_size": list(self.native_size),
             "fixed_size": self.fixed_size,
+            "preset_key": self.preset_key,
             "random_weights": self.random_weights,
         }
 

@@ -136,6 +136,9 @@ def test_presets_and_lint_commands(capsys):
     assert main(["presets"]) == 0
     listing = capsys.readouterr().out
     assert listing.index("fast-check") < listing.index("balanced") < listing.index("high-quality")
+    assert "512p, 16 frames, 50 steps" in listing
+    assert main(["presets", "--model", "THUDM/CogVideoX-5b-I2V"]) == 0
+    assert "480p (720×480), 49 frames, 50 steps" in capsys.readouterr().out
     assert main(["lint", "beautiful cinematic masterpiece"]) == 0
     assert "prompt.abstract_only" in capsys.readouterr().out
 

@@ -12,6 +12,7 @@ from i2v.errors import BadInputError, DataFileError
 from i2v.hardware import FakeGpuInfo
 from i2v.paths import presets_dir
 from i2v.plan import BasicPlanner
+from i2v.backends import registered_specs
 from i2v.presets import get_preset, load_preset_file, load_presets
 from i2v.request import GenerationRequest
 from i2v.resolve import prepare
@@ -191,3 +192,54 @@ def test_custom_preset_folder_is_used_by_prepare(tmp_path, photo_path):
     job = prepare(request, BasicPlanner(FakeGpuInfo.none()), presets=presets)
     assert job.params.frames == 12
     assert job.params.steps == 50
+
+
+# -- per-model values ------------------------------------------------------------------------------------
+
+
+def test_cogvideox_tiers_use_its_own_trained_values():
+    for name, (frames, steps) in {"fast-check": (25, 30), "balanced": (49, 50), "high-quality": (49, 80)}.items():
+        preset = get_preset(name, preset_key="cogvideox")
+        assert (preset.resolution, preset.frames, preset.steps, preset.guidance) == (480, frames, steps, 6.0)
+        assert "720×480" in preset.description
+    # I2VGen-XL (and tiny) keep the top-level values.
+    assert get_preset("balanced", preset_key="i2vgen-xl").frames == 16
+
+
+@pytest.mark.parametrize("spec", registered_specs(), ids=lambda spec: spec.family)
+def test_every_tier_is_valid_for_every_model_without_a_change(spec):
+    """A preset the model would refuse or silently reshape is a broken preset: each tier must fit as it is."""
+    for preset in load_presets().values():
+        values = preset.for_model(spec.preset_key)
+        assert values.resolution in spec.resolution_tiers, (spec.family, preset.name)
+        frames, notices = spec.snap_frames(values.frames)
+        assert (frames, notices) == (values.frames, []), (spec.family, preset.name)
+        assert spec.steps_range[0] <= values.steps <= spec.steps_range[1]
+        assert spec.guidance_range[0] <= values.guidance <= spec.guidance_range[1]
+        assert spec.fps_range[0] <= values.fps <= spec.fps_range[1]
+
+
+def test_a_request_takes_the_tier_values_for_its_model(photo_path):
+    job = prepare(GenerationRequest(image=photo_path, prompt="waves", model="tiny-cogvideox", preset="high-quality"),
+                  BasicPlanner(FakeGpuInfo.none()))
+    assert (job.params.frames, job.params.steps, job.params.guidance) == (25, 12, 6.0)
+    assert "frames.snapped" not in [n.code for n in job.notices]
+
+
+def _with_models_table(table: str):
+    return lambda text: text + "\n" + table + "\n"
+
+
+@pytest.mark.parametrize("table, key", [
+    ("[models.cogvidex]\nframes = 49", "models.cogvidex"),  # a typo in the model key
+    ("[models.i2vgen-xl]\nframe = 49", "models.i2vgen-xl.frame"),
+    ("[models.i2vgen-xl]\nframes = 4.5", "models.i2vgen-xl.frames"),
+    ("[models.i2vgen-xl]\nsteps = 0", "models.i2vgen-xl.steps"),
+    ("[models.i2vgen-xl]\ndescription = ''", "models.i2vgen-xl.description"),
+    ("models = 3", "models"),
+])
+def test_broken_model_table_names_file_and_key(tmp_path, table, key):
+    target = _broken_copy(tmp_path, _with_models_table(table))
+    with pytest.raises(DataFileError) as info:
+        load_preset_file(target)
+    assert str(target) in str(info.value) and f"{key}:" in str(info.value)

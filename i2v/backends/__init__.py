@@ -13,7 +13,7 @@ from .i2vgen_xl import I2VGenXLBackend
 from .pipeline_backend import looks_like_hub_id
 from .tiny import TINY_NAME, TinyBackend
 
-__all__ = ["DenoiseInputs", "LoadReport", "ModelBackend", "backend_for", "spec_for"]
+__all__ = ["DenoiseInputs", "LoadReport", "ModelBackend", "backend_for", "preset_keys", "spec_for"]
 
 _BUILT_IN: dict[str, type[ModelBackend]] = {TINY_NAME: TinyBackend, TINY_COGVIDEOX_NAME: TinyCogVideoXBackend}
 BUILT_IN_MODELS = tuple(_BUILT_IN)  # built here at test time: nothing to download
@@ -22,6 +22,17 @@ _BY_PIPELINE: dict[str, type[ModelBackend]] = {
     I2VGEN_XL_PIPELINE: I2VGenXLBackend,
     COGVIDEOX_PIPELINE: CogVideoXBackend,
 }
+
+
+def registered_specs() -> list:
+    """The spec of every registered backend: each real family and each built-in test model."""
+    classes = list(_BY_PIPELINE.values()) + list(_BUILT_IN.values())
+    return list(dict.fromkeys(cls.spec for cls in classes))
+
+
+def preset_keys() -> set[str]:
+    """Every ``[models.<key>]`` the preset files may hold: one per registered model family."""
+    return {spec.preset_key for spec in registered_specs()}
 
 
 def spec_for(model: str):

@@ -55,6 +55,7 @@ COGVIDEOX_SPEC = ModelSpec(
     resolution_tiers=(480,),  # shown as "480p": the model's one size, 720×480
     native_size=(720, 480),
     fixed_size=True,  # CogVideoX-5b-I2V's learned positional embeddings refuse any other size
+    preset_key="cogvideox",
     steps_range=(1, 250),
     guidance_range=(1.0, 30.0),
     fps_range=(1, 30),

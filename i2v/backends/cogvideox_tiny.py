@@ -33,6 +33,7 @@ TINY_COGVIDEOX_SPEC = dataclasses.replace(
     resolution_tiers=(64,),  # named by the short side, as "480p" for the real 720×480
     native_size=TINY_SIZE,
     random_weights=True,
+    preset_key="tiny-cogvideox",  # toy lengths and steps, so every tier runs on a CPU in seconds
     notes=("Random weights: the output is noise. For trying the app and for tests.",),
 )
 
