@@ -133,12 +133,14 @@ def lint_prompt(
     library: KeywordLibrary | None = None,
     *,
     token_counter: Callable[[str], int] | None = None,
+    max_tokens: int = CLIP_MAX_TOKENS,
 ) -> list[Finding]:
     """Findings about ``prompt``, most important first (empty, too long, contradictions, ...).
 
     ``token_counter`` counts real tokens (including the start and end tokens) when the engine
     has the tokenizer loaded; otherwise the count is estimated. ``negative_prompt`` is only used
-    to tailor the advice for negations. Deterministic: the same input gives the same list.
+    to tailor the advice for negations. ``max_tokens`` is what the model's text encoder reads (CLIP 77, T5 226
+    in CogVideoX, UMT5 512 in Wan). Deterministic: the same input gives the same list.
     """
     if not prompt.strip():
         # Nothing else is worth saying about an empty prompt.
@@ -147,7 +149,7 @@ def lint_prompt(
         library = load_keyword_library()
     text = _normalise(prompt)
     findings: list[Finding] = []
-    findings.extend(_check_length(prompt, token_counter))
+    findings.extend(_check_length(prompt, token_counter, max_tokens))
     findings.extend(_check_contradictions(text, library))
     negation_findings = _check_negations(text, _normalise(negative_prompt))
     findings.extend(negation_findings)
@@ -176,13 +178,13 @@ def _empty_finding() -> Finding:
     )
 
 
-def _check_length(prompt: str, token_counter: Callable[[str], int] | None) -> list[Finding]:
+def _check_length(prompt: str, token_counter: Callable[[str], int] | None, max_tokens: int) -> list[Finding]:
     count_tokens = token_counter or estimate_clip_tokens
     total = count_tokens(prompt)
-    if total <= CLIP_MAX_TOKENS:
+    if total <= max_tokens:
         return []
     words = prompt.split()
-    fitting = _words_that_fit(words, count_tokens)
+    fitting = _words_that_fit(words, count_tokens, max_tokens)
     about = "" if token_counter else "about "
     if fitting == 0:
         cut = "only the start of the first word is read"
@@ -195,7 +197,7 @@ def _check_length(prompt: str, token_counter: Callable[[str], int] | None) -> li
         Finding(
             code="prompt.too_long",
             message=(
-                f"The prompt is {about}{total} tokens but the text encoder reads only {CLIP_MAX_TOKENS} "
+                f"The prompt is {about}{total} tokens but the text encoder reads only {max_tokens} "
                 f"(including its start and end tokens) and truncates the rest, so {cut}."
             ),
             hint=(
@@ -206,12 +208,12 @@ def _check_length(prompt: str, token_counter: Callable[[str], int] | None) -> li
     ]
 
 
-def _words_that_fit(words: list[str], count_tokens: Callable[[str], int]) -> int:
+def _words_that_fit(words: list[str], count_tokens: Callable[[str], int], max_tokens: int) -> int:
     """How many leading words fit in the token limit (binary search: counts grow with the prefix)."""
     low, high = 0, len(words)
     while low < high:
         middle = (low + high + 1) // 2
-        if count_tokens(" ".join(words[:middle])) <= CLIP_MAX_TOKENS:
+        if count_tokens(" ".join(words[:middle])) <= max_tokens:
             low = middle
         else:
             high = middle - 1

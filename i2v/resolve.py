@@ -128,7 +128,8 @@ def prepare(
     warnings += image_warnings
 
     # Without a loaded tokenizer the linter estimates the token count (and says so).
-    warnings += lint_prompt(request.prompt, request.negative_prompt, keywords, token_counter=token_counter)
+    warnings += lint_prompt(request.prompt, request.negative_prompt, keywords, token_counter=token_counter,
+                            max_tokens=spec.max_prompt_tokens)
 
     decision = planner.plan(spec, width, height, frames, device=request.device, dtype=request.dtype)
     notices += decision.notices

@@ -69,6 +69,8 @@ class ModelSpec:
     # The [models.<key>] table in the preset files that holds this family's tier values (none: the top-level
     # values, which are I2VGen-XL's). Tiny test variants may have their own, so a CPU runs them in seconds.
     preset_key: str = "i2vgen-xl"
+    # Tokens the text encoder reads, start/end tokens included (CLIP 77); longer prompts are truncated.
+    max_prompt_tokens: int = 77
 
     # -- sizes -------------------------------------------------------------------------------------------
     def size_for_tier(self, tier: int, aspect: float) -> tuple[tuple[int, int], list[Finding]]:

@@ -307,7 +307,7 @@ def test_cli_image_path_with_control_characters_still_gives_one_line(tmp_path, c
 def test_cli_turns_an_unexpected_failure_into_one_line_and_exit_1(capsys, monkeypatch):
     import i2v.cli
 
-    def broken() -> int:
+    def broken(*_args, **_kwargs) -> int:
         raise RuntimeError("something\nunexpected")
 
     monkeypatch.setattr(i2v.cli, "_presets", broken)
@@ -405,7 +405,7 @@ def test_api_refuses_hostile_input_with_the_engine_message(client, api_files, fi
 def _raw_generate(server, image: dict, prompt: str, guidance: float = 0) -> tuple[str, dict]:
     """POST /generate as plain JSON (a NaN literal and a lone-surrogate escape, which gradio_client refuses to
     send) and read the event stream's last event: ("complete" | "error", its data)."""
-    data = [image, prompt, "", "fast-check", 128, 4, 2, guidance, 0, -1, 1, False]
+    data = [image, prompt, "", "fast-check", 128, 4, 2, guidance, 0, -1, 1, False, ""]
     body = json.dumps({"data": data})  # allow_nan and ensure_ascii: NaN and "\udcff" go out as written
     call = httpx.post(f"{server.url}gradio_api/call/generate", content=body,
                       headers={"content-type": "application/json"}, timeout=30)

@@ -7,7 +7,6 @@ import os
 import sys
 import threading
 import time
-from pathlib import Path
 
 from i2v.idle import IdleWatcher, run_idle_command
 from i2v.logs import configure_logging, job_context, new_run_log

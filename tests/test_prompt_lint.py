@@ -330,3 +330,23 @@ def test_missing_library_file_names_the_file(tmp_path):
     path: Path = tmp_path / "nowhere" / KEYWORD_FILE_NAME
     with pytest.raises(DataFileError, match=re.escape(str(path))):
         load_keyword_library(path)
+
+
+def test_the_length_limit_is_the_chosen_models_text_encoder(photo_path):
+    """CLIP reads 77 tokens; CogVideoX's T5 226 and Wan's UMT5 512: a long prompt is only "too long" for CLIP."""
+    from i2v.backends import spec_for
+    from i2v.hardware import FakeGpuInfo
+    from i2v.plan import BasicPlanner
+    from i2v.request import GenerationRequest
+    from i2v.resolve import prepare
+
+    prompt = ("a sailboat drifting slowly to the left across a calm bay at golden hour, small waves rippling "
+              "against the hull, gulls circling above the mast, ") * 3
+    assert 77 < estimate_clip_tokens(prompt) < 226
+    for model, expected in (("tiny", True), ("tiny-cogvideox", False), ("tiny-wan", False)):
+        job = prepare(GenerationRequest(image=photo_path, prompt=prompt, model=model, steps=2),
+                      BasicPlanner(FakeGpuInfo.none()))
+        too_long = [w for w in job.warnings if w.code == "prompt.too_long"]
+        assert bool(too_long) is expected, model
+        if expected:
+            assert f"reads only {spec_for(model).max_prompt_tokens} " in too_long[0].message

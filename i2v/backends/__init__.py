@@ -8,19 +8,38 @@ from .base import DenoiseInputs, LoadReport, ModelBackend
 from .cogvideox import PIPELINE_CLASS as COGVIDEOX_PIPELINE
 from .cogvideox import CogVideoXBackend, pipeline_class_in
 from .cogvideox_tiny import TINY_COGVIDEOX_NAME, TinyCogVideoXBackend
+from .easyanimate import PIPELINE_CLASS as EASYANIMATE_PIPELINE
+from .easyanimate import EasyAnimateBackend
+from .easyanimate_tiny import TINY_EASYANIMATE_NAME, TinyEasyAnimateBackend
 from .i2vgen_xl import PIPELINE_CLASS as I2VGEN_XL_PIPELINE
 from .i2vgen_xl import I2VGenXLBackend
+from .i2vgen_xl_random import FULL_SIZE_RANDOM_NAME, FullSizeRandomBackend
 from .pipeline_backend import looks_like_hub_id
 from .tiny import TINY_NAME, TinyBackend
+from .wan import PIPELINE_CLASS as WAN_PIPELINE
+from .wan import WanBackend, is_wan_i2v_hub_id
+from .wan_tiny import TINY_WAN_NAME, TinyWanBackend
 
-__all__ = ["DenoiseInputs", "LoadReport", "ModelBackend", "backend_for", "preset_keys", "spec_for"]
+__all__ = ["BUILT_IN_MODELS", "DenoiseInputs", "LoadReport", "ModelBackend", "TEST_MODELS", "backend_for",
+           "preset_keys", "registered_specs", "spec_for"]
 
-_BUILT_IN: dict[str, type[ModelBackend]] = {TINY_NAME: TinyBackend, TINY_COGVIDEOX_NAME: TinyCogVideoXBackend}
-BUILT_IN_MODELS = tuple(_BUILT_IN)  # built here at test time: nothing to download
+# Built here from code, random weights: nothing to download. The test models are toy-sized (seconds on a CPU,
+# offered beside each other on the page); the full-size one is for GPU speed and memory figures only.
+_TEST_MODELS: dict[str, type[ModelBackend]] = {
+    TINY_NAME: TinyBackend,
+    TINY_COGVIDEOX_NAME: TinyCogVideoXBackend,
+    TINY_WAN_NAME: TinyWanBackend,
+    TINY_EASYANIMATE_NAME: TinyEasyAnimateBackend,
+}
+_BUILT_IN: dict[str, type[ModelBackend]] = {**_TEST_MODELS, FULL_SIZE_RANDOM_NAME: FullSizeRandomBackend}
+TEST_MODELS = tuple(_TEST_MODELS)
+BUILT_IN_MODELS = tuple(_BUILT_IN)
 # model_index.json "_class_name" -> the backend that loads that pipeline.
 _BY_PIPELINE: dict[str, type[ModelBackend]] = {
     I2VGEN_XL_PIPELINE: I2VGenXLBackend,
     COGVIDEOX_PIPELINE: CogVideoXBackend,
+    EASYANIMATE_PIPELINE: EasyAnimateBackend,
+    WAN_PIPELINE: WanBackend,
 }
 
 
@@ -49,10 +68,15 @@ def backend_class_for(model: str) -> type[ModelBackend]:
         return _backend_for_folder(path)
     if looks_like_hub_id(model):
         # A hub id cannot be inspected offline; the repo name says which family it is.
+        if "easyanimate" in model.lower():
+            return EasyAnimateBackend
+        if is_wan_i2v_hub_id(model):  # "wan" as a word of its own and "i2v": see wan.is_wan_i2v_hub_id
+            return WanBackend
         return CogVideoXBackend if "cogvideox" in model.lower() else I2VGenXLBackend
     raise BadInputError(
         f"Model '{model}' is neither one of {', '.join(repr(n) for n in _BUILT_IN)}, a local folder in diffusers "
-        "layout, nor a hub id like 'ali-vilab/i2vgen-xl' or 'THUDM/CogVideoX-5b-I2V'."
+        "layout, nor a hub id like 'ali-vilab/i2vgen-xl', 'THUDM/CogVideoX-5b-I2V', "
+        "'alibaba-pai/EasyAnimateV5.1-7b-zh-InP-diffusers' or 'Wan-AI/Wan2.1-I2V-14B-480P-Diffusers'."
     )
 
 

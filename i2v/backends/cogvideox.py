@@ -56,6 +56,7 @@ COGVIDEOX_SPEC = ModelSpec(
     native_size=(720, 480),
     fixed_size=True,  # CogVideoX-5b-I2V's learned positional embeddings refuse any other size
     preset_key="cogvideox",
+    max_prompt_tokens=226,  # T5, the transformer's text positions
     steps_range=(1, 250),
     guidance_range=(1.0, 30.0),
     fps_range=(1, 30),

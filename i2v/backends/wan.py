@@ -1,0 +1,504 @@
+"""Wan 2.1 image-to-video (``Wan-AI/Wan2.1-I2V-14B-480P-Diffusers``, ``…-720P-Diffusers``) through diffusers'
+``WanImageToVideoPipeline``, from a hub id or a local folder whose model_index.json names that pipeline.
+
+Loading follows the CogVideoX backend: each component on its own so weight-key problems are reported, then the
+components are checked against each other. The transformer reads, per latent pixel, the noise latents, the VAE
+latents of the condition video (the picture, then zeros) and a 4-channel first-frame mask (one channel per frame
+that the VAE folds into a latent frame): ``prepare_latents`` in ``pipeline_wan_i2v.py``. So its input channels must
+be 2 × the VAE's latent channels + 4 (16 + 16 + 4 = 36 for the real model).
+
+Wan 2.2 image-to-video (two transformers, no CLIP image encoder) and Wan 2.1 first-last-frame checkpoints are
+refused at load with a clear message: same pipeline class, different inputs and defaults.
+
+Hub ids are routed here by name (see ``is_wan_i2v_hub_id``): "wan" as a word of its own (not inside "swan" or
+"rowan") and "i2v" anywhere in the id.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from ..errors import ModelLoadError
+from ..findings import Finding
+from ..plan import ExecutionPlan
+from ..spec import FrameRule, ModelSpec
+from .base import DenoiseInputs, LoadReport, StepCallback
+from .cogvideox import pipeline_class_in
+from .i2vgen_xl import _declared_class, _initialise_missing, _key_findings, _load_scheduler
+from .pipeline_backend import PipelineBackend, torch_dtype
+
+log = logging.getLogger(__name__)
+
+PIPELINE_CLASS = "WanImageToVideoPipeline"
+# The transformer and the UMT5 text encoder are sharded (…-00001-of-00014.safetensors + an index json); the
+# tokenizer ships a SentencePiece file beside tokenizer.json; the CLIP image processor is a json file.
+HUB_ALLOW_PATTERNS = ["model_index.json", "*/*.json", "*/*.txt", "*/*.model",
+                      "*/diffusion_pytorch_model*.safetensors", "*/model*.safetensors"]
+
+# The I2V transformer splits its cross-attention context as "image tokens, then exactly 512 text tokens" (the
+# number is hard-coded in diffusers' WanAttnProcessor), so prompts are always padded to 512 UMT5 tokens.
+TEXT_TOKENS = 512
+# The VAE runs in float32 whatever the plan's dtype: Wan's authors and the diffusers documentation decode in
+# float32 for quality, and it is 0.13 B parameters (0.5 GiB), small beside the 16 B transformer.
+VAE_DTYPE = "float32"
+
+# -- the real architecture, as configuration only (no weights) ----------------------------------------------
+# Sources: transformer: diffusers scripts/convert_wan_to_diffusers.py, model types "Wan-I2V-14B-480p" and
+# "Wan-I2V-14B-720p" (identical), with WanTransformer3DModel's defaults for rope_max_seq_len/pos_embed_seq_len;
+# VAE: the hub vae/config.json (base_dim 96, dim_mult [1, 2, 4, 4], z_dim 16, 2 res blocks, temporal downsampling
+# in the last two levels); text encoder: Wan-AI/Wan2.1-I2V-14B-480P-Diffusers text_encoder/config.json (UMT5-XXL
+# encoder); image encoder: the Wan 2.1 I2V image_encoder/config.json (OpenCLIP ViT-H/14 vision tower, loaded as
+# CLIPVisionModel); scheduler: the conversion script's UniPCMultistepScheduler.
+TRANSFORMER_CONFIG = dict(
+    patch_size=(1, 2, 2), num_attention_heads=40, attention_head_dim=128, in_channels=36, out_channels=16,
+    text_dim=4096, freq_dim=256, ffn_dim=13824, num_layers=40, cross_attn_norm=True,
+    qk_norm="rms_norm_across_heads", eps=1e-6, image_dim=1280, added_kv_proj_dim=5120, rope_max_seq_len=1024,
+    pos_embed_seq_len=None,
+)
+VAE_CONFIG = dict(
+    base_dim=96, z_dim=16, dim_mult=(1, 2, 4, 4), num_res_blocks=2, attn_scales=(),
+    temperal_downsample=(False, True, True), dropout=0.0, scale_factor_temporal=4, scale_factor_spatial=8,
+)
+TEXT_ENCODER_CONFIG = dict(
+    vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_decoder_layers=24, num_heads=64,
+    relative_attention_num_buckets=32, relative_attention_max_distance=128, dropout_rate=0.1,
+    layer_norm_epsilon=1e-6, feed_forward_proj="gated-gelu", dense_act_fn="gelu_new", is_gated_act=True,
+    scalable_attention=True, tie_word_embeddings=False, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
+)
+IMAGE_ENCODER_CONFIG = dict(
+    hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=16, image_size=224,
+    patch_size=14, projection_dim=1024, hidden_act="gelu", layer_norm_eps=1e-5,
+)
+SCHEDULER_CONFIG = dict(prediction_type="flow_prediction", use_flow_sigmas=True, num_train_timesteps=1000,
+                        flow_shift=3.0)
+
+
+def build_full_size_components(device: str = "meta") -> dict:
+    """Transformer, VAE, text and image encoders at full size with random weights (``"meta"`` allocates none)."""
+    import torch
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
+    from transformers import CLIPVisionConfig, CLIPVisionModel, UMT5Config, UMT5EncoderModel
+
+    with torch.device(device):
+        return {
+            "transformer": WanTransformer3DModel(**TRANSFORMER_CONFIG),
+            "vae": AutoencoderKLWan(**{k: list(v) if isinstance(v, tuple) else v for k, v in VAE_CONFIG.items()}),
+            "text_encoder": UMT5EncoderModel(UMT5Config(**TEXT_ENCODER_CONFIG)),
+            "image_encoder": CLIPVisionModel(CLIPVisionConfig(**IMAGE_ENCODER_CONFIG)),
+        }
+
+
+@lru_cache(maxsize=1)
+def parameter_counts() -> dict[str, int]:
+    """Parameters per component of the real architecture (counted on the meta device: no memory, < 1 s).
+    transformer 16,394,878,784; text_encoder 5,680,910,336; image_encoder 630,766,080; vae 126,892,531."""
+    return {name: sum(p.numel() for p in module.parameters())
+            for name, module in build_full_size_components().items()}
+
+
+# -- what a Wan 2.1 I2V folder holds ------------------------------------------------------------------------
+# Component -> (library, accepted class names). Anything else in model_index.json is refused, not imported.
+_COMPONENTS = {
+    "transformer": ("diffusers", {"WanTransformer3DModel"}),
+    "vae": ("diffusers", {"AutoencoderKLWan"}),
+    "text_encoder": ("transformers", {"UMT5EncoderModel"}),
+    "tokenizer": ("transformers", {"T5Tokenizer", "T5TokenizerFast"}),
+    "image_encoder": ("transformers", {"CLIPVisionModel", "CLIPVisionModelWithProjection"}),
+    "image_processor": ("transformers", {"CLIPImageProcessor", "CLIPImageProcessorPil", "CLIPImageProcessorFast"}),
+}
+_WEIGHTED = ("transformer", "vae", "text_encoder", "image_encoder")
+# Scheduler class -> the config key of its flow shift. Both are flow-matching samplers, which Wan needs.
+_SCHEDULER_SHIFT_KEYS = {"UniPCMultistepScheduler": "flow_shift", "FlowMatchEulerDiscreteScheduler": "shift"}
+# Wan's own sampler (generate.py): shift 3.0 for 480p image-to-video, 5.0 for larger sizes. The diffusers repos of
+# both checkpoints ship STOCK_SHIFT; a checkpoint that declares another value chose it and keeps it.
+STOCK_SHIFT = 3.0
+SMALL_SHIFT, LARGE_SHIFT = 3.0, 5.0
+
+_WAN_WORD = re.compile(r"(?<![a-z])wan(?![a-z])")
+
+
+def is_wan_i2v_hub_id(model: str) -> bool:
+    """A hub id whose name says Wan image-to-video: "wan" not inside another word (so "someone/swan-i2v" and
+    "rowan/…-i2v" stay with I2VGen-XL) and "i2v" anywhere (Wan2.1-I2V-14B-480P-Diffusers, my-wan21-i2v-merge)."""
+    lowered = model.lower()
+    return "i2v" in lowered and bool(_WAN_WORD.search(lowered))
+
+
+# -- the spec ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class WanSpec(ModelSpec):
+    """Wan names its sizes by area, like its own ``--size 832*480``: the video takes the picture's aspect ratio
+    at about that many pixels (``generate.py``'s ``max_area``). So "480p" here is about 832 × 480 pixels and
+    "720p" about 1280 × 720, not 480² and 720² as the tiers of I2VGen-XL mean."""
+
+    tier_areas: tuple[tuple[int, int], ...] = ()  # (tier, pixels)
+
+    def tier_area(self, tier: int) -> int:
+        return dict(self.tier_areas).get(tier, tier * tier)
+
+    def size_for_tier(self, tier: int, aspect: float) -> tuple[tuple[int, int], list[Finding]]:
+        # The base class checks the tier and says when the picture is cropped to the model's aspect range.
+        _, notices = super().size_for_tier(tier, aspect)
+        clamped = min(max(aspect, 1.0 / self.max_aspect), self.max_aspect)
+        width = math.sqrt(self.tier_area(tier) * clamped)
+        return (self._round_side(width), self._round_side(width / clamped)), notices
+
+
+WAN_SPEC = WanSpec(
+    family="Wan 2.1 I2V",
+    # The causal 3D VAE keeps the first frame and folds every further 4 into one latent frame: 4N+1 frames.
+    # The pipeline would only warn and round down; we snap to the nearest count up front, with a notice.
+    frame_rule=FrameRule(step=4, offset=1),
+    min_frames=5,
+    max_frames=81,  # the training length (5 s at 16 fps): Wan 2.1 was not trained on longer clips
+    size_multiple=16,  # 1/8-size latents, patchified 2×2 by the transformer
+    min_side=256,
+    max_side=1280,
+    max_aspect=1.8,  # trained at 832×480 (1.73:1) and 1280×720 (1.78:1), either way round
+    latent_channels=16,
+    vae_scale_factor=8,
+    # Wan's authors run the transformer in bf16; float16 risks overflow (NaN → black video). Without bf16: fp32.
+    preferred_dtypes=("bfloat16", "float32"),
+    resolution_tiers=(480, 720),
+    tier_areas=((480, 832 * 480), (720, 1280 * 720)),
+    native_size=(832, 480),  # the 480P checkpoint's size; the 720P checkpoint's is 1280×720
+    preset_key="wan",
+    max_prompt_tokens=512,  # UMT5, padded to exactly 512 (TEXT_TOKENS)
+    steps_range=(1, 250),
+    guidance_range=(1.0, 20.0),
+    fps_range=(1, 30),
+    default_frames=81,
+    default_steps=40,  # Wan's generate.py: 40 steps for image-to-video (50 for text-to-video)
+    default_guidance=5.0,
+    default_fps=16,
+    notes=(
+        "480p is about 832×480 pixels and 720p about 1280×720, at the picture's aspect ratio; 4N+1 frames, up to "
+        "81 (5 s at 16 fps).",
+        "Each checkpoint is trained at its own size: use 480p with the 480P checkpoint and 720p with the 720P one.",
+        "Reads prompts with UMT5 (up to 512 tokens): long, descriptive prompts work well. Wan's authors also use a "
+        "negative prompt listing defects (e.g. 'static, blurred details, overexposed, worst quality, deformed').",
+    ),
+    memory=None,  # the VRAM model is fitted to I2VGen-XL's UNet; no prediction for this transformer yet
+)
+
+
+# -- the backend -------------------------------------------------------------------------------------------
+class WanBackend(PipelineBackend):
+    spec = WAN_SPEC
+    example_hub_id = "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers"
+
+    def _load_folder(self, folder: Path, dtype: str):
+        return load_wan_from_folder(folder, dtype, self.spec)
+
+    def _download(self) -> tuple[Path, str, str | None]:
+        return download_or_cached(self.model_id)
+
+    def load(self, plan: ExecutionPlan) -> LoadReport:
+        key = (plan.device, plan.dtype, plan.cpu_offload)
+        if self._pipe is not None and self._loaded_key not in (None, key) and self._loaded_key[2] == plan.cpu_offload:
+            # The base class would .to(device, dtype) the whole pipeline: that casts the VAE too, and the parts of
+            # the transformer diffusers keeps in float32. Move, then cast the way a fresh load would have.
+            self._pipe.to(plan.device)
+            self.set_dtype(plan.dtype)
+            self._loaded_key = key
+            return self._report
+        return super().load(plan)
+
+    def set_dtype(self, dtype: str) -> None:
+        pipe = self.pipeline
+        for name in ("transformer", "text_encoder", "image_encoder"):  # the VAE stays in VAE_DTYPE
+            cast_as_loaded(getattr(pipe, name), torch_dtype(dtype))
+        if self._loaded_key is not None:
+            self._loaded_key = (self._loaded_key[0], dtype, self._loaded_key[2])
+
+    def denoise(self, inputs: DenoiseInputs, on_step: StepCallback):
+        import torch
+
+        pipe = self.pipeline
+        _ensure_prompt_cleaner()
+        # A CPU generator gives the same starting noise on every device for a seed. The picture's latents are the
+        # VAE's mode (the pipeline's sample_mode="argmax"), so nothing else in the run draws random numbers.
+        generator = torch.Generator("cpu").manual_seed(inputs.seed)
+
+        def step_end(_pipe, index, _timestep, tensors):
+            # Raising here (cancel, NaN) leaves the pipeline at once, which is what the engine wants.
+            on_step(index + 1, inputs.steps, tensors["latents"])
+            return tensors
+
+        with _flow_shift_for_run(pipe, self.spec, inputs.width, inputs.height):
+            output = pipe(
+                image=inputs.image,
+                prompt=inputs.prompt,
+                negative_prompt=inputs.negative_prompt or None,
+                height=inputs.height,
+                width=inputs.width,
+                num_frames=inputs.frames,
+                num_inference_steps=inputs.steps,
+                guidance_scale=inputs.guidance,
+                generator=generator,
+                output_type="latent",
+                callback_on_step_end=step_end,
+                callback_on_step_end_tensor_inputs=["latents"],
+                max_sequence_length=TEXT_TOKENS,
+            )
+        return output.frames  # latents, (batch, channels, latent frames, height/8, width/8), float32
+
+    def decode(self, latents, plan: ExecutionPlan, *, dtype: str | None = None):
+        """Latents → (1, 3, frames, height, width) in [-1, 1]. The causal VAE decodes the clip latent frame by latent
+        frame with a temporal cache, so ``plan.decode_chunk_size`` does not apply; tiling and slicing do."""
+        import torch
+
+        with self._vae_for_decode(plan, dtype) as (vae, target), torch.no_grad():
+            latents = latents.to(device=vae.device, dtype=target)
+            shape = (1, vae.config.z_dim, 1, 1, 1)
+            mean = torch.tensor(vae.config.latents_mean).view(shape).to(latents)
+            inverse_std = 1.0 / torch.tensor(vae.config.latents_std).view(shape).to(latents)
+            # Written as the pipeline writes it (divide by 1/std), so our frames equal its own decode bit for bit.
+            return vae.decode(latents / inverse_std + mean, return_dict=False)[0]
+
+
+def cast_as_loaded(model, dtype) -> None:
+    """Cast ``model`` in place to ``dtype`` the way ``from_pretrained(dtype=...)`` loads it. diffusers keeps the
+    modules a model lists in ``_keep_in_fp32_modules`` in float32 (Wan's transformer: the rotary tables, the time
+    embedder, the norms, scale_shift_table); a plain ``.to(dtype)`` rounds them to bf16 for good (the rotary tables
+    are computed at construction, not reloaded), so a run after a float32 retry would differ from a fresh one.
+    transformers applies its own list only for float16, which Wan never uses, so its models are cast whole."""
+    import itertools
+
+    import torch
+    from diffusers import ModelMixin
+
+    keep = set(getattr(model, "_keep_in_fp32_modules", None) or ()) if isinstance(model, ModelMixin) else set()
+    for name, tensor in itertools.chain(model.named_parameters(), model.named_buffers()):
+        wanted = torch.float32 if keep.intersection(name.split(".")) else dtype
+        if tensor.is_floating_point() and tensor.dtype != wanted:
+            tensor.data = tensor.data.to(wanted)
+
+
+# -- the sampler's shift -----------------------------------------------------------------------------------
+def flow_shift_for(spec: WanSpec, width: int, height: int, declared: float) -> float:
+    """Wan's rule (``generate.py``): shift 3.0 at 480p, 5.0 above. "480p" is any size nearer (geometrically) to the
+    smallest tier's area than to the next one's. A checkpoint whose scheduler declares a non-stock shift keeps it."""
+    if not math.isclose(declared, STOCK_SHIFT):
+        return declared
+    areas = sorted(spec.tier_area(tier) for tier in spec.resolution_tiers)
+    if len(areas) < 2:
+        return SMALL_SHIFT
+    return SMALL_SHIFT if width * height <= math.sqrt(areas[0] * areas[1]) else LARGE_SHIFT
+
+
+def declared_shift(scheduler) -> float:
+    return float(scheduler.config[_SCHEDULER_SHIFT_KEYS[type(scheduler).__name__]])
+
+
+@contextlib.contextmanager
+def _flow_shift_for_run(pipe, spec: WanSpec, width: int, height: int) -> Iterator[None]:
+    """A scheduler with the shift for this size for one run; the loaded one (and its declared shift) is put back."""
+    loaded = pipe.scheduler
+    key = _SCHEDULER_SHIFT_KEYS[type(loaded).__name__]
+    shift = flow_shift_for(spec, width, height, declared_shift(loaded))
+    pipe.scheduler = type(loaded).from_config(loaded.config, **{key: shift})
+    try:
+        yield
+    finally:
+        pipe.scheduler = loaded
+
+
+_PROMPT_CLEANER_CHECKED = False
+
+
+class _NoFtfy:
+    """Stands in for ``ftfy`` when it is not installed: the text is left as it is."""
+
+    @staticmethod
+    def fix_text(text: str) -> str:
+        return text
+
+
+def _ensure_prompt_cleaner() -> None:
+    """diffusers' Wan pipelines call ``ftfy.fix_text`` on every prompt but import ftfy only when it is installed,
+    so without it every run fails with "NameError: name 'ftfy' is not defined" (upstream: diffusers PR 12314,
+    open in 0.42.1). Without ftfy the prompt is used as typed (mojibake is not repaired); we log that once."""
+    global _PROMPT_CLEANER_CHECKED
+    if _PROMPT_CLEANER_CHECKED:
+        return
+    from diffusers.pipelines.wan import pipeline_wan_i2v
+
+    if not hasattr(pipeline_wan_i2v, "ftfy"):
+        pipeline_wan_i2v.ftfy = _NoFtfy
+        log.info("ftfy is not installed: Wan prompts are used as typed (install ftfy to repair mis-encoded text)")
+    _PROMPT_CLEANER_CHECKED = True
+
+
+# -- loading helpers ---------------------------------------------------------------------------------------
+def download_or_cached(model: str) -> tuple[Path, str, str | None]:
+    """A hub id → local snapshot folder with Wan's files (split weights, the UMT5 tokenizer, the image processor)."""
+    from .i2vgen_xl import download_or_cached as download
+
+    return download(model, HUB_ALLOW_PATTERNS)
+
+
+def read_model_index(folder: Path) -> dict:
+    declared = pipeline_class_in(folder)
+    if declared != PIPELINE_CLASS:
+        hint = " (Wan text-to-video or Wan 2.2 TI2V-5B)" if declared == "WanPipeline" else ""
+        raise ModelLoadError(f"{folder} holds a {declared!r} pipeline{hint}; this backend loads {PIPELINE_CLASS} only.")
+    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    _refuse_wan22(folder, index)
+    return index
+
+
+def _names_a_class(entry: object) -> bool:
+    return isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], str)
+
+
+def _refuse_wan22(folder: Path, index: dict) -> None:
+    """Wan 2.2 I2V uses the same pipeline class with two transformers and no image encoder: refuse it by name
+    before any weight is read, rather than failing on a missing component."""
+    if (_names_a_class(index.get("transformer_2")) or index.get("boundary_ratio") is not None
+            or index.get("expand_timesteps") or not _names_a_class(index.get("image_encoder"))):
+        raise ModelLoadError(
+            f"{folder} is a Wan 2.2 image-to-video checkpoint (two transformers or no CLIP image encoder); only "
+            "Wan 2.1 image-to-video (Wan-AI/Wan2.1-I2V-14B-480P-Diffusers or -720P-Diffusers) is supported so far."
+        )
+
+
+def load_wan_from_folder(folder: Path, dtype: str, spec: WanSpec = WAN_SPEC):
+    """Load every component from ``folder``; return (pipeline, warnings, component class names)."""
+    import diffusers
+    import transformers
+
+    index = read_model_index(folder)
+    # Their per-file progress bars go to stderr on every load; our own progress events cover loading.
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+    libraries = {"diffusers": diffusers, "transformers": transformers}
+    loaded: dict[str, object] = {}
+    found: list[Finding] = []
+    classes: dict[str, str] = {}
+    for name, (library, accepted) in _COMPONENTS.items():
+        declared = _declared_class(index, name, folder)
+        if declared not in accepted:
+            raise ModelLoadError(
+                f"{folder}: component {name} is a {declared}; expected one of {', '.join(sorted(accepted))}."
+            )
+        path = folder / name
+        if not path.is_dir():
+            raise ModelLoadError(f"{folder}: the {name} folder is missing.")
+        cls = _component_class(libraries[library], declared)
+        component_dtype = VAE_DTYPE if name == "vae" else dtype
+        loaded[name] = _load_component(cls, name, path, component_dtype, found)
+        classes[name] = type(loaded[name]).__name__
+    loaded["scheduler"] = _load_scheduler(folder, index)
+    classes["scheduler"] = type(loaded["scheduler"]).__name__
+    check_scheduler(loaded["scheduler"], folder)
+    check_components_agree(loaded, spec)
+    return diffusers.WanImageToVideoPipeline(**loaded), found, classes
+
+
+def _component_class(library, declared: str):
+    # transformers 5 without torchvision serves the PIL image processor under its own name (and warns when the
+    # generic name is used); both read the same preprocessor_config.json.
+    if declared == "CLIPImageProcessor" and hasattr(library, "CLIPImageProcessorPil"):
+        declared = "CLIPImageProcessorPil"
+    return getattr(library, declared)
+
+
+def _load_component(cls, name: str, path: Path, dtype: str, found: list[Finding]):
+    try:
+        if name not in _WEIGHTED:
+            return cls.from_pretrained(path)
+        model, info = cls.from_pretrained(path, dtype=torch_dtype(dtype), output_loading_info=True)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise ModelLoadError(f"{path.parent}: cannot load {name}: {exc}") from exc
+    _initialise_missing(model, info.get("missing_keys") or [])
+    found.extend(_key_findings(name, info))
+    return model.eval()
+
+
+def check_scheduler(scheduler, folder: Path) -> None:
+    """Wan predicts a flow (velocity); a noise-prediction schedule would denoise into garbage without an error."""
+    name = type(scheduler).__name__
+    if name not in _SCHEDULER_SHIFT_KEYS:
+        raise ModelLoadError(
+            f"{folder}: scheduler {name} does not work with Wan; expected one of "
+            f"{', '.join(sorted(_SCHEDULER_SHIFT_KEYS))}."
+        )
+    config = scheduler.config
+    if name == "UniPCMultistepScheduler" and not (
+            config.prediction_type == "flow_prediction" and config.use_flow_sigmas):
+        raise ModelLoadError(
+            f"{folder}: the UniPCMultistepScheduler is set up for {config.prediction_type!r} (flow sigmas "
+            f"{config.use_flow_sigmas}); Wan needs prediction_type 'flow_prediction' with use_flow_sigmas true."
+        )
+
+
+def check_components_agree(components: dict, spec: WanSpec = WAN_SPEC) -> None:
+    """Shape mistakes fail late and confusingly inside the first transformer call; catch them at load time."""
+    transformer, vae = components["transformer"].config, components["vae"].config
+    mask_channels = vae.scale_factor_temporal  # one first-frame mask channel per frame folded into a latent frame
+    expected = 2 * vae.z_dim + mask_channels
+    if transformer.in_channels != expected:
+        raise ModelLoadError(
+            f"The model's components do not fit together: the VAE has {vae.z_dim} latent channels, so the "
+            f"transformer must take 2 × {vae.z_dim} + {mask_channels} = {expected} input channels (noise latents + "
+            f"picture latents + {mask_channels} first-frame mask channels), but it takes {transformer.in_channels}. "
+            "Use a VAE and transformer from the same Wan 2.1 image-to-video checkpoint."
+        )
+    _check_variant(transformer, vae, spec)
+    checks = [
+        ("VAE latent channels", vae.z_dim, "transformer output channels", transformer.out_channels),
+        ("VAE latent channels", vae.z_dim, "VAE latents_mean entries", len(vae.latents_mean)),
+        ("VAE latent channels", vae.z_dim, "VAE latents_std entries", len(vae.latents_std)),
+        ("text encoder hidden size", components["text_encoder"].config.d_model, "transformer text_dim",
+         transformer.text_dim),
+        # The pipeline feeds the image encoder's penultimate hidden states, not its projection.
+        ("image encoder hidden size", components["image_encoder"].config.hidden_size, "transformer image_dim",
+         transformer.image_dim),
+    ]
+    for left_name, left, right_name, right in checks:
+        if left != right:
+            raise ModelLoadError(
+                f"The model's components do not fit together: {left_name} is {left} but {right_name} is {right}."
+            )
+
+
+def _check_variant(transformer, vae, spec: WanSpec) -> None:
+    """The spec was declared before loading; refuse a checkpoint whose shape rules differ from it."""
+    if transformer.image_dim is None:
+        raise ModelLoadError(
+            "This transformer takes no CLIP image embedding (a Wan 2.2 or text-to-video transformer); only Wan 2.1 "
+            "image-to-video (e.g. Wan-AI/Wan2.1-I2V-14B-480P-Diffusers) is supported so far."
+        )
+    if transformer.pos_embed_seq_len is not None:
+        raise ModelLoadError(
+            "This is a Wan 2.1 first-last-frame (FLF2V) checkpoint: it needs two pictures; only Wan 2.1 "
+            "image-to-video (e.g. Wan-AI/Wan2.1-I2V-14B-480P-Diffusers) is supported so far."
+        )
+    temporal = 2 ** sum(bool(step) for step in vae.temperal_downsample)
+    spatial = 2 ** (len(vae.dim_mult) - 1)
+    declared = (vae.scale_factor_temporal, vae.scale_factor_spatial)
+    if declared != (temporal, spatial):
+        raise ModelLoadError(
+            f"The VAE's config declares {declared[0]}× time and {declared[1]}× space compression but its layers "
+            f"compress {temporal}× and {spatial}×: the VAE config is inconsistent."
+        )
+    if vae.z_dim != spec.latent_channels or spatial != spec.vae_scale_factor or temporal != spec.frame_rule.step:
+        raise ModelLoadError(
+            f"The VAE has {vae.z_dim} latent channels at 1/{spatial} size and {temporal}× time compression; "
+            f"{spec.family} expects {spec.latent_channels} at 1/{spec.vae_scale_factor} and {spec.frame_rule.step}× "
+            "(4N+1 frames). This is not the checkpoint the model name implies."
+        )
+    patch = tuple(transformer.patch_size)
+    if patch[0] != 1 or spatial * patch[1] != spec.size_multiple or patch[1] != patch[2]:
+        raise ModelLoadError(
+            f"The transformer's patch size is {patch}; {spec.family} expects (1, 2, 2) with a 1/8 VAE "
+            f"(sides multiple of {spec.size_multiple})."
+        )
