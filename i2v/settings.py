@@ -80,6 +80,25 @@ def _minutes(text: str) -> float:
     return value
 
 
+def _model_list(text: str) -> tuple[str, ...]:
+    """Comma-separated hub ids, folders or built-in names (checked against the backends at start)."""
+    return tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+
+
+def _step_cache(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 10:
+        raise ValueError(f"must be 1 (off) to 10, got {text!r}")
+    return value
+
+
+def _attention(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("sdpa", "classic"):
+        raise ValueError(f"must be sdpa or classic, got {text!r}")
+    return value
+
+
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
@@ -127,6 +146,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("host", "127.0.0.1", "address to listen on (0.0.0.0 exposes the app to the network)"),
     Setting("port", 7860, "TCP port of the web UI", _port),
     Setting("model", "", "hub id, local folder or 'tiny'; empty: ali-vilab/i2vgen-xl with a CUDA GPU, tiny without"),
+    Setting("models", (), "more models the page offers, comma-separated hub ids or folders (the configured model, "
+            "known models in the Hugging Face cache and, beside a test model, the other test models are always "
+            "offered)", _model_list),
     Setting("output_dir", "", "where videos, sidecars, posters, kept inputs and the job database go "
             "(empty: outputs/ in the project)"),
     Setting("queue_size", 8, "jobs that may wait behind the running one; more are refused with a 'busy' message",
@@ -149,6 +171,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("idle_stop_minutes", 0.0, "stop the app after this many minutes without a job (0: never)", _minutes),
     Setting("idle_command", "", "command run after an idle stop, e.g. 'sudo poweroff' to stop paying for the "
             "machine (split like a shell would, run without a shell)"),
+    Setting("step_cache", 1, "DeepCache-style step caching for I2VGen-XL: run the UNet's deep blocks on every Nth "
+            "step only (1: off; 2-3 trade a little detail for speed, see docs/BENCHMARKS.md)", _step_cache),
+    Setting("channels_last", False, "channels-last memory layout for the UNet (on/off)", _switch),
+    Setting("compile", False, "torch.compile the denoiser's blocks (first job pays the compile time; kernels are "
+            "cached in the cache folder across restarts)", _switch),
+    Setting("attention", "sdpa", "attention kernel: sdpa (PyTorch scaled-dot-product: flash/memory-efficient on "
+            "GPUs) or classic (explicit matmul-softmax, for comparison)", _attention),
 )
 
 
@@ -157,6 +186,7 @@ class AppSettings:
     host: str
     port: int
     model: str
+    models: tuple[str, ...]
     output_dir: str
     queue_size: int
     max_upload_mb: int
@@ -171,6 +201,16 @@ class AppSettings:
     console_log: bool
     idle_stop_minutes: float
     idle_command: str
+    step_cache: int
+    channels_last: bool
+    compile: bool
+    attention: str
+
+    def speedups(self):
+        from .speedups import Speedups
+
+        return Speedups(step_cache_interval=self.step_cache, channels_last=self.channels_last, compile=self.compile,
+                        attention=self.attention)
 
     @property
     def outputs(self) -> Path:

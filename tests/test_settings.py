@@ -15,7 +15,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 OTHER_DEFAULTS = dict(min_free_mb=1024, retention_days=0.0, warn_percent=80, log_dir="", keep_logs=20, log_max_mb=50, console_log=True,
-                      idle_stop_minutes=0.0, idle_command="")
+                      idle_stop_minutes=0.0, idle_command="", models=(), step_cache=1, channels_last=False,
+                      compile=False, attention="sdpa")
 
 
 def test_defaults():
@@ -128,3 +129,16 @@ def test_without_a_gpu_the_tiny_model_is_chosen():
 
 def test_with_a_gpu_the_real_model_is_chosen():
     assert choose_model("", FakeGpuMonitor.single()) == "ali-vilab/i2vgen-xl"
+
+
+def test_model_list_and_speedup_settings_parse_and_refuse_bad_values(capsys):
+    settings = load_settings(["--models", " tiny-cogvideox, /data/my-model ,tiny-cogvideox", "--step-cache", "3",
+                              "--attention", "Classic"], environ={"I2V_CHANNELS_LAST": "on", "I2V_COMPILE": "1"})
+    assert settings.models == ("tiny-cogvideox", "/data/my-model")
+    speedups = settings.speedups()
+    assert (speedups.step_cache_interval, speedups.attention, speedups.channels_last, speedups.compile) == (
+        3, "classic", True, True)
+    for flag, value in (("--step-cache", "0"), ("--step-cache", "11"), ("--attention", "flash3")):
+        with pytest.raises(SystemExit):
+            load_settings([flag, value], environ={})
+        assert flag in capsys.readouterr().err

@@ -255,3 +255,26 @@ def test_interrupted_jobs_are_requeued_with_one_click(page, tmp_path, photo_path
         page.wait_for_selector(f"#history-table tr[data-job='{new}'][data-state=done]")
         assert f"Re-queued as job {new}" in page.inner_text(f"#history-table tr[data-job='{old}']")
         page.wait_for_selector("#requeue", state="hidden")  # nothing left to re-queue
+
+
+def test_choosing_another_model_changes_presets_limits_and_banner_and_generates_on_it(page, app_server, photo_path):
+    open_page(page, app_server)
+    page.click("#model input")
+    page.get_by_role("option", name="tiny-cogvideox — CogVideoX-I2V (tiny, random weights)").click()
+    page.wait_for_function("document.querySelector('#model-banner').innerText.includes('tiny-cogvideox')")
+    # The tiers now describe this model's values, and the frame control follows its 8N+1 rule.
+    page.get_by_text("96×64, 17 frames, 8 steps", exact=False).first.wait_for()
+    page.click("#advanced button")
+    page.wait_for_function("document.querySelector('#frames input[type=number]').value === '17'")
+    assert "8N+1: 9, 17 … 49" in page.inner_text("#frames")
+    assert page.get_attribute("#frames input[type=range]", "step") == "8"
+    assert page.get_attribute("#frames input[type=range]", "max") == "49"
+    page.get_by_text("Fast check", exact=False).first.click()
+    page.wait_for_function("document.querySelector('#frames input[type=number]').value === '9'")
+    page.set_input_files("#input-image input[type=file]", str(photo_path))
+    page.locator("#prompt textarea").fill("waves crashing on the rocks")
+    page.wait_for_function("document.querySelector('#plan-verdict').innerText.includes('96×64')")
+    page.click("#generate")
+    assert wait_state(page, "done", "failed") == "done", page.inner_text("#job-status")
+    page.wait_for_selector("#video-0 video")
+    assert "tiny-cogvideox" in page.inner_text("#caption-0") and "noise" in page.inner_text("#caption-0")

@@ -59,6 +59,7 @@ class FormValues:
     seed: Any
     candidates: Any
     auto_enhance: Any
+    model: Any = None  # empty: the app's configured model
 
 
 def whole(name: str, value: Any, *, allow_none: bool = False) -> int | None:

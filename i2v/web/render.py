@@ -8,6 +8,7 @@ import html
 import time
 from collections.abc import Iterable
 
+from ..backends import BUILT_IN_MODELS
 from ..errors import BadInputError
 from ..findings import Finding
 from ..jobs import JobStatus
@@ -132,8 +133,9 @@ def _progress(status: JobStatus) -> str:
 
 
 def video_caption(video: dict, params: dict) -> str:
-    random_note = " · random weights: noise" if params.get("model") == "tiny" else ""
-    return (f"**Seed {video['seed']}** · {params.get('width')}×{params.get('height')}, {params.get('frames')} frames, "
+    random_note = " · random weights: noise" if params.get("model") in BUILT_IN_MODELS else ""
+    return (f"**Seed {video['seed']}** · {params.get('model')} · {params.get('width')}×{params.get('height')}, "
+            f"{params.get('frames')} frames, "
             f"{params.get('steps')} steps, guidance {params.get('guidance')}, {params.get('fps')} fps{random_note}")
 
 
@@ -143,7 +145,7 @@ def history_caption(status: JobStatus) -> str:
     prompt = settings.get("prompt", "")
     prompt = prompt if len(prompt) <= 60 else prompt[:57] + "…"
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(status.created_at))
-    return f"{prompt} — {settings.get('preset') or 'custom'}, {when}"
+    return f"{prompt} — {settings.get('model') or ''} {settings.get('preset') or 'custom'}, {when}"
 
 
 def history_table(statuses: list[JobStatus]) -> str:

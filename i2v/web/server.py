@@ -18,7 +18,6 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
 from .. import step_times
-from ..backends import spec_for
 from ..engine import Engine
 from ..folder_lock import FolderLock
 from ..idle import IdleWatcher
@@ -26,6 +25,7 @@ from ..jobs import JobListener, JobManager
 from ..jobstore import FILE_NAME as JOBS_DB
 from ..jobstore import JobStore
 from ..keywords import load_keyword_library
+from ..model_catalog import offered_models
 from ..monitor import GpuMonitor
 from ..paths import cache_dir
 from ..presets import load_presets
@@ -108,11 +108,12 @@ def create_app(settings: AppSettings, *, monitor=None, engine: Engine | None = N
     monitor = monitor or GpuMonitor()
     monitor.warn_fraction = settings.warn_percent / 100  # the real monitor and the tests' fake alike
     model = choose_model(settings.model, monitor)
-    spec = spec_for(model)  # a bad --model fails here, at start, with the loader's message
+    # A bad --model or I2V_MODELS entry fails here, at start, with the loader's message.
+    models = offered_models(model, settings.models)
     presets = load_presets()
     keywords = load_keyword_library()
     engine = engine or Engine(gpu_info=monitor, output_dir=settings.outputs, presets=presets, keywords=keywords,
-                              min_free_bytes=settings.min_free_mb * 2**20)
+                              min_free_bytes=settings.min_free_mb * 2**20, speedups=settings.speedups())
     started_at = time.time()
     # The queue is read at scrape time, through a lambda because the manager needs its listener first.
     metrics = Metrics(monitor=monitor, queue_length=lambda: jobs.queue_length(), started_at=started_at)
@@ -128,13 +129,13 @@ def create_app(settings: AppSettings, *, monitor=None, engine: Engine | None = N
         log.warning("job %s (%s) did not finish before the last stop: shown as interrupted", record.id,
                     record.settings.get("prompt", "")[:60])
     prune_outputs(engine.output_dir, store, settings.retention_days)
-    runs_on = _runs_on(monitor, model)
+    runs_on = _runs_on(monitor)
     studio = Studio(
-        jobs, model=model, spec=spec, presets=presets, keywords=keywords,
+        jobs, models=models, presets=presets, keywords=keywords,
         gpu_panel_html=(f'<div id="gpu-panel" data-poll-ms="{int(settings.poll_seconds * 1000)}" '
                         f'data-warn-percent="{settings.warn_percent}" '
                         f'data-runs-on="{html.escape(runs_on)}" data-state="loading">Reading GPU status…</div>'),
-        banner_html=_banner(model, spec, runs_on),
+        runs_on=runs_on,
         expected_seconds=expected_seconds,
     )
     blocks = studio.build()
@@ -183,23 +184,12 @@ def create_app(settings: AppSettings, *, monitor=None, engine: Engine | None = N
     return studio_app
 
 
-def _runs_on(monitor, model: str) -> str:
+def _runs_on(monitor) -> str:
     snapshot = monitor.snapshot()
     if snapshot.gpu_present:
         names = ", ".join(gpu.name for gpu in snapshot.gpus)
         return f"the GPU ({names})"
-    return "the CPU" + (" with the tiny test model" if model == TINY else "")
-
-
-def _banner(model: str, spec, runs_on: str) -> str:
-    name = html.escape(model)
-    if spec.random_weights:
-        return (f'<div class="banner banner-noise" data-model="{name}">Model: <strong>{name}</strong> — random '
-                "weights, so every video is noise. It is here to try the app without a GPU or a download. Start "
-                "with <code>--model ali-vilab/i2vgen-xl</code> on a GPU for real videos. Running on "
-                f"{html.escape(runs_on)}.</div>")
-    return (f'<div class="banner" data-model="{name}">Model: <strong>{name}</strong> ({html.escape(spec.family)}) '
-            f"on {html.escape(runs_on)}.</div>")
+    return "the CPU"
 
 
 def expected_seconds(job) -> float | None:

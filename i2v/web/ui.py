@@ -19,18 +19,20 @@ from PIL import Image
 
 from ..errors import BadInputError
 from ..jobs import JobManager, JobStatus, fingerprint, request_from_settings
-from ..presets import DEFAULT_PRESET, Preset
+from ..model_catalog import ModelOption
+from ..presets import DEFAULT_PRESET, Preset, presets_for_model
 from ..prompt_lint import KeywordLibrary, lint_prompt
 from ..request import GenerationRequest
-from ..spec import ModelSpec
 from . import render
 from .forms import RANDOM_SEED, FormValues, next_tier, preset_values, to_request, uploaded_image
+from .model_choice import banner_html, control_updates, frames_info, preset_choices, resolution_choices
 
 log = logging.getLogger(__name__)
 
 SLOTS = 4  # candidates shown side by side (a request may ask for up to this many from the page)
 HISTORY_SIZE = 40
 HISTORY_OUTPUTS = 4  # what history() returns
+CONTROLS = 13  # the settings controls, in FormValues order
 POLL_SECONDS = 1.0
 
 
@@ -48,27 +50,45 @@ class Slot:
 
 
 class Studio:
-    def __init__(self, jobs: JobManager, *, model: str, spec: ModelSpec, presets: dict[str, Preset],
-                 keywords: KeywordLibrary, gpu_panel_html: str, banner_html: str, expected_seconds=None):
+    def __init__(self, jobs: JobManager, *, models: dict[str, ModelOption], presets: dict[str, Preset],
+                 keywords: KeywordLibrary, gpu_panel_html: str, runs_on: str, expected_seconds=None):
         self.jobs = jobs
         self.engine = jobs.engine
-        self.model = model
-        self.spec = spec
+        self.models = models  # offered on the page and the API; the first is the configured one
+        self.model = next(iter(models))
         self.presets = presets
         self.keywords = keywords
         self.gpu_panel_html = gpu_panel_html
-        self.banner_html = banner_html
+        self.runs_on = runs_on
         self.expected_seconds = expected_seconds  # (PreparedJob) -> float | None
+
+    def option(self, name: str | None) -> ModelOption:
+        """The offered model ``name`` (the configured one when empty). Anything else is refused: the page and the
+        API must not make the server load arbitrary folders or hub ids."""
+        if not name:
+            return self.models[self.model]
+        if name not in self.models:
+            raise BadInputError(f"Model '{name}' is not offered by this app; choose one of: "
+                                f"{', '.join(self.models)}.")
+        return self.models[name]
+
+    def presets_for(self, model: str | None) -> dict[str, Preset]:
+        return presets_for_model(self.presets, self.option(model).spec.preset_key)
 
     # -- layout --------------------------------------------------------------------------------------------
     def build(self) -> gr.Blocks:
-        spec, default = self.spec, self.presets[DEFAULT_PRESET]
-        resolution, frames, steps, guidance, fps = preset_values(default)
+        first = self.option(None)
+        spec, presets = first.spec, self.presets_for(None)
+        resolution, frames, steps, guidance, fps = preset_values(presets[DEFAULT_PRESET])
         with gr.Blocks(title="I2V Studio", analytics_enabled=False) as demo:
-            gr.HTML(self.banner_html, elem_id="model-banner")
+            banner = gr.HTML(banner_html(first, self.runs_on), elem_id="model-banner")
             gr.HTML(self.gpu_panel_html, elem_id="gpu-panel-box")
             with gr.Row(equal_height=False):
                 with gr.Column(scale=5):
+                    model = gr.Dropdown([(o.label, o.name) for o in self.models.values()], value=first.name,
+                                        label="Model", elem_id="model", interactive=len(self.models) > 1,
+                                        info="Presets and limits follow the model; one model is in memory at a "
+                                             "time, so a switch reloads.")
                     image = uploaded_image(label="Image", sources=["upload", "clipboard"],
                                            elem_id="input-image", height=300)
                     image_report = gr.HTML(elem_id="image-report")
@@ -88,19 +108,17 @@ class Studio:
                                 samples=[[word] for word in words], samples_per_page=len(words),
                                 elem_classes=["keyword-chips"],
                             ))
-                    preset = gr.Radio(
-                        [(f"{p.label} — {p.description}", p.name) for p in sorted(self.presets.values(),
-                                                                             key=lambda p: p.order)],
-                        value=DEFAULT_PRESET, label="Preset", elem_id="preset",
-                    )
+                    preset = gr.Radio(preset_choices(presets), value=DEFAULT_PRESET, label="Preset",
+                                      elem_id="preset")
                     with gr.Accordion("Advanced", open=False, elem_id="advanced"):
                         negative = gr.Textbox(label="Negative prompt", lines=2, elem_id="negative-prompt",
                                               placeholder="what to avoid, e.g. “blurry, distorted, flickering”")
                         with gr.Row():
-                            resolution_box = gr.Dropdown([(f"{t}p", t) for t in spec.resolution_tiers],
-                                                         value=resolution, label="Resolution", elem_id="resolution")
+                            resolution_box = gr.Dropdown(resolution_choices(spec), value=resolution,
+                                                         label="Resolution", elem_id="resolution")
                             frames_box = gr.Slider(spec.min_frames, spec.max_frames, value=frames,
-                                                   step=spec.frame_rule.step, label="Frames", elem_id="frames")
+                                                   step=spec.frame_rule.step, label="Frames", elem_id="frames",
+                                                   info=f"Frame counts this model takes: {frames_info(spec)}")
                         with gr.Row():
                             steps_box = gr.Slider(*spec.steps_range, value=steps, step=1, label="Steps",
                                                   elem_id="steps")
@@ -144,19 +162,24 @@ class Studio:
             timer = gr.Timer(POLL_SECONDS, active=False)
 
             controls = [image, prompt, negative, preset, resolution_box, frames_box, steps_box, guidance_box,
-                        fps_box, seed, candidates, auto_enhance]
+                        fps_box, seed, candidates, auto_enhance, model]
+            numbers = [resolution_box, frames_box, steps_box, guidance_box, fps_box]
             slot_outputs = [c for slot in slots for c in slot.outputs()]
             history_outputs = [gallery, history_ids, history_table, requeue]
             private = {"api_visibility": "private"}
             quick = {"concurrency_limit": None, "show_progress": "hidden", **private}
 
             # Preset → parameters (user clicks only, so loading settings does not get overwritten).
-            preset.input(self.fill_preset, preset, [resolution_box, frames_box, steps_box, guidance_box, fps_box],
-                         **quick)
-            gr.on([c.change for c in controls if c is not prompt], self.check_settings, controls,
-                  [verdict, image_report, preview, traps], trigger_mode="always_last", **quick)
+            preset.input(self.fill_preset, [preset, model], numbers, **quick)
+            settings_outputs = [verdict, image_report, preview, traps]
+            # The verdict for a model change waits for the model's limits: fired beside choose_model it would send
+            # the old resolution, which the new model's resolution menu may no longer hold.
+            model.input(self.choose_model, [model, preset], [preset, *numbers, banner], **quick).then(
+                self.check_settings, controls, settings_outputs, **quick)
+            gr.on([c.change for c in controls if c not in (prompt, model)], self.check_settings, controls,
+                  settings_outputs, trigger_mode="always_last", **quick)
             # Lint as the user types: "always_last" drops the keystrokes that arrive while a lint is running.
-            gr.on([prompt.change, negative.change], self.lint, [prompt, negative], lint,
+            gr.on([prompt.change, negative.change, model.change], self.lint, [prompt, negative, model], lint,
                   trigger_mode="always_last", **quick)
             for chip in chips:
                 chip.click(self.add_keyword, [chip, prompt], prompt, **quick)
@@ -173,13 +196,14 @@ class Studio:
 
             gallery.select(self.select_history, history_ids,
                            [selected, history_detail, load_settings, *slot_outputs, findings, shown], **quick)
-            load_settings.click(self.load_settings, selected, controls, **quick)
+            load_settings.click(self.load_settings, selected, controls, **quick).then(
+                self.check_settings, controls, settings_outputs, **quick)
             refresh.click(self.history, None, history_outputs, **quick)
             requeue.click(self.requeue_interrupted, None, [*submitted, *history_outputs], **quick)
             demo.load(self.restore, browser_job,
                       [job_id, status, timer, *slot_outputs, findings, shown, *history_outputs], **quick)
-            demo.load(self.check_settings, controls, [verdict, image_report, preview, traps], **quick)
-            demo.load(self.lint, [prompt, negative], lint, **quick)
+            demo.load(self.check_settings, controls, settings_outputs, **quick)
+            demo.load(self.lint, [prompt, negative, model], lint, **quick)
             self._api(demo)
         return demo
 
@@ -212,6 +236,8 @@ class Studio:
                 gr.Number(RANDOM_SEED, label="seed"),
                 gr.Number(1, label="candidates"),
                 gr.Checkbox(False, label="auto_enhance"),
+                # Custom values reach Studio.option, whose refusal lists what is offered (Gradio's does not).
+                gr.Dropdown(list(self.models), value=self.model, label="model", allow_custom_value=True),
             ]
             outputs = [gr.Video(label="video"), gr.File(label="files", file_count="multiple"),
                        gr.JSON(label="result")]
@@ -229,8 +255,15 @@ class Studio:
                                               "{old id: new id} and any errors.")
 
     # -- settings and guidance -----------------------------------------------------------------------------
-    def fill_preset(self, name: str):
-        return preset_values(self.presets[name])
+    def fill_preset(self, name: str, model: str):
+        return control_updates(self.option(model).spec, preset_values(self.presets_for(model)[name]))
+
+    def choose_model(self, model: str, preset: str):
+        """The user picked another model: its presets, its limits and the chosen tier's values for it."""
+        option, presets = self.option(model), self.presets_for(model)
+        preset = preset if preset in presets else DEFAULT_PRESET
+        return (gr.Radio(choices=preset_choices(presets), value=preset),
+                *control_updates(option.spec, preset_values(presets[preset])), banner_html(option, self.runs_on))
 
     def check_settings(self, *values):
         """The planner's verdict, image warnings, preview and parameter traps for the current controls."""
@@ -239,7 +272,7 @@ class Studio:
         if assumed_square:
             form = FormValues(Image.new("RGB", (512, 512), (128, 128, 128)), *values[1:])
         try:
-            request = to_request(form, self.model)
+            request = to_request(form, self.option(form.model).name)
             request = request.with_changes(prompt=request.prompt or "placeholder")
             job = self.engine.prepare(request)
         except BadInputError as exc:
@@ -259,10 +292,11 @@ class Studio:
                       f"({scores.width}×{scores.height}).</div>")
         return verdict, report, job.image, traps
 
-    def lint(self, prompt: str, negative: str) -> str:
+    def lint(self, prompt: str, negative: str, model: str | None = None) -> str:
         if not (prompt or "").strip():
             return '<div class="findings hint">Describe the subject and its motion; the keywords below help.</div>'
-        findings = lint_prompt(prompt, negative or "", self.keywords)
+        findings = lint_prompt(prompt, negative or "", self.keywords,
+                               max_tokens=self.option(model).spec.max_prompt_tokens)
         if not findings:
             return '<div class="findings findings-ok" data-code="prompt.ok">✔ Concrete motion: good.</div>'
         return render.findings_html(findings, kind="warning")
@@ -279,8 +313,8 @@ class Studio:
     def submit(self, *values):
         hidden = self._slot_updates(None)
         try:
-            request = to_request(FormValues(*values), self.model)
-            job_id = self.jobs.submit(request)
+            form = FormValues(*values)
+            job_id = self.jobs.submit(to_request(form, self.option(form.model).name))
         except BadInputError as exc:
             return (gr.skip(), gr.skip(), render.status_html(None, error=str(exc)), gr.Timer(active=False),
                     *[gr.skip()] * len(hidden), gr.skip(), gr.skip())
@@ -314,11 +348,11 @@ class Studio:
                 self._findings(status), self._shown(status), *history)
 
     def api_generate(self, image, prompt, negative_prompt, preset, resolution, frames, steps, guidance, fps, seed,
-                     candidates, auto_enhance, progress=gr.Progress()):
+                     candidates, auto_enhance, model=None, progress=gr.Progress()):
         from_preset = [None if value in (0, None) else value for value in (resolution, frames, steps, guidance, fps)]
-        form = FormValues(image, prompt, negative_prompt, preset, *from_preset, seed, candidates, auto_enhance)
+        form = FormValues(image, prompt, negative_prompt, preset, *from_preset, seed, candidates, auto_enhance, model)
         try:
-            job_id = self.jobs.submit(to_request(form, self.model, allow_missing=True))
+            job_id = self.jobs.submit(to_request(form, self.option(model).name, allow_missing=True))
         except BadInputError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
         status = self.jobs.status(job_id)
@@ -346,14 +380,20 @@ class Studio:
         return shown["videos"][index]["seed"], 1
 
     def promote(self, shown: dict | None, index: int):
-        """Same picture, prompt and seed at the next tier up."""
+        """Same picture, prompt, model and seed at the next tier up."""
         if not shown or index >= len(shown["videos"]):
-            return [gr.skip()] * 12
+            return [gr.skip()] * CONTROLS
         settings = shown["settings"]
-        higher = next_tier(self.presets, settings.get("preset")) or self.presets[settings.get("preset") or
-                                                                                 DEFAULT_PRESET]
+        model = self._still_offered(settings.get("model"))
+        presets = self.presets_for(model)
+        higher = next_tier(presets, settings.get("preset")) or presets[settings.get("preset") or DEFAULT_PRESET]
         return (shown["image"], settings["prompt"], settings.get("negative_prompt", ""), higher.name,
-                *preset_values(higher), shown["videos"][index]["seed"], 1, settings.get("auto_enhance", False))
+                *control_updates(self.option(model).spec, preset_values(higher)), shown["videos"][index]["seed"], 1,
+                settings.get("auto_enhance", False), model)
+
+    def _still_offered(self, model: str | None) -> str:
+        """A past job's model if the page still offers it, else the configured one."""
+        return model if model in self.models else self.model
 
     def history(self):
         """Gallery items, their job ids, the history table and the re-queue button (HISTORY_OUTPUTS values)."""
@@ -404,7 +444,8 @@ class Studio:
             return (None, "That run is no longer in the history.", gr.Button(interactive=False),
                     *self._slot_updates(None), "", None)
         params = status.result.get("params", {})
-        detail = (f"**{status.settings.get('prompt', '')}** — {params.get('preset') or 'custom'}, "
+        detail = (f"**{status.settings.get('prompt', '')}** — {params.get('model')}, "
+                  f"{params.get('preset') or 'custom'}, "
                   f"{params.get('width')}×{params.get('height')}, {params.get('frames')} frames, "
                   f"{params.get('steps')} steps, guidance {params.get('guidance')}, {params.get('fps')} fps, "
                   f"seeds {', '.join(str(v['seed']) for v in status.result['videos'])}")
@@ -414,13 +455,22 @@ class Studio:
     def load_settings(self, job_id: str | None):
         status = self.jobs.status(job_id) if job_id else None
         if status is None:
-            return [gr.skip()] * 12
+            return [gr.skip()] * CONTROLS
         request = request_from_settings(status.settings, status.image_path)
         params = (status.result or {}).get("params", {})
         seeds = request.seeds
+        model = self._still_offered(request.model)
+        presets = self.presets_for(model)
+        preset = presets.get(request.preset or DEFAULT_PRESET, presets[DEFAULT_PRESET])
+        # The job ran with these numbers; a number the request left to the preset comes from the preset now.
+        values = (params.get("resolution") or request.resolution or preset.resolution,
+                  params.get("frames") or request.frames or preset.frames,
+                  request.steps or params.get("steps") or preset.steps,
+                  request.guidance or params.get("guidance") or preset.guidance,
+                  request.fps or params.get("fps") or preset.fps)
         return (status.image_path, request.prompt, request.negative_prompt, request.preset or DEFAULT_PRESET,
-                params.get("resolution") or request.resolution, request.frames, request.steps, request.guidance,
-                request.fps, seeds[0] if seeds else RANDOM_SEED, request.candidates, request.auto_enhance)
+                *control_updates(self.option(model).spec, values), seeds[0] if seeds else RANDOM_SEED,
+                request.candidates, request.auto_enhance, model)
 
     # -- rendering helpers ---------------------------------------------------------------------------------
     def _slot_updates(self, status: JobStatus | None) -> list[Any]:
