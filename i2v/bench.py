@@ -20,7 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from .bench_latency import LatencyResult, markdown_section, splice_section, targets_met
+from .bench_memory import nvml_peak_for
 from .engine import Engine
+from .bench_speedups import markdown_section as speedups_section
+from .bench_speedups import VariantRow, run_speedup_variants, variants_for
 from .record import library_versions
 from .request import GenerationRequest
 
@@ -47,6 +50,8 @@ class BenchRow:
     psnr_db: float | None  # ours vs baseline frames; None when identical
     identical_frames: bool
     peak_torch_bytes: int | None
+    peak_nvml_bytes: int | None  # sampled device "used" during our runs (lower bound, includes the CUDA context)
+    baseline_peak_torch_bytes: int | None
     predicted_vram_gib: float | None
 
 
@@ -65,11 +70,18 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float | None:
     return None if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
+def baseline_dtype(device: str) -> str:
+    """The documentation loads the pipeline in float16; a CPU cannot run that usefully, so there it is float32."""
+    return "float16" if device.startswith("cuda") else "float32"
+
+
 def _baseline_pipeline(folder: Path, dtype: str, device: str):
     import torch
     from diffusers import I2VGenXLPipeline
 
-    pipe = I2VGenXLPipeline.from_pretrained(str(folder), dtype=getattr(torch, dtype))
+    # The documented example ends with enable_model_cpu_offload(); the baseline keeps the whole pipeline on the
+    # device instead (.to(device)), the faster of the two, so the comparison does not flatter us.
+    pipe = I2VGenXLPipeline.from_pretrained(str(folder), torch_dtype=getattr(torch, dtype))
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 
@@ -88,19 +100,37 @@ def _baseline_call(pipe, image, *, width, height, frames, steps, guidance, fps, 
     return (np.clip(output, 0, 1) * 255).round().astype(np.uint8)
 
 
+def _reset_cuda_peak(on_gpu: bool) -> None:
+    if on_gpu:
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _cuda_peak(on_gpu: bool) -> int | None:
+    if not on_gpu:
+        return None
+    import torch
+
+    return int(torch.cuda.max_memory_allocated())
+
+
 def device_is_cuda(pipe) -> bool:
     return pipe.device.type == "cuda"
 
 
 def run_bench(*, model: str, presets: list[str], output_dir: Path, resolution: int | None = None,
-              steps: int | None = None, repeats: int = 3) -> tuple[list[BenchRow], dict]:
+              steps: int | None = None, repeats: int = 3, speedups_preset: str | None = None,
+              with_compile: bool = False) -> tuple[list[BenchRow], dict]:
+    """The preset table (ours vs the plain pipeline) and, when ``speedups_preset`` names one of ``presets``, the
+    optimisations on/off on that preset (``meta["speedups"]``, see :mod:`i2v.bench_speedups`)."""
     engine = Engine(output_dir=output_dir)
     image = synthetic_image()
     image_path = output_dir / "bench_input.png"
     output_dir.mkdir(parents=True, exist_ok=True)
     image.save(image_path)
     rows: list[BenchRow] = []
-    baseline = None
+    baseline, speedups_meta = None, None
     for name in presets:
         request = GenerationRequest(
             image=image_path, prompt=BENCH_PROMPT, model=model, preset=name, seeds=(BENCH_SEED,),
@@ -111,19 +141,24 @@ def run_bench(*, model: str, presets: list[str], output_dir: Path, resolution: i
         if baseline is None:
             engine.generate(request.with_changes(steps=2))  # warm-up: load, first-call allocations (excluded)
             folder = engine.backend._resolve_folder()[0]
-            baseline = _baseline_pipeline(folder, plan.dtype, plan.device)
+            baseline = _baseline_pipeline(folder, baseline_dtype(plan.device), plan.device)
             _baseline_call(baseline, job.image, width=params.width, height=params.height, frames=params.frames,
                            steps=2, guidance=params.guidance, fps=params.fps, seed=BENCH_SEED)
         # Interleaved repeats, medians reported: on a shared machine single timings swing by 2× and more.
-        ours_runs, baseline_runs, video, reference = [], [], None, None
+        ours_runs, baseline_runs, video, reference, nvml_peaks, baseline_peak = [], [], None, None, [], None
+        on_gpu = plan.device.startswith("cuda")
         for _ in range(repeats):
-            video = engine.generate(request, keep_frames=True).videos[0]
+            with nvml_peak_for(on_gpu) as peak:
+                video = engine.generate(request, keep_frames=True).videos[0]
             ours_runs.append(video.record["timings_s"])
+            nvml_peaks.append(peak.bytes)
+            _reset_cuda_peak(on_gpu)
             started = time.perf_counter()
             reference = _baseline_call(baseline, job.image, width=params.width, height=params.height,
                                        frames=params.frames, steps=params.steps, guidance=params.guidance,
                                        fps=params.fps, seed=BENCH_SEED)
             baseline_runs.append(time.perf_counter() - started)
+            baseline_peak = _cuda_peak(on_gpu)
         timings = {key: statistics.median(run[key] for run in ours_runs)
                    for key in ("prepare", "denoise", "decode", "encode")}
         baseline_s = statistics.median(baseline_runs)
@@ -138,9 +173,16 @@ def run_bench(*, model: str, presets: list[str], output_dir: Path, resolution: i
             speedup=round(baseline_s / core, 3), engine_overhead_pct=round(100 * (core / baseline_s - 1), 2),
             psnr_db=None if quality is None else round(quality, 2), identical_frames=quality is None,
             peak_torch_bytes=video.record["memory"].get("cuda_peak_allocated_bytes"),
+            peak_nvml_bytes=max((b for b in nvml_peaks if b is not None), default=None),
+            baseline_peak_torch_bytes=baseline_peak,
             predicted_vram_gib=round(estimate.peak_gib, 2) if estimate else None,
         ))
         log.info("bench %s: %s", name, asdict(rows[-1]))
+        if name == speedups_preset:
+            variants = variants_for(on_gpu=on_gpu, planner_dtype=plan.dtype, with_compile=with_compile)
+            speedup_rows = run_speedup_variants(engine, request, variants, repeats=repeats)
+            speedups_meta = {"preset": name, "size": f"{params.width}×{params.height} × {params.frames} × "
+                             f"{params.steps}", "rows": [asdict(r) for r in speedup_rows]}
     meta = {
         "model": model,
         "device": plan.gpu_name or "CPU",
@@ -150,6 +192,9 @@ def run_bench(*, model: str, presets: list[str], output_dir: Path, resolution: i
         "repeats": repeats,
         "resolution_note": "tiny on CPU runs at 128p" if model == "tiny" and resolution is None else None,
         "steps_override": steps,
+        "baseline": f"I2VGenXLPipeline.from_pretrained(folder, torch_dtype=torch.{baseline_dtype(plan.device)})"
+                    f".to('{plan.device}'), called as the diffusers documentation shows",
+        "speedups": speedups_meta,
     }
     return rows, meta
 
@@ -173,20 +218,34 @@ def markdown(rows: list[BenchRow], meta: dict, command: str) -> str:
     lines += [
         "",
         "| preset | size × frames × steps | ours total s | ours denoise+decode s | s/step | decode s | "
-        "baseline s | baseline/ours | engine overhead | PSNR vs baseline | predicted VRAM GiB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "baseline s | baseline/ours | engine overhead | PSNR vs baseline | peak torch GiB ours / baseline | "
+        "peak NVML GiB | predicted VRAM GiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         quality = "identical" if r.identical_frames else f"{r.psnr_db:.1f} dB"
         predicted = "–" if r.predicted_vram_gib is None else f"{r.predicted_vram_gib:.1f}"
+        torch_peaks = "–" if r.peak_torch_bytes is None else f"{_gib(r.peak_torch_bytes)} / " \
+                                                             f"{_gib(r.baseline_peak_torch_bytes)}"
         lines.append(
             f"| {r.preset} | {r.width}×{r.height} × {r.frames} × {r.steps} | {r.ours_wall_s:.2f} | "
             f"{r.ours_core_s:.2f} | {r.ours_step_s:.3f} | {r.ours_decode_s:.2f} | {r.baseline_wall_s:.2f} | "
-            f"{r.speedup:.2f}× | {r.engine_overhead_pct:+.1f} % | {quality} | {predicted} |"
+            f"{r.speedup:.2f}× | {r.engine_overhead_pct:+.1f} % | {quality} | {torch_peaks} | "
+            f"{_gib(r.peak_nvml_bytes)} | {predicted} |"
         )
-    lines += ["", "PSNR compares our frames with the baseline's for the same seed; on random weights it measures "
-              "numerical drift (e.g. from decoding several frames per VAE call), not visual quality.", ""]
+    lines += ["", f"Baseline: {meta.get('baseline', 'the plain diffusers pipeline')}. PSNR compares our frames with "
+              "the baseline's for the same seed; on random weights it measures numerical drift (e.g. from decoding "
+              "several frames per VAE call, or bf16 against the baseline's fp16), not visual quality. Peak NVML "
+              "is sampled every 5 ms (a lower bound; it includes the CUDA context).", ""]
+    speedups = meta.get("speedups")
+    if speedups:
+        rows_ = [VariantRow(**row) for row in speedups["rows"]]
+        lines.append(speedups_section(rows_, speedups["preset"], speedups["size"], meta["repeats"]))
     return "\n".join(lines)
+
+
+def _gib(value: int | None) -> str:
+    return "–" if value is None else f"{value / 2**30:.2f}"
 
 
 def worst_overhead_pct(rows: list[BenchRow]) -> float | None:

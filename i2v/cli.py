@@ -79,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--resolution", type=int, help="override the presets' resolution tier")
     bench.add_argument("--steps", type=int, help="override the presets' steps (quick checks)")
     bench.add_argument("--repeats", type=int, default=3, help="timed runs per preset (medians reported)")
+    bench.add_argument("--speedups-preset", default="balanced",
+                       help="preset on which each optimisation is measured on/off ('none' to skip; default "
+                            "balanced, or the first preset when balanced is not benched)")
+    bench.add_argument("--compile", action="store_true",
+                       help="also measure torch.compile (compiles the UNet: minutes on a CPU)")
     bench.add_argument("--markdown", type=Path, default=Path("docs/BENCHMARKS.md"), help="table output")
     bench.add_argument("--json", type=Path, help="also write the figures as JSON here")
     bench.add_argument("--output-dir", type=Path, help="where the bench's videos go (default: a temp folder)")
@@ -153,19 +158,16 @@ def _one_line(exc: BaseException) -> str:
 def _download(args) -> int:
     """Fetch once with progress bars; the app then loads from the cache, also with HF_HUB_OFFLINE=1."""
     from .backends import BUILT_IN_MODELS, backend_class_for
-    from .backends.cogvideox import CogVideoXBackend
-    from .backends.cogvideox import download_or_cached as download_cogvideox
-    from .backends.i2vgen_xl import download_or_cached
     from .errors import ModelNotAvailableError
     from .request import DEFAULT_MODEL
 
     model = args.model or DEFAULT_MODEL
     if model in BUILT_IN_MODELS or Path(model).expanduser().is_dir():
         raise BadInputError(f"'{model}' is not a hub model: there is nothing to download.")
-    # Each family fetches its own files (CogVideoX: split weights and the T5 tokenizer model).
-    download = download_cogvideox if backend_class_for(model) is CogVideoXBackend else download_or_cached
+    # Each family fetches its own files (split weights, its tokenizer's files): the backend's own download.
+    backend = backend_class_for(model)(model)
     try:
-        folder, _source, commit = download(model)
+        folder, _source, commit = backend._download()
     except ModelNotAvailableError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -259,6 +261,11 @@ def _bench(args) -> int:
     unknown = [p for p in presets if p not in default_presets()]
     if unknown or not presets:
         raise BadInputError(f"Unknown preset(s) {unknown}; choose from {', '.join(default_presets())}.")
+    speedups_preset = None if args.speedups_preset == "none" else \
+        (args.speedups_preset if args.speedups_preset in presets else presets[0])
+    if args.speedups_preset not in ("none", "balanced", *presets):
+        raise BadInputError(f"--speedups-preset {args.speedups_preset!r} is not among the benched presets "
+                            f"({', '.join(presets)}); name one of them or 'none'.")
     latency_wanted = args.latency or args.latency_only
     if latency_wanted and not (0 < args.poll_seconds <= 600 and 1 <= args.starts <= 20):
         raise BadInputError("--poll-seconds must be in (0, 600] and --starts 1..20.")
@@ -266,7 +273,8 @@ def _bench(args) -> int:
     if not args.latency_only:
         with tempfile.TemporaryDirectory(prefix="i2v-bench-") as scratch:
             rows, meta = run_bench(model=args.model, presets=presets, output_dir=args.output_dir or Path(scratch),
-                                   resolution=args.resolution, steps=args.steps, repeats=args.repeats)
+                                   resolution=args.resolution, steps=args.steps, repeats=args.repeats,
+                                   speedups_preset=speedups_preset, with_compile=args.compile)
     meta["note"] = args.note
     # After the presets, not during: the app's start and the polling would otherwise compete for the CPU.
     latency = run_latency_bench(model=args.model, starts=args.starts, poll_seconds=args.poll_seconds) \

@@ -25,6 +25,7 @@ from .progress import CancelToken, ProgressCallback
 from .prompt_lint import KeywordLibrary
 from .request import GenerationRequest
 from .resolve import PreparedJob, prepare
+from .speedups import Speedups
 from .run import GenerationResult, JobRun, VideoResult
 
 __all__ = ["Engine", "GenerationResult", "VideoResult", "device_lock"]
@@ -51,6 +52,7 @@ class Engine:
         presets: dict[str, Preset] | None = None,
         keywords: KeywordLibrary | None = None,
         min_free_bytes: int = DEFAULT_RESERVE_BYTES,
+        speedups: Speedups | None = None,
     ):
         self.gpu_info = gpu_info or TorchCudaInfo()
         self.planner = planner or MemoryPlanner(self.gpu_info, busy=lambda device: device_lock(device).locked())
@@ -58,6 +60,7 @@ class Engine:
         self.presets = presets
         self.keywords = keywords
         self.min_free_bytes = min_free_bytes
+        self.speedups = speedups or Speedups()  # settings; a change reaches the resident model at the next job
         self._backend: ModelBackend | None = None
         self._backend_guard = threading.Lock()
 
@@ -118,6 +121,7 @@ class Engine:
                 self._backend = None
             if self._backend is None:
                 self._backend = backend_for(model)
+            self._backend.configure_speedups(self.speedups)
             return self._backend
 
     def gpu_for(self, device: str) -> GpuDevice | None:

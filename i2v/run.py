@@ -68,6 +68,7 @@ class JobRun:
         self.written: list[Path] = []
         self.candidate = 0
         self.keep_frames = keep_frames
+        self.backend_speedups: dict = {}  # what the denoiser ran with (settings, applied, step-cache counts)
 
     def execute(self) -> GenerationResult:
         job = self.job
@@ -113,6 +114,7 @@ class JobRun:
         timings: dict[str, float] = {}
         dtype_used, frames = self._frames_with_oom_retry(backend, inputs, timings)
         self.cancel.raise_if_cancelled()
+        self.backend_speedups = backend.speedups_record()
         done = self.job  # after an out-of-memory retry, the smaller plan that actually ran
         try:
             step_times.record(
@@ -281,6 +283,7 @@ class JobRun:
             "requested": _requested(job.request),
             "model": {**report.to_dict(), "family": job.spec.family, "random_weights": job.spec.random_weights},
             "plan": {**job.plan.to_dict(), "dtype_used": dtype},
+            "speedups": self.backend_speedups,
             "input_image": job.image_info(),
             "notices": [n.to_dict() for n in self.notices],
             "warnings": [w.to_dict() for w in job.warnings],

@@ -78,3 +78,10 @@ class ModelBackend(ABC):
     @abstractmethod
     def unload(self) -> None:
         """Free the model's memory."""
+
+    def configure_speedups(self, speedups) -> None:
+        """Use ``speedups`` (``i2v.speedups.Speedups``) from now on; a backend without any ignores them."""
+
+    def speedups_record(self) -> dict:
+        """What the last run used, for its record: settings, what was applied, step-cache counts."""
+        return {}

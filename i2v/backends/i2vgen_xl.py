@@ -16,6 +16,7 @@ from ..errors import ModelLoadError, ModelNotAvailableError
 from ..findings import Finding
 from ..plan import ExecutionPlan
 from ..spec import FrameRule, ModelSpec
+from ..speedups import step_cache
 from ..vram import MemoryProfile
 from .base import DenoiseInputs, StepCallback
 from .pipeline_backend import PipelineBackend, torch_dtype
@@ -82,7 +83,8 @@ class I2VGenXLBackend(PipelineBackend):
         torch.manual_seed(inputs.seed)
         # A CPU generator gives the same starting noise on every device for a seed.
         generator = torch.Generator("cpu").manual_seed(inputs.seed)
-        with _report_each_step(pipe.scheduler, inputs.steps, on_step):
+        with _report_each_step(pipe.scheduler, inputs.steps, on_step), \
+                step_cache(pipe.unet, self.speedups.step_cache_interval) as cache:
             output = pipe(
                 prompt=inputs.prompt,
                 image=inputs.image,
@@ -96,6 +98,7 @@ class I2VGenXLBackend(PipelineBackend):
                 generator=generator,
                 output_type="latent",
             )
+        self._step_cache_stats = cache.to_dict() if self.speedups.step_cache_interval > 1 else None
         return output.frames
 
     def decode(self, latents, plan: ExecutionPlan, *, dtype: str | None = None):

@@ -37,10 +37,15 @@ class PipelineBackend(ModelBackend):
     example_hub_id: str  # named in the message for a model that is neither a folder nor a hub id
 
     def __init__(self, model_id: str):
+        from ..speedups import Speedups
+
         self.model_id = model_id
         self._pipe = None
         self._loaded_key: tuple[str, str, str] | None = None
         self._report: LoadReport | None = None
+        self.speedups = Speedups()
+        self._speedup_notes: list[str] = []  # what apply_speedups changed on the resident pipeline
+        self._step_cache_stats: dict | None = None  # the last denoise's, when a step cache ran
 
     # -- what a family provides -------------------------------------------------------------------------
     @abstractmethod
@@ -71,6 +76,8 @@ class PipelineBackend(ModelBackend):
         self._place(pipe, plan)
         pipe.set_progress_bar_config(disable=True)  # progress goes through our callbacks, not tqdm on stderr
         self._pipe = pipe
+        self._speedup_notes = []
+        self._apply_speedups()
         self._loaded_key = key
         self._report = LoadReport(
             model_id=self.model_id,
@@ -101,6 +108,26 @@ class PipelineBackend(ModelBackend):
                 f"Model '{self.model_id}' is neither a local folder nor a hub id like '{self.example_hub_id}'."
             )
         return self._download()
+
+    # -- speedups ----------------------------------------------------------------------------------------
+    def configure_speedups(self, speedups) -> None:
+        if speedups == self.speedups:
+            return
+        self.speedups = speedups
+        if self._pipe is not None:
+            self._apply_speedups()
+
+    def _apply_speedups(self) -> None:
+        from ..speedups import apply_speedups
+
+        # What the last change did to the resident pipeline (not a history: a record describes its own run).
+        self._speedup_notes = apply_speedups(self._pipe, self.speedups)
+
+    def speedups_record(self) -> dict:
+        record = {**self.speedups.to_dict(), "applied": list(self._speedup_notes)}
+        if self.speedups.step_cache_interval > 1:
+            record["step_cache"] = self._step_cache_stats or "not available for this model (UNet models only)"
+        return record
 
     # -- running -----------------------------------------------------------------------------------------
     @property
