@@ -111,3 +111,27 @@ def test_full_size_random_model_runs_within_its_predicted_peak(photo_path, tmp_p
     assert (record["video"]["width"], record["video"]["height"], record["video"]["frames"]) == (
         job.params.width, job.params.height, 16)
     assert 0.5 * predicted <= measured <= predicted, (measured / 2**30, predicted / 2**30)
+
+
+@pytest.mark.parametrize("model", ["tiny", "tiny-cogvideox", "tiny-wan", "tiny-easyanimate"])
+def test_model_offload_plan_runs_every_family_on_gpu(photo_path, tmp_path, model):
+    """The planner's last resort (only the active model on the GPU, tiled decode) works for each backend: the
+    decode must send the latents where the VAE's offload hook will put the VAE, not where it waits."""
+    import dataclasses
+
+    from i2v.engine import Engine
+    from i2v.hardware import TorchCudaInfo
+    from i2v.plan import BasicPlanner
+    from i2v.request import GenerationRequest
+
+    class OffloadPlanner(BasicPlanner):
+        def plan(self, *args, **kwargs):
+            decision = super().plan(*args, **kwargs)
+            plan = dataclasses.replace(decision.plan, cpu_offload="model", vae_tiling=True, decode_chunk_size=1)
+            return dataclasses.replace(decision, plan=plan)
+
+    engine = Engine(output_dir=tmp_path, planner=OffloadPlanner(TorchCudaInfo()))
+    record = engine.generate(GenerationRequest(image=photo_path, prompt="waves crashing, camera panning left",
+                                               model=model, preset="fast-check", seeds=(1,))).videos[0].record
+    assert record["plan"]["cpu_offload"] == "model" and record["plan"]["device"] == "cuda:0"
+    assert record["video"]["frames"] == record["params"]["frames"]

@@ -119,7 +119,9 @@ class CogVideoXBackend(PipelineBackend):
 
         with self._vae_for_decode(plan, dtype) as (vae, target), torch.no_grad():
             # decode_latents is not under the pipeline's no_grad
-            return self.pipeline.decode_latents(latents.to(device=vae.device, dtype=target))
+            # The execution device, not vae.device: under model offload the VAE waits on the CPU until its
+            # decode hook moves it, and latents left there would meet a GPU VAE.
+            return self.pipeline.decode_latents(latents.to(device=self.pipeline._execution_device, dtype=target))
 
 
 # -- loading helpers ---------------------------------------------------------------------------------------

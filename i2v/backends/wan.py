@@ -256,7 +256,9 @@ class WanBackend(PipelineBackend):
         import torch
 
         with self._vae_for_decode(plan, dtype) as (vae, target), torch.no_grad():
-            latents = latents.to(device=vae.device, dtype=target)
+            # The execution device, not vae.device: under model offload the VAE waits on the CPU until its
+            # decode hook moves it, and latents left there would meet a GPU VAE.
+            latents = latents.to(device=self.pipeline._execution_device, dtype=target)
             shape = (1, vae.config.z_dim, 1, 1, 1)
             mean = torch.tensor(vae.config.latents_mean).view(shape).to(latents)
             inverse_std = 1.0 / torch.tensor(vae.config.latents_std).view(shape).to(latents)
