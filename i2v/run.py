@@ -121,6 +121,7 @@ class JobRun:
                 cache_dir(), device_name=done.plan.gpu_name or "CPU", family=done.spec.family,
                 dtype=dtype_used, width=done.params.width, height=done.params.height, frames=done.params.frames,
                 steps=done.params.steps, seconds=timings.get("denoise", 0.0),
+                variant=step_times.speed_variant(self.engine.speedups),
             )
         except OSError as exc:  # only the time estimates are lost: no job may fail for this bookkeeping
             log.warning("could not save the step timings in %s: %s", cache_dir(), exc)

@@ -1,7 +1,7 @@
 """Seconds per denoising step learned from finished jobs, so a plan can say how long it will take.
 
-Stored per (device name, model family, dtype) as seconds per step per million pixel-frames (a step's work grows
-with width × height × frames), as a moving average, in one small JSON file in the app's cache folder (it
+Stored per (device name, model family, dtype, speedups that change a step's time) as seconds per step per million
+pixel-frames (a step's work grows with width × height × frames), as a moving average, in one small JSON file in the app's cache folder (it
 describes this machine, not any output).
 """
 from __future__ import annotations
@@ -20,8 +20,24 @@ SMOOTHING = 0.3  # weight of the newest job in the moving average
 _lock = threading.Lock()
 
 
-def _key(device_name: str, family: str, dtype: str) -> str:
-    return f"{device_name}|{family}|{dtype}"
+def _key(device_name: str, family: str, dtype: str, variant: str = "") -> str:
+    base = f"{device_name}|{family}|{dtype}"
+    return f"{base}|{variant}" if variant else base
+
+
+def speed_variant(speedups) -> str:
+    """The part of ``speedups`` (``i2v.speedups.Speedups``) that changes how long a step takes, as a key suffix:
+    "" for the defaults, so estimates learned before speedups existed keep their key."""
+    parts = []
+    if speedups.step_cache_interval > 1:
+        parts.append(f"cache{speedups.step_cache_interval}")
+    if speedups.compile:
+        parts.append("compiled")
+    if speedups.channels_last:
+        parts.append("channels-last")
+    if speedups.attention != "sdpa":
+        parts.append(speedups.attention)
+    return "+".join(parts)
 
 
 def _load(path: Path) -> dict:
@@ -36,14 +52,14 @@ def _load(path: Path) -> dict:
 
 
 def record(folder: Path, *, device_name: str, family: str, dtype: str, width: int, height: int, frames: int,
-           steps: int, seconds: float) -> None:
+           steps: int, seconds: float, variant: str = "") -> None:
     if steps <= 0 or seconds <= 0:
         return
     rate = seconds / steps / (width * height * frames / 1e6)
     path = Path(folder) / FILE_NAME
     with _lock:
         data = _load(path)
-        key = _key(device_name, family, dtype)
+        key = _key(device_name, family, dtype, variant)
         previous = data.get(key, {})
         old = previous.get("seconds_per_step_per_mpf")
         data[key] = {
@@ -55,9 +71,9 @@ def record(folder: Path, *, device_name: str, family: str, dtype: str, width: in
 
 
 def estimate(folder: Path, *, device_name: str, family: str, dtype: str, width: int, height: int, frames: int,
-             steps: int) -> float | None:
+             steps: int, variant: str = "") -> float | None:
     """Expected denoising seconds, or None when this device has not run this model in this dtype yet."""
-    entry = _load(Path(folder) / FILE_NAME).get(_key(device_name, family, dtype))
+    entry = _load(Path(folder) / FILE_NAME).get(_key(device_name, family, dtype, variant))
     if not entry:
         return None
     return entry["seconds_per_step_per_mpf"] * steps * width * height * frames / 1e6

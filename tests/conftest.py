@@ -57,3 +57,14 @@ def client(server):
     client = Client(server.url, verbose=False)
     yield client
     client.close()
+
+
+@pytest.fixture
+def forbid_decoding(monkeypatch):
+    """Fail loudly if anything decodes pixel data: size checks must come first."""
+    from PIL import ImageFile
+
+    def refuse_to_load(self) -> None:
+        raise AssertionError("pixel data was decoded before the size check")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", refuse_to_load)

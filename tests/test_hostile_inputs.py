@@ -35,7 +35,7 @@ from i2v.prompt_lint import lint_prompt
 from i2v.request import GenerationRequest, validate_request
 from i2v.video import probe_mp4
 from i2v.web.forms import FormValues, to_request, uploaded_image
-from test_images import _as_stored_for_orientation, forbid_decoding  # noqa: F401 - a fixture, used by name
+from test_images import _as_stored_for_orientation
 from web_support import running_app
 
 SMALL = {"model": "tiny", "preset": "fast-check", "resolution": 128, "frames": 4, "steps": 2}

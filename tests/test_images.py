@@ -333,16 +333,6 @@ def test_animation_uses_first_frame_with_notice(tmp_path: Path, fmt: str) -> Non
 # --- unsafe and bad files --------------------------------------------------------------------
 
 
-@pytest.fixture
-def forbid_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail loudly if anything decodes pixel data: size checks must come first."""
-
-    def refuse_to_load(self: ImageFile.ImageFile) -> None:
-        raise AssertionError("pixel data was decoded before the size check")
-
-    monkeypatch.setattr(ImageFile.ImageFile, "load", refuse_to_load)
-
-
 @pytest.mark.parametrize(
     "size",
     [

@@ -36,6 +36,18 @@ def test_step_cache_setting_runs_the_deep_blocks_on_every_nth_step_and_the_recor
     assert np.array_equal(again.frames, plain.frames)  # nothing of the cache is left behind
     assert "step_cache" not in again.record["speedups"]
 
+    # The time estimate the page shows learns cached steps apart from full ones (they are faster).
+    import json
+
+    from i2v import step_times
+    from i2v.paths import cache_dir
+
+    learned = json.loads((cache_dir() / step_times.FILE_NAME).read_text())
+    assert "CPU|I2VGen-XL (tiny, random weights)|float32|cache3" in learned
+    assert step_times.speed_variant(Speedups(step_cache_interval=3)) == "cache3"
+    assert step_times.speed_variant(Speedups()) == ""
+    assert step_times.speed_variant(Speedups(compile=True, attention="classic")) == "compiled+classic"
+
 
 def test_resident_speedups_are_applied_and_reverted_on_the_warm_model(photo_path, tmp_path):
     engine = Engine(gpu_info=FakeGpuInfo.none(), output_dir=tmp_path, speedups=Speedups(attention="classic",

@@ -5,6 +5,7 @@ background (tests, and any caller that wants the app in-process).
 """
 from __future__ import annotations
 
+import functools
 import html
 import logging
 import threading
@@ -136,7 +137,7 @@ def create_app(settings: AppSettings, *, monitor=None, engine: Engine | None = N
                         f'data-warn-percent="{settings.warn_percent}" '
                         f'data-runs-on="{html.escape(runs_on)}" data-state="loading">Reading GPU status…</div>'),
         runs_on=runs_on,
-        expected_seconds=expected_seconds,
+        expected_seconds=functools.partial(expected_seconds, variant=step_times.speed_variant(engine.speedups)),
     )
     blocks = studio.build()
     blocks.queue(max_size=max(32, settings.queue_size * 4), default_concurrency_limit=None)
@@ -192,12 +193,13 @@ def _runs_on(monitor) -> str:
     return "the CPU"
 
 
-def expected_seconds(job) -> float | None:
-    """Denoising time learned from earlier jobs on this device, or None before the first one."""
+def expected_seconds(job, variant: str = "") -> float | None:
+    """Denoising time learned from earlier jobs on this device (with the same speedups), or None before the first
+    one."""
     params = job.params
     return step_times.estimate(cache_dir(), device_name=job.plan.gpu_name or "CPU", family=job.spec.family,
                                dtype=job.plan.dtype, width=params.width, height=params.height,
-                               frames=params.frames, steps=params.steps)
+                               frames=params.frames, steps=params.steps, variant=variant)
 
 
 class ServerThread:
