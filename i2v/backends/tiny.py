@@ -5,6 +5,8 @@ loader as the real model, so every run on ``tiny`` also exercises the real loadi
 """
 from __future__ import annotations
 
+import contextlib
+
 import dataclasses
 import json
 import logging
@@ -127,6 +129,19 @@ def build_key() -> str:
     return f"v1-diffusers{diffusers.__version__}-transformers{transformers.__version__}"
 
 
+@contextlib.contextmanager
+def _no_progress_bars():
+    from transformers.utils import logging as transformers_logging
+
+    enabled = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            transformers_logging.enable_progress_bar()
+
+
 def built_folder(name: str, build) -> Path:
     """The saved built-in model ``name``, made by ``build()`` (a pipeline) on first use. Written to a temporary
     folder and renamed, so a crash or a concurrent builder never leaves a half-written model behind."""
@@ -136,7 +151,9 @@ def built_folder(name: str, build) -> Path:
     folder.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{name}-build-", dir=folder.parent))
     try:
-        build().save_pretrained(scratch)
+        pipeline = build()
+        with _no_progress_bars():  # transformers' "Writing model shards" bar would land in the CLI's output
+            pipeline.save_pretrained(scratch)
         try:
             os.rename(scratch, folder)
         except OSError:
