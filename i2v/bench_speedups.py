@@ -9,6 +9,7 @@ excluded first run whose time is reported (for compile it is the compilation).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import statistics
 import time
@@ -27,6 +28,7 @@ class Variant:
     name: str
     speedups: Speedups
     dtype: str | None = None  # None: the planner's choice, as in the reference
+    decode_chunk: int | None = None  # frames per VAE call instead of the planner's choice
     separate: bool = False  # rebuilds something: run after the interleaved ones, first run excluded and reported
 
 
@@ -35,6 +37,7 @@ class VariantRow:
     variant: str
     settings: dict
     dtype: str
+    decode_chunk: int  # frames per VAE decode call
     core_s: float  # median denoise + decode
     step_s: float
     decode_s: float
@@ -57,6 +60,7 @@ def variants_for(*, on_gpu: bool, planner_dtype: str, with_compile: bool) -> lis
         Variant("channels-last convolutions", Speedups(channels_last=True)),
         Variant("classic attention (SDPA off)", Speedups(attention="classic")),
         Variant("step cache every 2nd step + channels-last", Speedups(step_cache_interval=2, channels_last=True)),
+        Variant("decode 1 frame per VAE call (the pipeline's default)", Speedups(), decode_chunk=1),
     ]
     if on_gpu:
         # bf16 is the planner's pick where the card has it; fp16 is what the diffusers docs load.
@@ -80,10 +84,16 @@ def run_speedup_variants(engine: Engine, request: GenerationRequest, variants: l
     def one_run(variant: Variant):
         engine.speedups = variant.speedups
         changed = request if variant.dtype is None else request.with_changes(dtype=variant.dtype)
-        with nvml_peak_for(on_gpu) as peak:
-            started = time.perf_counter()
-            video = engine.generate(changed, keep_frames=True).videos[0]
-            elapsed = time.perf_counter() - started
+        planner = engine.planner
+        if variant.decode_chunk is not None:
+            engine.planner = _FixedDecodeChunk(planner, variant.decode_chunk)
+        try:
+            with nvml_peak_for(on_gpu) as peak:
+                started = time.perf_counter()
+                video = engine.generate(changed, keep_frames=True).videos[0]
+                elapsed = time.perf_counter() - started
+        finally:
+            engine.planner = planner
         return video, elapsed, peak
 
     interleaved = [v for v in variants if not v.separate]
@@ -104,6 +114,20 @@ def run_speedup_variants(engine: Engine, request: GenerationRequest, variants: l
     return _rows(variants, runs, frames, first)
 
 
+class _FixedDecodeChunk:
+    """The engine's planner with the frames per VAE decode call forced (the other decisions are its own)."""
+
+    def __init__(self, planner, chunk: int) -> None:
+        self._planner, self._chunk = planner, chunk
+
+    def plan(self, spec, width, height, frames, *, device, dtype):
+        decision = self._planner.plan(spec, width, height, frames, device=device, dtype=dtype)
+        return dataclasses.replace(decision, plan=dataclasses.replace(decision.plan, decode_chunk_size=self._chunk))
+
+    def next_down(self, *args, **kwargs):
+        return self._planner.next_down(*args, **kwargs)
+
+
 def _rows(variants, runs, frames, first) -> list[VariantRow]:
     from .bench import psnr
 
@@ -118,6 +142,7 @@ def _rows(variants, runs, frames, first) -> list[VariantRow]:
         peaks = [peak.bytes for _, peak in runs[variant.name] if peak.bytes is not None]
         rows.append(VariantRow(
             variant=variant.name, settings=variant.speedups.to_dict(), dtype=record["plan"]["dtype_used"],
+            decode_chunk=record["plan"]["decode_chunk_size"],
             core_s=round(core, 3), step_s=round(statistics.median(t["denoise"] for t in timings)
                                                 / record["params"]["steps"], 4),
             decode_s=round(statistics.median(t["decode"] for t in timings), 3),
@@ -143,14 +168,15 @@ def markdown_section(rows: list[VariantRow], preset: str, size: str, repeats: in
         "run by run with the reference, the others (another dtype, compile) run after with one excluded first "
         "run, shown as \"first run\" (for compile: the compilation).",
         "",
-        "| variant | dtype | denoise+decode s | s/step | decode s | vs reference | PSNR vs reference | first run s "
+        "| variant | dtype | denoise+decode s | s/step | decode s (frames/call) | vs reference | PSNR vs reference | first run s "
         "| peak torch GiB | peak NVML GiB |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         quality = "identical" if r.identical_frames else f"{r.psnr_db:.1f} dB"
         lines.append(
-            f"| {r.variant} | {r.dtype} | {r.core_s:.2f} | {r.step_s:.3f} | {r.decode_s:.2f} | {r.speedup:.2f}× | "
+            f"| {r.variant} | {r.dtype} | {r.core_s:.2f} | {r.step_s:.3f} | {r.decode_s:.2f} ({r.decode_chunk}) | "
+            f"{r.speedup:.2f}× | "
             f"{quality} | {_or_dash(r.first_run_s, '{:.1f}')} | {_gib(r.peak_torch_bytes)} | "
             f"{_gib(r.peak_nvml_bytes)} |"
         )

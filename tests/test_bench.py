@@ -37,6 +37,11 @@ def test_bench_writes_table_and_json_with_ratios_and_psnr(tmp_path, capsys):
     # Attention and memory layout change float rounding only.
     for name in ("classic attention (SDPA off)", "channels-last convolutions"):
         assert variants[name]["identical_frames"] or variants[name]["psnr_db"] >= 35
+    # The planner decodes 8 frames per VAE call (its first choice); the variant forces the pipeline's default of 1.
+    # The VAE is 2-D, so only memory and time may change, not the pixels.
+    one_by_one = variants["decode 1 frame per VAE call (the pipeline's default)"]
+    assert (reference["decode_chunk"], one_by_one["decode_chunk"]) == (8, 1)
+    assert one_by_one["identical_frames"] or one_by_one["psnr_db"] >= 35
     assert not any("compile" in name for name in variants)  # only with --compile
     assert all(row["peak_nvml_bytes"] is None for row in speedups["rows"])  # no GPU here
     text = table.read_text()
