@@ -192,7 +192,7 @@ def _plan(args) -> int:
     from .monitor import GpuMonitor
     from . import step_times
     from .paths import cache_dir
-    from .planner import MemoryPlanner
+    from .planner import MemoryPlanner, decode_description
     from .presets import DEFAULT_PRESET, get_preset
     from .resolve import shape_for
 
@@ -235,7 +235,7 @@ def _plan(args) -> int:
     plan = decision.plan
     where = plan.gpu_name or "CPU"
     print(f"{model} on {where}: {decision.width}×{decision.height} × {decision.frames} frames, {plan.dtype}, "
-          f"decode {plan.decode_chunk_size} frame(s) per call{', tiled' if plan.vae_tiling else ''}"
+          f"{decode_description(spec, plan)}"
           f"{', model offload' if plan.cpu_offload == 'model' else ''}")
     if decision.estimate:
         print(f"predicted peak VRAM: {decision.estimate.peak_gib:.1f} GiB ({decision.estimate.stage} stage)")

@@ -4,12 +4,16 @@ Order of preference (first that fits wins): the request as asked with the fastes
 cost no quality (smaller VAE decode chunks — the VAE is 2D, so chunking changes memory, not pixels — tiled
 decoding, one model on the GPU at a time); only then a lower tier (fewer frames, then lower resolution), each
 again with the savings. A request that fits nowhere is refused before anything loads, with the figures.
+
+The diffusion-transformer models (``vram_dit.py``) decode with a causal 3-D VAE that takes no frame chunks, so
+their ladder skips that step, and their fewer-frames steps are fractions of the request (their clips are 49 or 81
+frames long), each snapped to the model's frame rule.
 """
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .errors import BadInputError
 from .findings import Finding
@@ -17,6 +21,7 @@ from .hardware import GpuDevice, GpuInfo
 from .plan import ExecutionPlan, PlanDecision, choose_device, choose_dtype
 from .spec import ModelSpec
 from .vram import GIB, VramEstimate, predict_peak
+from .vram_dit import TransformerMemoryProfile
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +29,11 @@ MARGIN_BYTES = int(0.5 * GIB)  # kept free besides the prediction: other process
 MARGIN_FRACTION = 0.05
 DECODE_CHUNKS = (8, 4, 2, 1)
 FEWER_FRAMES = (16, 12, 8)
+FEWER_FRAMES_FRACTIONS = (3 / 4, 1 / 2, 1 / 4)  # diffusion transformers: of the frames asked for
+
+
+def _is_transformer(spec: ModelSpec) -> bool:
+    return isinstance(spec.memory, TransformerMemoryProfile)
 
 
 class InsufficientMemoryError(BadInputError):
@@ -103,7 +113,7 @@ class MemoryPlanner:
     def candidates(self, spec: ModelSpec, width: int, height: int, frames: int, gpu: GpuDevice | None,
                    dtype: str) -> Iterator[Candidate]:
         for w, h, f, shape_changes in self._shapes(spec, width, height, frames):
-            for plan, plan_changes in self._savings(f, gpu, dtype):
+            for plan, plan_changes in self._savings(f, gpu, dtype, chunks=not _is_transformer(spec)):
                 estimate = predict_peak(
                     spec.memory, width=w, height=h, frames=f, dtype=plan.dtype,
                     decode_chunk_size=plan.decode_chunk_size, vae_tiling=plan.vae_tiling,
@@ -112,12 +122,15 @@ class MemoryPlanner:
                 yield Candidate(w, h, f, plan, estimate, shape_changes + plan_changes)
 
     def _shapes(self, spec: ModelSpec, width: int, height: int, frames: int):
-        frame_counts = [frames] + [spec.frame_rule.nearest(n, spec.min_frames, spec.max_frames)
-                                   for n in FEWER_FRAMES if n < frames]
+        fewer = ([int(frames * fraction) for fraction in FEWER_FRAMES_FRACTIONS] if _is_transformer(spec)
+                 else FEWER_FRAMES)
+        frame_counts = [frames] + [spec.frame_rule.nearest(max(n, spec.min_frames), spec.min_frames, spec.max_frames)
+                                   for n in fewer if n < frames]
         frame_counts = list(dict.fromkeys(n for n in frame_counts if n <= frames))
+        area = getattr(spec, "tier_area", lambda tier: tier * tier)  # Wan names its tiers by area
         sizes = [(width, height)] + [
             spec.size_for_tier(tier, width / height)[0]
-            for tier in sorted(spec.resolution_tiers, reverse=True) if tier * tier < width * height * 0.9
+            for tier in sorted(spec.resolution_tiers, reverse=True) if area(tier) < width * height * 0.9
         ]
         for w, h in dict.fromkeys(sizes):
             for f in frame_counts:
@@ -128,12 +141,21 @@ class MemoryPlanner:
                     changes.append(f"{frames} → {f} frames")
                 yield w, h, f, tuple(changes)
 
-    def _savings(self, frames: int, gpu: GpuDevice | None, dtype: str):
+    def _savings(self, frames: int, gpu: GpuDevice | None, dtype: str, *, chunks: bool = True):
+        """``chunks=False``: the VAE decodes the whole clip with a temporal cache (causal 3-D VAEs), so the plan's
+        chunk size changes nothing and only tiling and offload are offered."""
         device = gpu.torch_device if gpu else "cpu"
         name = gpu.name if gpu else None
         # Decoding more than 8 frames per call saves no measurable time but costs ~0.38 GiB per 512² frame.
         first_chunk = min(frames, DECODE_CHUNKS[0])
         yield ExecutionPlan(device, dtype, first_chunk, gpu_name=name), ()
+        if not chunks:
+            tiled = ExecutionPlan(device, dtype, first_chunk, vae_tiling=True, gpu_name=name)
+            yield tiled, ("decoding in tiles",)
+            if gpu is not None:
+                yield (replace(tiled, cpu_offload="model"),
+                       ("decoding in tiles", "keeping only the active model on the GPU"))
+            return
         for chunk in DECODE_CHUNKS:
             if chunk < first_chunk:
                 yield ExecutionPlan(device, dtype, chunk, gpu_name=name), (f"decoding {chunk} frame(s) at a time",)
@@ -174,23 +196,42 @@ class MemoryPlanner:
         gpu = max(gpus, key=lambda g: g.free_bytes)
         chosen, _ = choose_dtype(spec, gpu, dtype)
         smallest = list(self.candidates(spec, width, height, frames, gpu, chosen))[-1]
+        estimate = smallest.estimate
+        weights = ""
+        stage, heaviest = max(estimate.weights_by_stage().items(), key=lambda item: item[1])
+        if heaviest > self.budget(gpu):  # no size or frame count can help
+            weights = (f" The weights alone take {heaviest / GIB:.1f} GiB in {chosen} ({stage} stage), even with "
+                       "model offload: no smaller size or frame count fits.")
         return InsufficientMemoryError(
             f"{width}×{height} × {frames} frames does not fit: even {smallest.width}×{smallest.height} × "
-            f"{smallest.frames} frames with every memory saving needs ~{smallest.estimate.peak_gib:.1f} GiB, and "
+            f"{smallest.frames} frames with every memory saving needs ~{estimate.peak_gib:.1f} GiB, and "
             f"{gpu.name} has {gpu.free_bytes / GIB:.1f} GiB free, of which {self.budget(gpu) / GIB:.1f} GiB may be "
-            "planned (the rest is a safety margin). Close other programs using the GPU or use one with more memory."
+            f"planned (the rest is a safety margin).{weights} Close other programs using the GPU or use one with "
+            "more memory."
         )
 
 
-def decision_table(spec: ModelSpec, presets: dict, cards_gib: tuple[int, ...]) -> str:
-    """Markdown: what the planner does for each preset on each card size (square image, bf16, idle card)."""
+def decode_description(spec: ModelSpec, plan: ExecutionPlan, *, short: bool = False) -> str:
+    """How the plan decodes, in words: frames per VAE call for a 2-D VAE; a causal 3-D VAE takes the whole clip
+    with a temporal cache, so only tiling applies."""
+    if _is_transformer(spec):
+        return ("tiled" if plan.vae_tiling else "untiled") if short else \
+            f"decode the whole clip{' in tiles' if plan.vae_tiling else ''}"
+    frames = f"{plan.decode_chunk_size} frame(s)"
+    return f"{frames}{', tiled' if plan.vae_tiling else ''}" if short else \
+        f"decode {frames} per call{', tiled' if plan.vae_tiling else ''}"
+
+
+def decision_table(spec: ModelSpec, presets: dict, cards_gib: tuple[int, ...], aspect: float = 1.0) -> str:
+    """Markdown: what the planner does for each preset on each card size (an image of ``aspect`` width/height,
+    square unless given; bf16, idle card). ``presets`` as the model sees them (``presets_for_model``)."""
     from .hardware import FakeGpuInfo
 
     rows = ["| card (free GiB) | preset | runs as | decode | offload | predicted peak GiB |",
             "|---|---|---|---|---|---|"]
     for card in cards_gib:
         for preset in presets.values():
-            (width, height), _ = spec.size_for_tier(preset.resolution, 1.0)
+            (width, height), _ = spec.size_for_tier(preset.resolution, aspect)
             planner = MemoryPlanner(FakeGpuInfo.single(total_gib=card))
             try:
                 decision = planner.plan(spec, width, height, preset.frames, device=None, dtype="auto")
@@ -201,7 +242,7 @@ def decision_table(spec: ModelSpec, presets: dict, cards_gib: tuple[int, ...]) -
             shape = f"{decision.width}×{decision.height} × {decision.frames}"
             if (decision.width, decision.height, decision.frames) != (width, height, preset.frames):
                 shape += " (downgraded)"
-            decode = f"{plan.decode_chunk_size} frame(s){', tiled' if plan.vae_tiling else ''}"
+            decode = decode_description(spec, plan, short=True)
             rows.append(f"| {card} | {preset.name} | {shape} | {decode} | {plan.cpu_offload} | "
                         f"{decision.estimate.peak_gib:.1f} |")
     return "\n".join(rows)

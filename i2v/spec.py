@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from .errors import BadInputError
 from .findings import Finding
 from .vram import MemoryProfile
+from .vram_dit import TransformerMemoryProfile
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,8 @@ class ModelSpec:
     default_fps: int = 8
     random_weights: bool = False  # outputs are noise: label them so wherever they are shown
     notes: tuple[str, ...] = field(default=())
-    memory: MemoryProfile | None = None  # for the VRAM prediction; None: no prediction (plan by device only)
+    # For the VRAM prediction (vram.py; vram_dit.py for diffusion transformers); None: plan by device only.
+    memory: MemoryProfile | TransformerMemoryProfile | None = None
     # The model generates at native_size only (e.g. CogVideoX-5b-I2V: learned positional embeddings refuse any
     # other size). Tiers and explicit sizes then resolve to native_size, with a notice when they asked otherwise.
     fixed_size: bool = False

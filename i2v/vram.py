@@ -18,10 +18,17 @@ Where the constants come from (all at 2 bytes per value, bf16/fp16; fp32 doubles
   within -5 %..+8 % of the traced peaks from 256² to 1024², 8 to 24 frames.
 - Allocator slack (fragmentation, cuDNN/cuBLAS workspaces) and the CUDA context are estimates to be calibrated
   on a GPU (``docs/VRAM.md`` says which figures are measured and which are not).
+
+The diffusion-transformer models (CogVideoX, Wan, EasyAnimate) have their own profile and formula: ``vram_dit.py``;
+``predict_peak`` takes either profile.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .vram_dit import TransformerMemoryProfile
 
 GIB = 2**30
 BYTES_PER_VALUE = {"bfloat16": 2, "float16": 2, "float32": 4}
@@ -65,12 +72,16 @@ class VramEstimate:
     def peak_gib(self) -> float:
         return self.peak_bytes / GIB
 
+    def weights_by_stage(self) -> dict[str, int]:
+        """Bytes of weights on the GPU in each stage."""
+        return {"denoise": self.weights_denoise_bytes, "decode": self.weights_decode_bytes}
+
     def to_dict(self) -> dict:
         return {**asdict(self), "peak_gib": round(self.peak_gib, 2)}
 
 
 def predict_peak(
-    profile: MemoryProfile,
+    profile: MemoryProfile | TransformerMemoryProfile,
     *,
     width: int,
     height: int,
@@ -81,6 +92,11 @@ def predict_peak(
     cpu_offload: str = "none",
     guidance: bool = True,
 ) -> VramEstimate:
+    if not isinstance(profile, MemoryProfile):  # a diffusion transformer; its VAE decodes no frame chunks
+        from .vram_dit import predict_transformer_peak
+
+        return predict_transformer_peak(profile, width=width, height=height, frames=frames, dtype=dtype,
+                                        vae_tiling=vae_tiling, cpu_offload=cpu_offload, guidance=guidance)
     value = BYTES_PER_VALUE[dtype]
     scale = value / 2  # the activation constants are for 2-byte values
     batch = 2 if guidance else 1

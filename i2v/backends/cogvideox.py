@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import lru_cache
 from pathlib import Path
 
 from ..errors import ModelLoadError
 from ..findings import Finding
 from ..plan import ExecutionPlan
 from ..spec import FrameRule, ModelSpec
+from ..vram_dit import TransformerMemoryProfile
 from .base import DenoiseInputs, StepCallback
 from .i2vgen_xl import _declared_class, _initialise_missing, _key_findings, _load_scheduler
 from .pipeline_backend import PipelineBackend, torch_dtype
@@ -36,6 +38,53 @@ _COMPONENTS = {
 }
 _WEIGHTED = ("transformer", "vae", "text_encoder")
 _SCHEDULERS = {"CogVideoXDDIMScheduler", "CogVideoXDPMScheduler"}
+
+# -- the real architecture (THUDM/CogVideoX-5b-I2V), as configuration only: no weights -----------------------------
+# transformer/config.json of the hub repo (diffusers' convert_cogvideox_to_diffusers.py with --i2v: 42 layers, 48
+# heads, rotary + learned positional embeddings, in_channels 32 = noise + image latents); the rest are
+# CogVideoXTransformer3DModel's defaults, which the hub file spells out. vae/config.json: AutoencoderKLCogVideoX's
+# defaults with the 5B scaling factor 0.7. text_encoder: google/t5-v1_1-xxl's encoder (T5EncoderModel).
+TRANSFORMER_CONFIG = dict(
+    activation_fn="gelu-approximate", attention_bias=True, attention_head_dim=64, dropout=0.0, flip_sin_to_cos=True,
+    freq_shift=0, in_channels=32, max_text_seq_length=226, norm_elementwise_affine=True, norm_eps=1e-5,
+    num_attention_heads=48, num_layers=42, out_channels=16, patch_size=2, sample_frames=49, sample_height=60,
+    sample_width=90, spatial_interpolation_scale=1.875, temporal_compression_ratio=4, temporal_interpolation_scale=1.0,
+    text_embed_dim=4096, time_embed_dim=512, timestep_activation_fn="silu", use_learned_positional_embeddings=True,
+    use_rotary_positional_embeddings=True,
+)
+VAE_CONFIG = dict(
+    in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(128, 256, 256, 512), layers_per_block=3,
+    norm_num_groups=32, norm_eps=1e-6, act_fn="silu", temporal_compression_ratio=4, sample_height=480,
+    sample_width=720, scaling_factor=0.7,
+)
+TEXT_ENCODER_CONFIG = dict(
+    vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
+    relative_attention_num_buckets=32, relative_attention_max_distance=128, feed_forward_proj="gated-gelu",
+    layer_norm_epsilon=1e-6, tie_word_embeddings=False,
+)
+
+
+def build_full_size_components(device: str = "meta") -> dict:
+    """Transformer, VAE and text encoder at full size with random weights (``device="meta"`` allocates none)."""
+    import torch
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXTransformer3DModel
+    from transformers import T5Config, T5EncoderModel
+
+    with torch.device(device):
+        return {
+            "transformer": CogVideoXTransformer3DModel(**TRANSFORMER_CONFIG),
+            "vae": AutoencoderKLCogVideoX(**VAE_CONFIG),
+            "text_encoder": T5EncoderModel(T5Config(**TEXT_ENCODER_CONFIG)),
+        }
+
+
+@lru_cache(maxsize=1)
+def parameter_counts() -> dict[str, int]:
+    """Parameters per component of the real architecture (counted on the meta device: no memory, < 1 s).
+    transformer 5,570,479,680 (the hub's 11.1 GB of bf16 weights); text_encoder 4,762,310,656; vae 215,583,907."""
+    return {name: sum(p.numel() for p in module.parameters())
+            for name, module in build_full_size_components().items()}
+
 
 COGVIDEOX_SPEC = ModelSpec(
     family="CogVideoX-I2V",
@@ -66,7 +115,16 @@ COGVIDEOX_SPEC = ModelSpec(
     default_fps=8,
     notes=("Generates 720×480 only, up to 49 frames (6 s at 8 fps).",
            "Reads prompts with T5 (up to 226 tokens), not CLIP: long, descriptive prompts work well."),
-    memory=None,  # the VRAM model is fitted to I2VGen-XL's UNet; no prediction for this transformer yet
+    # Parameters: parameter_counts() (a test keeps them equal). Activations: traced at full size on the meta device
+    # (tools/trace_vram_dit.py, docs/VRAM.md), not yet measured on a GPU. The pipeline concatenates the conditional
+    # and unconditional inputs (batch 2) and encodes the picture alone, while T5 is still on the GPU under offload.
+    memory=TransformerMemoryProfile(
+        transformer_params=5_570_479_680, text_encoder_params=4_762_310_656, vae_params=215_583_907,
+        cfg_batch=2, denoise_fixed=20_453_392, denoise_per_token=80_512, text_activation=50_336_528,
+        encodes_clip=False, encode_resident=("text_encoder", "vae"), encode_per_pixel=5_330,
+        decode_per_call_pixel=45_793, decode_per_frame_pixel=0, vae_tile=(360, 240),
+        decode_tiled_per_call_pixel=45_783, decode_tiled_per_frame_pixel=6,
+    ),
 )
 
 

@@ -35,6 +35,10 @@ TINY_COGVIDEOX_SPEC = dataclasses.replace(
     random_weights=True,
     preset_key="tiny-cogvideox",  # toy lengths and steps, so every tier runs on a CPU in seconds
     notes=("Random weights: the output is noise. For trying the app and for tests.",),
+    # The real model's VRAM model at this build's widths and parameter counts (a test keeps them equal), so the
+    # memory planner runs for it on a (fake) GPU: its predictions are the CUDA context and little else.
+    memory=COGVIDEOX_SPEC.memory.scaled(transformer_width=32 / 3072, vae_width=8 / 128, text_width=_TEXT_DIM / 4096,
+                                        transformer_params=16_440, text_encoder_params=5_184, vae_params=65_195),
 )
 
 RANDOM_WEIGHTS_WARNING = Finding(

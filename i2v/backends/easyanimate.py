@@ -18,6 +18,7 @@ from ..errors import ModelLoadError
 from ..findings import Finding
 from ..plan import ExecutionPlan
 from ..spec import FrameRule, ModelSpec
+from ..vram_dit import TransformerMemoryProfile
 from .base import DenoiseInputs, StepCallback
 from .cogvideox import pipeline_class_in
 from .i2vgen_xl import _declared_class, _initialise_missing, _key_findings, _load_scheduler
@@ -137,7 +138,17 @@ EASYANIMATE_SPEC = ModelSpec(
            "Reads prompts with Qwen2-VL (up to 256 tokens, English or Chinese): long, descriptive prompts work.",
            "A negative prompt such as 'Twisted body, limb deformities, text captions, comic, static, ugly, "
            "error, messy code.' (the authors' example) steadies the motion."),
-    memory=None,  # the VRAM model is fitted to I2VGen-XL's UNet; no prediction for this transformer yet
+    # Parameters: parameter_counts() (a test keeps them equal; Qwen2-VL's unused vision tower is loaded too).
+    # Activations: traced at full size on the meta device (tools/trace_vram_dit.py, docs/VRAM.md), not yet measured
+    # on a GPU. The pipeline concatenates the conditional and unconditional inputs (batch 2) and encodes the whole
+    # masked clip while Qwen2-VL is still on the GPU under offload: with offload that stage is the peak.
+    memory=TransformerMemoryProfile(
+        transformer_params=6_814_670_912, text_encoder_params=8_291_375_616, vae_params=244_375_507,
+        cfg_batch=2, denoise_fixed=22_620_164, denoise_per_token=80_456, text_activation=145_760_256,
+        encodes_clip=True, encode_resident=("text_encoder", "vae"), encode_per_pixel=11_247,
+        encode_per_frame_pixel=7, decode_per_call_pixel=19_627, decode_per_frame_pixel=7, vae_tile=(512, 512),
+        decode_tiled_per_call_pixel=19_614, decode_tiled_per_frame_pixel=7,
+    ),
 )
 
 

@@ -46,6 +46,10 @@ TINY_EASYANIMATE_SPEC = dataclasses.replace(
     preset_key="tiny-easyanimate",  # toy sizes, so a CPU runs every preset in seconds
     random_weights=True,
     notes=("Random weights: the output is noise. For trying the app and for tests.",),
+    # The real model's VRAM model at this build's widths and parameter counts (a test keeps them equal), so the
+    # memory planner runs for it on a (fake) GPU: its predictions are the CUDA context and little else.
+    memory=EASYANIMATE_SPEC.memory.scaled(transformer_width=32 / 3072, vae_width=8 / 128, text_width=_TEXT_DIM / 3584,
+                                          transformer_params=48_400, text_encoder_params=39_312, vae_params=63_511),
 )
 
 RANDOM_WEIGHTS_WARNING = Finding(

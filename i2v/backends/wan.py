@@ -29,6 +29,7 @@ from ..errors import ModelLoadError
 from ..findings import Finding
 from ..plan import ExecutionPlan
 from ..spec import FrameRule, ModelSpec
+from ..vram_dit import TransformerMemoryProfile
 from .base import DenoiseInputs, LoadReport, StepCallback
 from .cogvideox import pipeline_class_in
 from .i2vgen_xl import _declared_class, _initialise_missing, _key_findings, _load_scheduler
@@ -185,7 +186,18 @@ WAN_SPEC = WanSpec(
         "Reads prompts with UMT5 (up to 512 tokens): long, descriptive prompts work well. Wan's authors also use a "
         "negative prompt listing defects (e.g. 'static, blurred details, overexposed, worst quality, deformed').",
     ),
-    memory=None,  # the VRAM model is fitted to I2VGen-XL's UNet; no prediction for this transformer yet
+    # Parameters: parameter_counts() (a test keeps them equal; 29.2 M of the transformer's stay in float32, the VAE is
+    # float32 whatever the plan). Activations: traced at full size on the meta device (tools/trace_vram_dit.py,
+    # docs/VRAM.md), not yet measured on a GPU. The pipeline calls the transformer twice per step (batch 1) and
+    # encodes a whole clip (the picture, then zeros) in float32 while CLIP is still on the GPU under offload.
+    memory=TransformerMemoryProfile(
+        transformer_params=16_394_878_784, transformer_fp32_params=29_196_800, text_encoder_params=5_680_910_336,
+        image_encoder_params=630_766_080, vae_params=126_892_531, vae_dtype=VAE_DTYPE,
+        cfg_batch=1, denoise_fixed=30_233_092, denoise_per_token=114_660, text_activation=226_499_584,
+        encodes_clip=True, encode_resident=("image_encoder", "vae"), encode_per_pixel=14_083,
+        encode_per_frame_pixel=13, decode_per_call_pixel=19_453, decode_per_frame_pixel=13, vae_tile=(256, 256),
+        decode_tiled_per_call_pixel=17_546, decode_tiled_per_frame_pixel=42,
+    ),
 )
 
 

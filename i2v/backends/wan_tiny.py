@@ -40,6 +40,12 @@ TINY_WAN_SPEC = dataclasses.replace(
     random_weights=True,
     preset_key="tiny-wan",  # toy sizes, short clips and few steps, so every tier runs on a CPU in seconds
     notes=("Random weights: the output is noise. For trying the app and for tests.",),
+    # The real model's VRAM model at this build's widths and parameter counts (a test keeps them equal), so the
+    # memory planner runs for it on a (fake) GPU: its predictions are the CUDA context and little else.
+    memory=dataclasses.replace(WAN_SPEC.memory.scaled(
+        transformer_width=_HEADS * _HEAD_DIM / 5120, vae_width=4 / 96, text_width=_TEXT_DIM / 4096,
+        transformer_params=19_384, text_encoder_params=5_696, image_encoder_params=2_912, vae_params=21_819,
+    ), transformer_fp32_params=0),
 )
 
 RANDOM_WEIGHTS_WARNING = Finding(
