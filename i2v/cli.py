@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--resolution", type=int)
     plan.add_argument("--width", type=int)
     plan.add_argument("--height", type=int)
-    plan.add_argument("--aspect", type=float, default=1.0, help="image width/height when using --resolution")
+    plan.add_argument("--aspect", type=_aspect, default=1.0,
+                      help="image width/height when using --resolution or --preset: 1.5, or 16/9")
     plan.add_argument("--frames", type=int)
     plan.add_argument("--steps", type=int)
     plan.add_argument("--model", default=None)
@@ -244,6 +245,18 @@ def _plan(args) -> int:
     for notice in report["notices"]:
         print(f"  - {notice['message']}")
     return EXIT_OK
+
+
+def _aspect(text: str) -> float:
+    """``1.78`` or ``16/9`` (what the README shows) → width / height."""
+    width, slash, height = text.partition("/")
+    try:
+        value = float(width) / float(height) if slash else float(text)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an aspect ratio: write 1.5 or 16/9") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an aspect ratio: write 1.5 or 16/9")
+    return value
 
 
 def _bench(args) -> int:

@@ -161,6 +161,15 @@ def test_plan_command_answers_will_it_fit(capsys):
     assert 5 < report["vram_estimate"]["peak_gib"] < 20
     assert main(["plan", "--preset", "balanced", "--gpu-memory", "4"]) == 2
     assert "does not fit" in capsys.readouterr().err
+    # The aspect as the README writes it, and in words how a causal 3-D VAE decodes (no frame chunks).
+    assert main(["plan", "--model", "THUDM/CogVideoX-5b-I2V", "--preset", "balanced", "--gpu-memory", "24",
+                 "--aspect", "16/9"]) == 0
+    out = capsys.readouterr().out
+    assert "720×480 × 49 frames, bfloat16, decode the whole clip in tiles, model offload" in out
+    with pytest.raises(SystemExit) as stop:  # argparse's own error, one line
+        main(["plan", "--preset", "balanced", "--aspect", "16/0"])
+    assert stop.value.code == 2
+    assert "'16/0' is not an aspect ratio: write 1.5 or 16/9" in capsys.readouterr().err
 
 
 def test_plan_command_learns_the_expected_duration_from_finished_jobs(photo_path, tmp_path, capsys, monkeypatch):
