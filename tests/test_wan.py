@@ -13,7 +13,8 @@ import torch
 from i2v.backends import backend_for, spec_for
 from i2v.backends.base import DenoiseInputs
 from i2v.backends.i2vgen_xl import I2VGenXLBackend
-from i2v.backends.wan import WAN_SPEC, WanBackend, flow_shift_for, parameter_counts
+from i2v.backends.wan import WAN_720P_SPEC, WAN_SPEC, Wan720PBackend, WanBackend, flow_shift_for
+from i2v.backends.wan_config import parameter_counts
 from i2v.backends.wan_tiny import (
     TINY_WAN_NAME,
     TINY_WAN_SPEC,
@@ -23,7 +24,7 @@ from i2v.backends.wan_tiny import (
 )
 from i2v.cli import main
 from i2v.engine import Engine
-from i2v.errors import JobCancelled, ModelLoadError, ModelNotAvailableError, NonFiniteOutputError
+from i2v.errors import BadInputError, JobCancelled, ModelLoadError, ModelNotAvailableError, NonFiniteOutputError
 from i2v.hardware import FakeGpuInfo
 from i2v.images import fit_to_size
 from i2v.plan import ExecutionPlan
@@ -63,7 +64,12 @@ def _copy_with_index(saved: Path, target: Path, **changes) -> Path:
 # -- the spec and the model name ---------------------------------------------------------------------------
 def test_spec_declares_the_real_models_shape_rules():
     spec = spec_for(REAL_IDS[0])
-    assert spec is WAN_SPEC and spec_for(REAL_IDS[1]) is WAN_SPEC
+    assert spec is WAN_SPEC and spec_for(REAL_IDS[1]) is WAN_720P_SPEC
+    # Each checkpoint offers only the size it was trained at (Wan's README: neither does the other's).
+    assert (WAN_SPEC.resolution_tiers, WAN_720P_SPEC.resolution_tiers) == ((480,), (720,))
+    assert (WAN_SPEC.native_size, WAN_720P_SPEC.native_size) == ((832, 480), (1280, 720))
+    with pytest.raises(BadInputError, match="720"):
+        WAN_SPEC.size_for_tier(720, 16 / 9)
     assert (spec.frame_rule.step, spec.frame_rule.offset, spec.min_frames, spec.max_frames) == (4, 1, 5, 81)
     assert (spec.latent_channels, spec.vae_scale_factor, spec.size_multiple) == (16, 8, 16)
     assert spec.preferred_dtypes == ("bfloat16", "float32")  # never float16
@@ -78,7 +84,7 @@ def test_tiers_are_wans_areas_at_the_pictures_aspect():
     spec = WAN_SPEC
     assert spec.size_for_tier(480, 832 / 480) == ((832, 480), [])
     assert spec.size_for_tier(480, 480 / 832) == ((480, 832), [])
-    assert spec.size_for_tier(720, 1280 / 720) == ((1280, 720), [])
+    assert WAN_720P_SPEC.size_for_tier(720, 1280 / 720) == ((1280, 720), [])
     (width, height), _ = spec.size_for_tier(480, 1.0)
     assert width == height and abs(width * height - 832 * 480) / (832 * 480) < 0.05
     (width, height), notices = spec.size_for_tier(480, 2.5)  # a panorama is cropped to 1.8:1
@@ -89,12 +95,18 @@ def test_tiers_are_wans_areas_at_the_pictures_aspect():
 
 def test_model_names_pick_the_backend(saved_tiny, tmp_path):
     assert isinstance(backend_for(TINY_WAN_NAME), TinyWanBackend)
-    for model in (*REAL_IDS, "someone/my-wan21-i2v-merge", "someone/WAN_I2V_finetune"):
+    for model in (REAL_IDS[0], "someone/my-wan21-i2v-merge", "someone/WAN_I2V_finetune"):
         assert type(backend_for(model)) is WanBackend, model
+    assert type(backend_for(REAL_IDS[1])) is Wan720PBackend
     # "wan" inside another word, or a Wan model that is not image-to-video, is not routed here.
     for model in ("someone/swan-lake-i2v", "rowan/i2v-model", "Wan-AI/Wan2.1-T2V-14B-Diffusers"):
         assert type(backend_for(model)) is I2VGenXLBackend, model
     assert type(backend_for(str(saved_tiny))) is WanBackend  # from model_index.json's _class_name
+    # A folder is the 720P checkpoint when its name (or, for a hub cache snapshot, its repo's) says so.
+    named = _copy_with_index(saved_tiny, tmp_path / "Wan2.1-I2V-14B-720P-Diffusers")
+    snapshot = _copy_with_index(saved_tiny, tmp_path / "models--Wan-AI--Wan2.1-I2V-14B-720P-Diffusers" / "snapshots"
+                                / "0123abc")
+    assert type(backend_for(str(named))) is Wan720PBackend and type(backend_for(str(snapshot))) is Wan720PBackend
     other = _copy_with_index(saved_tiny, tmp_path / "other", _class_name="WanPipeline")  # text-to-video
     with pytest.raises(ModelLoadError, match="WanPipeline.*supported are"):
         spec_for(str(other))
@@ -142,7 +154,7 @@ def test_transformer_channels_must_fit_the_vae(tmp_path, shape, message):
 def test_a_folder_whose_shape_differs_from_the_spec_is_refused_at_load(tmp_path):
     narrow = tmp_path / "four-channels"
     build_tiny_pipeline(latent_channels=4).save_pretrained(narrow)  # consistent in itself: 2 × 4 + 4 = 12 inputs
-    with pytest.raises(ModelLoadError, match=r"VAE has 4 latent channels.*Wan 2.1 I2V expects 16"):
+    with pytest.raises(ModelLoadError, match=r"VAE has 4 latent channels.*Wan 2.1 I2V 480P expects 16"):
         backend_for(str(narrow)).load(CPU_FP32)
 
 
@@ -311,8 +323,9 @@ def test_every_tier_runs_for_the_tiny_model_and_fits_the_real_one(photo_path, tm
     """Each preset tier is valid for Wan as it is (no refusal, no snapping) and the tiny one runs every tier."""
     engine = Engine(gpu_info=FakeGpuInfo.none(), output_dir=tmp_path / "out")
     for name, preset in load_presets().items():
-        real = preset.for_model(WAN_SPEC.preset_key)
-        assert real.resolution in WAN_SPEC.resolution_tiers and WAN_SPEC.snap_frames(real.frames) == (real.frames, [])
+        for spec in (WAN_SPEC, WAN_720P_SPEC):
+            real = preset.for_model(spec.preset_key)
+            assert real.resolution in spec.resolution_tiers and spec.snap_frames(real.frames) == (real.frames, [])
         tiny = preset.for_model(TINY_WAN_SPEC.preset_key)
         result = engine.generate(GenerationRequest(image=photo_path, prompt="waves crashing, camera panning left",
                                                    model=TINY_WAN_NAME, preset=name, seeds=(1,)))

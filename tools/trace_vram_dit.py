@@ -133,7 +133,8 @@ class Wan:
         return frames
 
     def __init__(self):
-        from i2v.backends.wan import build_full_size_components, cast_as_loaded
+        from i2v.backends.wan import cast_as_loaded
+        from i2v.backends.wan_config import build_full_size_components
 
         self.parts = build_full_size_components()
         for name, part in self.parts.items():

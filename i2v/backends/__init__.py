@@ -17,7 +17,7 @@ from .i2vgen_xl_random import FULL_SIZE_RANDOM_NAME, FullSizeRandomBackend
 from .pipeline_backend import looks_like_hub_id
 from .tiny import TINY_NAME, TinyBackend
 from .wan import PIPELINE_CLASS as WAN_PIPELINE
-from .wan import WanBackend, is_wan_i2v_hub_id
+from .wan import Wan720PBackend, WanBackend, is_wan_i2v_hub_id, wan_backend_class
 from .wan_tiny import TINY_WAN_NAME, TinyWanBackend
 
 __all__ = ["BUILT_IN_MODELS", "DenoiseInputs", "LoadReport", "ModelBackend", "TEST_MODELS", "backend_for",
@@ -45,7 +45,7 @@ _BY_PIPELINE: dict[str, type[ModelBackend]] = {
 
 def registered_specs() -> list:
     """The spec of every registered backend: each real family and each built-in test model."""
-    classes = list(_BY_PIPELINE.values()) + list(_BUILT_IN.values())
+    classes = list(_BY_PIPELINE.values()) + [Wan720PBackend] + list(_BUILT_IN.values())
     return list(dict.fromkeys(cls.spec for cls in classes))
 
 
@@ -71,7 +71,7 @@ def backend_class_for(model: str) -> type[ModelBackend]:
         if "easyanimate" in model.lower():
             return EasyAnimateBackend
         if is_wan_i2v_hub_id(model):  # "wan" as a word of its own and "i2v": see wan.is_wan_i2v_hub_id
-            return WanBackend
+            return wan_backend_class(model)
         return CogVideoXBackend if "cogvideox" in model.lower() else I2VGenXLBackend
     raise BadInputError(
         f"Model '{model}' is neither one of {', '.join(repr(n) for n in _BUILT_IN)}, a local folder in diffusers "
@@ -86,7 +86,13 @@ def _backend_for_folder(path: Path) -> type[ModelBackend]:
         raise ModelLoadError(
             f"{path} holds a {declared!r} pipeline; supported are {', '.join(sorted(_BY_PIPELINE))}."
         )
-    return _BY_PIPELINE[declared]
+    backend = _BY_PIPELINE[declared]
+    if backend is WanBackend:  # the 480P and 720P checkpoints differ only in their weights: the name tells
+        parts = path.resolve().parts
+        # A Hugging Face cache snapshot (models--Wan-AI--…-720P-Diffusers/snapshots/<hash>) is named by its repo.
+        name = parts[-3] if len(parts) >= 3 and parts[-2] == "snapshots" else parts[-1]
+        return wan_backend_class(name)
+    return backend
 
 
 def backend_for(model: str) -> ModelBackend:

@@ -16,13 +16,13 @@ Hub ids are routed here by name (see ``is_wan_i2v_hub_id``): "wan" as a word of 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from ..errors import ModelLoadError
@@ -49,60 +49,6 @@ TEXT_TOKENS = 512
 # The VAE runs in float32 whatever the plan's dtype: Wan's authors and the diffusers documentation decode in
 # float32 for quality, and it is 0.13 B parameters (0.5 GiB), small beside the 16 B transformer.
 VAE_DTYPE = "float32"
-
-# -- the real architecture, as configuration only (no weights) ----------------------------------------------
-# Sources: transformer: diffusers scripts/convert_wan_to_diffusers.py, model types "Wan-I2V-14B-480p" and
-# "Wan-I2V-14B-720p" (identical), with WanTransformer3DModel's defaults for rope_max_seq_len/pos_embed_seq_len;
-# VAE: the hub vae/config.json (base_dim 96, dim_mult [1, 2, 4, 4], z_dim 16, 2 res blocks, temporal downsampling
-# in the last two levels); text encoder: Wan-AI/Wan2.1-I2V-14B-480P-Diffusers text_encoder/config.json (UMT5-XXL
-# encoder); image encoder: the Wan 2.1 I2V image_encoder/config.json (OpenCLIP ViT-H/14 vision tower, loaded as
-# CLIPVisionModel); scheduler: the conversion script's UniPCMultistepScheduler.
-TRANSFORMER_CONFIG = dict(
-    patch_size=(1, 2, 2), num_attention_heads=40, attention_head_dim=128, in_channels=36, out_channels=16,
-    text_dim=4096, freq_dim=256, ffn_dim=13824, num_layers=40, cross_attn_norm=True,
-    qk_norm="rms_norm_across_heads", eps=1e-6, image_dim=1280, added_kv_proj_dim=5120, rope_max_seq_len=1024,
-    pos_embed_seq_len=None,
-)
-VAE_CONFIG = dict(
-    base_dim=96, z_dim=16, dim_mult=(1, 2, 4, 4), num_res_blocks=2, attn_scales=(),
-    temperal_downsample=(False, True, True), dropout=0.0, scale_factor_temporal=4, scale_factor_spatial=8,
-)
-TEXT_ENCODER_CONFIG = dict(
-    vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_decoder_layers=24, num_heads=64,
-    relative_attention_num_buckets=32, relative_attention_max_distance=128, dropout_rate=0.1,
-    layer_norm_epsilon=1e-6, feed_forward_proj="gated-gelu", dense_act_fn="gelu_new", is_gated_act=True,
-    scalable_attention=True, tie_word_embeddings=False, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
-)
-IMAGE_ENCODER_CONFIG = dict(
-    hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=16, image_size=224,
-    patch_size=14, projection_dim=1024, hidden_act="gelu", layer_norm_eps=1e-5,
-)
-SCHEDULER_CONFIG = dict(prediction_type="flow_prediction", use_flow_sigmas=True, num_train_timesteps=1000,
-                        flow_shift=3.0)
-
-
-def build_full_size_components(device: str = "meta") -> dict:
-    """Transformer, VAE, text and image encoders at full size with random weights (``"meta"`` allocates none)."""
-    import torch
-    from diffusers import AutoencoderKLWan, WanTransformer3DModel
-    from transformers import CLIPVisionConfig, CLIPVisionModel, UMT5Config, UMT5EncoderModel
-
-    with torch.device(device):
-        return {
-            "transformer": WanTransformer3DModel(**TRANSFORMER_CONFIG),
-            "vae": AutoencoderKLWan(**{k: list(v) if isinstance(v, tuple) else v for k, v in VAE_CONFIG.items()}),
-            "text_encoder": UMT5EncoderModel(UMT5Config(**TEXT_ENCODER_CONFIG)),
-            "image_encoder": CLIPVisionModel(CLIPVisionConfig(**IMAGE_ENCODER_CONFIG)),
-        }
-
-
-@lru_cache(maxsize=1)
-def parameter_counts() -> dict[str, int]:
-    """Parameters per component of the real architecture (counted on the meta device: no memory, < 1 s).
-    transformer 16,394,878,784; text_encoder 5,680,910,336; image_encoder 630,766,080; vae 126,892,531."""
-    return {name: sum(p.numel() for p in module.parameters())
-            for name, module in build_full_size_components().items()}
-
 
 # -- what a Wan 2.1 I2V folder holds ------------------------------------------------------------------------
 # Component -> (library, accepted class names). Anything else in model_index.json is refused, not imported.
@@ -153,7 +99,7 @@ class WanSpec(ModelSpec):
 
 
 WAN_SPEC = WanSpec(
-    family="Wan 2.1 I2V",
+    family="Wan 2.1 I2V 480P",
     # The causal 3D VAE keeps the first frame and folds every further 4 into one latent frame: 4N+1 frames.
     # The pipeline would only warn and round down; we snap to the nearest count up front, with a notice.
     frame_rule=FrameRule(step=4, offset=1),
@@ -167,9 +113,11 @@ WAN_SPEC = WanSpec(
     vae_scale_factor=8,
     # Wan's authors run the transformer in bf16; float16 risks overflow (NaN → black video). Without bf16: fp32.
     preferred_dtypes=("bfloat16", "float32"),
-    resolution_tiers=(480, 720),
+    # Each checkpoint generates at its own training size (Wan's README: the 480P model does not do 720p, nor the
+    # 720P model 480p), so each offers one tier; both areas stay known for the sampler's shift rule.
+    resolution_tiers=(480,),
     tier_areas=((480, 832 * 480), (720, 1280 * 720)),
-    native_size=(832, 480),  # the 480P checkpoint's size; the 720P checkpoint's is 1280×720
+    native_size=(832, 480),
     preset_key="wan",
     max_prompt_tokens=512,  # UMT5, padded to exactly 512 (TEXT_TOKENS)
     steps_range=(1, 250),
@@ -180,9 +128,8 @@ WAN_SPEC = WanSpec(
     default_guidance=5.0,
     default_fps=16,
     notes=(
-        "480p is about 832×480 pixels and 720p about 1280×720, at the picture's aspect ratio; 4N+1 frames, up to "
-        "81 (5 s at 16 fps).",
-        "Each checkpoint is trained at its own size: use 480p with the 480P checkpoint and 720p with the 720P one.",
+        "480p is about 832×480 pixels at the picture's aspect ratio (the 480P checkpoint's size; for 720p load "
+        "the 720P checkpoint); 4N+1 frames, up to 81 (5 s at 16 fps).",
         "Reads prompts with UMT5 (up to 512 tokens): long, descriptive prompts work well. Wan's authors also use a "
         "negative prompt listing defects (e.g. 'static, blurred details, overexposed, worst quality, deformed').",
     ),
@@ -199,6 +146,23 @@ WAN_SPEC = WanSpec(
         decode_tiled_per_call_pixel=17_546, decode_tiled_per_frame_pixel=42,
     ),
 )
+
+
+WAN_720P_SPEC = dataclasses.replace(
+    WAN_SPEC,
+    family="Wan 2.1 I2V 720P",
+    resolution_tiers=(720,),
+    native_size=(1280, 720),
+    preset_key="wan-720p",
+    notes=("720p is about 1280×720 pixels at the picture's aspect ratio (the 720P checkpoint's size; for 480p load "
+           "the 480P checkpoint); 4N+1 frames, up to 81 (5 s at 16 fps).", *WAN_SPEC.notes[1:]),
+)
+
+
+def is_720p_checkpoint(name: str) -> bool:
+    """The 480P and 720P checkpoints have identical files but for the weights; only the name tells them apart
+    (hub id or folder name). Anything not named 720P is taken as the 480P one."""
+    return "720p" in name.lower()
 
 
 # -- the backend -------------------------------------------------------------------------------------------
@@ -278,6 +242,15 @@ class WanBackend(PipelineBackend):
             return vae.decode(latents / inverse_std + mean, return_dict=False)[0]
 
 
+class Wan720PBackend(WanBackend):
+    spec = WAN_720P_SPEC
+    example_hub_id = "Wan-AI/Wan2.1-I2V-14B-720P-Diffusers"
+
+
+def wan_backend_class(name: str) -> type[WanBackend]:
+    return Wan720PBackend if is_720p_checkpoint(name) else WanBackend
+
+
 def cast_as_loaded(model, dtype) -> None:
     """Cast ``model`` in place to ``dtype`` the way ``from_pretrained(dtype=...)`` loads it. diffusers keeps the
     modules a model lists in ``_keep_in_fp32_modules`` in float32 (Wan's transformer: the rotary tables, the time
@@ -302,7 +275,7 @@ def flow_shift_for(spec: WanSpec, width: int, height: int, declared: float) -> f
     smallest tier's area than to the next one's. A checkpoint whose scheduler declares a non-stock shift keeps it."""
     if not math.isclose(declared, STOCK_SHIFT):
         return declared
-    areas = sorted(spec.tier_area(tier) for tier in spec.resolution_tiers)
+    areas = sorted(area for _, area in spec.tier_areas) or sorted(spec.tier_area(t) for t in spec.resolution_tiers)
     if len(areas) < 2:
         return SMALL_SHIFT
     return SMALL_SHIFT if width * height <= math.sqrt(areas[0] * areas[1]) else LARGE_SHIFT

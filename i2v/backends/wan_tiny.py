@@ -17,7 +17,8 @@ from pathlib import Path
 
 from ..findings import Finding
 from .tiny import build_key, built_folder
-from .wan import SCHEDULER_CONFIG, WAN_SPEC, WanBackend
+from .wan import WAN_SPEC, WanBackend
+from .wan_config import SCHEDULER_CONFIG
 
 log = logging.getLogger(__name__)
 
