@@ -13,13 +13,12 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..errors import ModelLoadError
-from ..findings import Finding
 from ..plan import ExecutionPlan
 from ..spec import FrameRule, ModelSpec
 from ..vram_dit import TransformerMemoryProfile
 from .base import DenoiseInputs, StepCallback
-from .i2vgen_xl import _declared_class, _initialise_missing, _key_findings, _load_scheduler
-from .pipeline_backend import PipelineBackend, torch_dtype
+from .folder_loader import load_components
+from .pipeline_backend import PipelineBackend
 
 log = logging.getLogger(__name__)
 
@@ -216,48 +215,16 @@ def read_model_index(folder: Path) -> dict:
 def load_cogvideox_from_folder(folder: Path, dtype: str, spec: ModelSpec = COGVIDEOX_SPEC):
     """Load every component from ``folder``; return (pipeline, warnings, component class names)."""
     import diffusers
-    import transformers
 
-    index = read_model_index(folder)
-    # Their per-file progress bars go to stderr on every load; our own progress events cover loading.
-    diffusers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.disable_progress_bar()
-    libraries = {"diffusers": diffusers, "transformers": transformers}
-    loaded: dict[str, object] = {}
-    found: list[Finding] = []
-    classes: dict[str, str] = {}
-    for name, (library, accepted) in _COMPONENTS.items():
-        declared = _declared_class(index, name, folder)
-        if declared not in accepted:
-            raise ModelLoadError(
-                f"{folder}: component {name} is a {declared}; expected one of {', '.join(sorted(accepted))}."
-            )
-        path = folder / name
-        if not path.is_dir():
-            raise ModelLoadError(f"{folder}: the {name} folder is missing.")
-        loaded[name] = _load_component(getattr(libraries[library], declared), name, path, dtype, found)
-        classes[name] = type(loaded[name]).__name__
-    loaded["scheduler"] = _load_scheduler(folder, index)
-    if type(loaded["scheduler"]).__name__ not in _SCHEDULERS:
+    loaded, found, classes = load_components(folder, read_model_index(folder), _COMPONENTS, dtype,
+                                             weighted=_WEIGHTED)
+    if classes["scheduler"] not in _SCHEDULERS:
         raise ModelLoadError(
-            f"{folder}: scheduler {type(loaded['scheduler']).__name__} does not work with this pipeline; "
+            f"{folder}: scheduler {classes['scheduler']} does not work with this pipeline; "
             f"expected one of {', '.join(sorted(_SCHEDULERS))}."
         )
-    classes["scheduler"] = type(loaded["scheduler"]).__name__
     check_components_agree(loaded, spec)
     return diffusers.CogVideoXImageToVideoPipeline(**loaded), found, classes
-
-
-def _load_component(cls, name: str, path: Path, dtype: str, found: list[Finding]):
-    try:
-        if name not in _WEIGHTED:
-            return cls.from_pretrained(path)
-        model, info = cls.from_pretrained(path, dtype=torch_dtype(dtype), output_loading_info=True)
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
-        raise ModelLoadError(f"{path.parent}: cannot load {name}: {exc}") from exc
-    _initialise_missing(model, info.get("missing_keys") or [])
-    found.extend(_key_findings(name, info))
-    return model.eval()
 
 
 def check_components_agree(components: dict, spec: ModelSpec = COGVIDEOX_SPEC) -> None:

@@ -13,13 +13,13 @@ import warnings
 from pathlib import Path
 
 from ..errors import ModelLoadError, ModelNotAvailableError
-from ..findings import Finding
 from ..plan import ExecutionPlan
 from ..spec import FrameRule, ModelSpec
 from ..speedups import step_cache
 from ..vram import MemoryProfile
 from .base import DenoiseInputs, StepCallback
-from .pipeline_backend import PipelineBackend, torch_dtype
+from .folder_loader import load_components
+from .pipeline_backend import PipelineBackend
 
 log = logging.getLogger(__name__)
 
@@ -185,115 +185,14 @@ def read_model_index(folder: Path) -> dict:
 def load_pipeline_from_folder(folder: Path, dtype: str):
     """Load every component from ``folder``; return (pipeline, warnings, component class names)."""
     import diffusers
-    import transformers
 
-    index = read_model_index(folder)
-    # Their per-file progress bars go to stderr on every load; our own progress events cover loading.
-    diffusers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.disable_progress_bar()
-    libraries = {"diffusers": diffusers, "transformers": transformers}
-    loaded: dict[str, object] = {}
-    found: list[Finding] = []
-    classes: dict[str, str] = {}
-    for name, (library, accepted) in _COMPONENTS.items():
-        declared = _declared_class(index, name, folder)
-        if declared not in accepted:
-            raise ModelLoadError(
-                f"{folder}: component {name} is a {declared}; expected one of {', '.join(sorted(accepted))}."
-            )
-        # transformers 5 without torchvision serves the PIL image processor under its own name.
-        if declared in ("CLIPImageProcessor", "CLIPFeatureExtractor"):
-            declared = "CLIPImageProcessorPil" if hasattr(transformers, "CLIPImageProcessorPil") else declared
-        cls = getattr(libraries[library], declared)
-        path = folder / name
-        if not path.is_dir():
-            raise ModelLoadError(f"{folder}: the {name} folder is missing.")
-        try:
-            if name in ("unet", "vae", "text_encoder", "image_encoder"):
-                model, info = cls.from_pretrained(path, dtype=torch_dtype(dtype), output_loading_info=True)
-                _initialise_missing(model, info.get("missing_keys") or [])
-                found.extend(_key_findings(name, info))
-                model.eval()
-            else:
-                model = cls.from_pretrained(path)
-        except (OSError, ValueError, RuntimeError, KeyError) as exc:
-            raise ModelLoadError(f"{folder}: cannot load {name}: {exc}") from exc
-        loaded[name] = model
-        classes[name] = type(model).__name__
-    loaded["scheduler"] = _load_scheduler(folder, index)
-    classes["scheduler"] = type(loaded["scheduler"]).__name__
+    loaded, found, classes = load_components(folder, read_model_index(folder), _COMPONENTS, dtype,
+                                             weighted=("unet", "vae", "text_encoder", "image_encoder"))
     check_components_agree(loaded)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # the pipeline's deprecation notice, once per load
         pipe = diffusers.I2VGenXLPipeline(**loaded)
     return pipe, found, classes
-
-
-def _declared_class(index: dict, name: str, folder: Path) -> str:
-    entry = index.get(name)
-    if not (isinstance(entry, list) and len(entry) == 2 and all(isinstance(x, str) for x in entry)):
-        raise ModelLoadError(f"{folder}/model_index.json: component {name} is missing or malformed.")
-    return entry[1]
-
-
-def _load_scheduler(folder: Path, index: dict):
-    import diffusers
-    from diffusers.schedulers.scheduling_utils import SchedulerMixin
-
-    declared = _declared_class(index, "scheduler", folder)
-    cls = getattr(diffusers, declared, None)
-    if not (isinstance(cls, type) and issubclass(cls, SchedulerMixin)):
-        raise ModelLoadError(f"{folder}: scheduler {declared!r} is not a diffusers scheduler.")
-    try:
-        return cls.from_pretrained(folder / "scheduler")
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"{folder}: cannot load scheduler: {exc}") from exc
-
-
-def _initialise_missing(model, missing_keys: list[str]) -> None:
-    """diffusers leaves missing weights on the meta device (or, without its low-memory loader, as uninitialised
-    memory: garbage that turns into NaN). Give them the usual initial values so the model runs; the missing keys
-    are reported as a model warning either way."""
-    import torch
-
-    for key in missing_keys:
-        owner_name, _, attribute = key.rpartition(".")
-        owner = model.get_submodule(owner_name) if owner_name else model
-        current = getattr(owner, attribute, None)
-        if not isinstance(current, torch.Tensor) or current.device.type != "meta":
-            continue
-        fresh = torch.empty(current.shape, dtype=current.dtype)
-        if fresh.ndim >= 2:
-            torch.nn.init.kaiming_uniform_(fresh, a=5**0.5)  # torch's default for Linear/Conv weights
-        elif attribute == "weight":
-            torch.nn.init.ones_(fresh)  # 1-D weights are norm scales
-        else:
-            torch.nn.init.zeros_(fresh)
-        if isinstance(current, torch.nn.Parameter):
-            setattr(owner, attribute, torch.nn.Parameter(fresh, requires_grad=False))
-        else:
-            owner.register_buffer(attribute, fresh)
-
-
-def _key_findings(component: str, info: dict) -> list[Finding]:
-    findings = []
-    for kind, meaning in (
-        ("missing_keys", "missing from the checkpoint (left at random values)"),
-        ("unexpected_keys", "in the checkpoint but unused by the model"),
-        ("mismatched_keys", "of the wrong shape in the checkpoint (left at random values)"),
-    ):
-        keys = [k if isinstance(k, str) else str(k[0]) for k in (info.get(kind) or [])]
-        if keys:
-            sample = ", ".join(keys[:3]) + (", …" if len(keys) > 3 else "")
-            findings.append(
-                Finding(
-                    f"model.{kind}",
-                    f"{component}: {len(keys)} weight(s) {meaning}: {sample}.",
-                    "The weights do not match this architecture: re-download the model or check the folder; "
-                    "videos from it may be wrong.",
-                )
-            )
-    return findings
 
 
 def check_components_agree(components: dict) -> None:

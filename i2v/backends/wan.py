@@ -32,7 +32,7 @@ from ..spec import FrameRule, ModelSpec
 from ..vram_dit import TransformerMemoryProfile
 from .base import DenoiseInputs, LoadReport, StepCallback
 from .cogvideox import pipeline_class_in
-from .i2vgen_xl import _declared_class, _initialise_missing, _key_findings, _load_scheduler
+from .folder_loader import load_components
 from .pipeline_backend import PipelineBackend, torch_dtype
 
 log = logging.getLogger(__name__)
@@ -360,54 +360,12 @@ def _refuse_wan22(folder: Path, index: dict) -> None:
 def load_wan_from_folder(folder: Path, dtype: str, spec: WanSpec = WAN_SPEC):
     """Load every component from ``folder``; return (pipeline, warnings, component class names)."""
     import diffusers
-    import transformers
 
-    index = read_model_index(folder)
-    # Their per-file progress bars go to stderr on every load; our own progress events cover loading.
-    diffusers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.disable_progress_bar()
-    libraries = {"diffusers": diffusers, "transformers": transformers}
-    loaded: dict[str, object] = {}
-    found: list[Finding] = []
-    classes: dict[str, str] = {}
-    for name, (library, accepted) in _COMPONENTS.items():
-        declared = _declared_class(index, name, folder)
-        if declared not in accepted:
-            raise ModelLoadError(
-                f"{folder}: component {name} is a {declared}; expected one of {', '.join(sorted(accepted))}."
-            )
-        path = folder / name
-        if not path.is_dir():
-            raise ModelLoadError(f"{folder}: the {name} folder is missing.")
-        cls = _component_class(libraries[library], declared)
-        component_dtype = VAE_DTYPE if name == "vae" else dtype
-        loaded[name] = _load_component(cls, name, path, component_dtype, found)
-        classes[name] = type(loaded[name]).__name__
-    loaded["scheduler"] = _load_scheduler(folder, index)
-    classes["scheduler"] = type(loaded["scheduler"]).__name__
+    loaded, found, classes = load_components(folder, read_model_index(folder), _COMPONENTS, dtype,
+                                             weighted=_WEIGHTED, dtypes={"vae": VAE_DTYPE})
     check_scheduler(loaded["scheduler"], folder)
     check_components_agree(loaded, spec)
     return diffusers.WanImageToVideoPipeline(**loaded), found, classes
-
-
-def _component_class(library, declared: str):
-    # transformers 5 without torchvision serves the PIL image processor under its own name (and warns when the
-    # generic name is used); both read the same preprocessor_config.json.
-    if declared == "CLIPImageProcessor" and hasattr(library, "CLIPImageProcessorPil"):
-        declared = "CLIPImageProcessorPil"
-    return getattr(library, declared)
-
-
-def _load_component(cls, name: str, path: Path, dtype: str, found: list[Finding]):
-    try:
-        if name not in _WEIGHTED:
-            return cls.from_pretrained(path)
-        model, info = cls.from_pretrained(path, dtype=torch_dtype(dtype), output_loading_info=True)
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
-        raise ModelLoadError(f"{path.parent}: cannot load {name}: {exc}") from exc
-    _initialise_missing(model, info.get("missing_keys") or [])
-    found.extend(_key_findings(name, info))
-    return model.eval()
 
 
 def check_scheduler(scheduler, folder: Path) -> None:
