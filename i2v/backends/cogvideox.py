@@ -18,7 +18,7 @@ from ..spec import FrameRule, ModelSpec
 from ..vram_dit import TransformerMemoryProfile
 from .base import DenoiseInputs, StepCallback
 from .folder_loader import load_components
-from .pipeline_backend import PipelineBackend
+from .pipeline_backend import PipelineBackend, step_end_reporter
 
 log = logging.getLogger(__name__)
 
@@ -146,11 +146,6 @@ class CogVideoXBackend(PipelineBackend):
         # A CPU generator gives the same starting noise on every device for a seed.
         generator = torch.Generator("cpu").manual_seed(inputs.seed)
 
-        def step_end(_pipe, index, _timestep, tensors):
-            # Raising here (cancel, NaN) leaves the pipeline at once, which is what the engine wants.
-            on_step(index + 1, inputs.steps, tensors["latents"])
-            return tensors
-
         output = pipe(
             image=inputs.image,
             prompt=inputs.prompt,
@@ -162,7 +157,7 @@ class CogVideoXBackend(PipelineBackend):
             guidance_scale=inputs.guidance,
             generator=generator,
             output_type="latent",
-            callback_on_step_end=step_end,
+            callback_on_step_end=step_end_reporter(on_step, inputs.steps),
             callback_on_step_end_tensor_inputs=["latents"],
             # The transformer's text positions: 226 for the real model; a longer sequence does not fit.
             max_sequence_length=pipe.transformer.config.max_text_seq_length,

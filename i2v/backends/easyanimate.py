@@ -21,7 +21,7 @@ from ..vram_dit import TransformerMemoryProfile
 from .base import DenoiseInputs, StepCallback
 from .cogvideox import pipeline_class_in
 from .folder_loader import load_components
-from .pipeline_backend import PipelineBackend
+from .pipeline_backend import PipelineBackend, step_end_reporter
 
 log = logging.getLogger(__name__)
 
@@ -174,11 +174,6 @@ class EasyAnimateBackend(PipelineBackend):
         # execution device: a seed reproduces a video on the same kind of device (CPU or CUDA), not across them.
         generator = torch.Generator(pipe._execution_device).manual_seed(inputs.seed)
 
-        def step_end(_pipe, index, _timestep, tensors):
-            # Raising here (cancel, NaN) leaves the pipeline at once, which is what the engine wants.
-            on_step(index + 1, inputs.steps, tensors["latents"])
-            return tensors
-
         output = pipe(
             prompt=inputs.prompt,
             # With guidance the pipeline encodes the negative prompt unconditionally and fails on None.
@@ -192,7 +187,7 @@ class EasyAnimateBackend(PipelineBackend):
             guidance_scale=inputs.guidance,
             generator=generator,
             output_type="latent",
-            callback_on_step_end=step_end,
+            callback_on_step_end=step_end_reporter(on_step, inputs.steps),
             callback_on_step_end_tensor_inputs=["latents"],
         )
         return output.frames  # latents, (batch, channels, latent frames, height/8, width/8)

@@ -179,3 +179,14 @@ class PipelineBackend(ModelBackend):
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
         log.info("unloaded %s", self.model_id)
+
+
+def step_end_reporter(on_step, steps: int):
+    """diffusers' ``callback_on_step_end`` that reports each finished step (and its latents) to ``on_step``.
+    Raising there (cancel, NaN) leaves the pipeline at once, which is what the engine wants."""
+
+    def step_end(_pipe, index, _timestep, tensors):
+        on_step(index + 1, steps, tensors["latents"])
+        return tensors
+
+    return step_end

@@ -33,7 +33,7 @@ from ..vram_dit import TransformerMemoryProfile
 from .base import DenoiseInputs, LoadReport, StepCallback
 from .cogvideox import pipeline_class_in
 from .folder_loader import load_components
-from .pipeline_backend import PipelineBackend, torch_dtype
+from .pipeline_backend import PipelineBackend, step_end_reporter, torch_dtype
 
 log = logging.getLogger(__name__)
 
@@ -203,11 +203,6 @@ class WanBackend(PipelineBackend):
         # VAE's mode (the pipeline's sample_mode="argmax"), so nothing else in the run draws random numbers.
         generator = torch.Generator("cpu").manual_seed(inputs.seed)
 
-        def step_end(_pipe, index, _timestep, tensors):
-            # Raising here (cancel, NaN) leaves the pipeline at once, which is what the engine wants.
-            on_step(index + 1, inputs.steps, tensors["latents"])
-            return tensors
-
         with _flow_shift_for_run(pipe, self.spec, inputs.width, inputs.height):
             output = pipe(
                 image=inputs.image,
@@ -220,7 +215,7 @@ class WanBackend(PipelineBackend):
                 guidance_scale=inputs.guidance,
                 generator=generator,
                 output_type="latent",
-                callback_on_step_end=step_end,
+                callback_on_step_end=step_end_reporter(on_step, inputs.steps),
                 callback_on_step_end_tensor_inputs=["latents"],
                 max_sequence_length=TEXT_TOKENS,
             )
