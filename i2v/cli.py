@@ -247,6 +247,20 @@ def _plan(args) -> int:
     return EXIT_OK
 
 
+def _check_bench_model(model: str) -> None:
+    """The baseline is I2VGenXLPipeline called as its documentation shows: other families have no baseline yet."""
+    from .backends import backend_class_for
+    from .backends.i2vgen_xl import I2VGenXLBackend
+
+    backend = backend_class_for(model)
+    if not issubclass(backend, I2VGenXLBackend):
+        raise BadInputError(
+            f"The bench compares against the plain I2VGenXLPipeline, so it runs I2VGen-XL models only "
+            f"('{model}' is {backend.spec.family}). Use --model tiny on a CPU, i2vgen-xl-random (full size, no "
+            "download) or ali-vilab/i2vgen-xl on a GPU."
+        )
+
+
 def _aspect(text: str) -> float:
     """``1.78`` or ``16/9`` (what the README shows) → width / height."""
     width, slash, height = text.partition("/")
@@ -279,6 +293,8 @@ def _bench(args) -> int:
     if args.speedups_preset not in ("none", "balanced", *presets):
         raise BadInputError(f"--speedups-preset {args.speedups_preset!r} is not among the benched presets "
                             f"({', '.join(presets)}); name one of them or 'none'.")
+    if not args.latency_only:
+        _check_bench_model(args.model)
     latency_wanted = args.latency or args.latency_only
     if latency_wanted and not (0 < args.poll_seconds <= 600 and 1 <= args.starts <= 20):
         raise BadInputError("--poll-seconds must be in (0, 600] and --starts 1..20.")
