@@ -75,7 +75,7 @@ def small_job(page, photo_path: Path, *, prompt="a red ball rolling slowly to th
     choose_resolution(page, resolution)
     set_number(page, "frames", frames)
     set_number(page, "steps", steps)
-    page.wait_for_function(f"document.querySelector('#plan-verdict').innerText.includes('{frames} frames, {steps} steps')")
+    page.wait_for_function(f"document.querySelector('#plan-verdict')?.innerText.includes('{frames} frames, {steps} steps')")
 
 
 def job_state(page) -> str:
@@ -94,14 +94,14 @@ def test_generate_on_tiny_shows_progress_then_a_playable_video(page, app_server,
     small_job(page, photo_path, steps=60, frames=8)
     page.click("#generate")
     wait_state(page, "running")
-    page.wait_for_function("/step \\d+ of 60/.test(document.querySelector('#job-status').innerText)")
+    page.wait_for_function("/step \\d+ of 60/.test(document.querySelector('#job-status')?.innerText)")
     assert page.get_attribute("#job-status [role=progressbar]", "aria-valuenow") is not None
     label = page.inner_text("#job-status")
     assert re.search(r"step \d+ of 60", label) and "elapsed" in label
     assert wait_state(page, "done", "failed") == "done", page.inner_text("#job-status")
     video = page.wait_for_selector("#video-0 video")
-    page.wait_for_function("document.querySelector('#video-0 video').readyState >= 1")  # metadata decoded
-    assert page.evaluate("document.querySelector('#video-0 video').duration") > 0
+    page.wait_for_function("document.querySelector('#video-0 video')?.readyState >= 1")  # metadata decoded
+    assert page.evaluate("document.querySelector('#video-0 video')?.duration") > 0
     assert re.search(r"Seed \d+", page.inner_text("#caption-0"))
     assert video.get_attribute("src")
     assert ".json" in page.inner_text("#files-0")  # the record is downloadable beside the video
@@ -124,7 +124,7 @@ def test_guidance_while_typing_and_keyword_chips(page, app_server, photo_path):
     page.wait_for_selector("#prompt-lint [data-code='prompt.abstract_only']")
     page.click("#keywords button")  # open the keyword library
     page.locator(".keyword-chips button", has_text="waves crashing").first.click()
-    page.wait_for_function("document.querySelector('#prompt textarea').value.endsWith('waves crashing')")
+    page.wait_for_function("document.querySelector('#prompt textarea')?.value.endsWith('waves crashing')")
     page.wait_for_selector("#prompt-lint [data-code='prompt.no_direction']")  # abstract-only is gone
     assert "prompt.abstract_only" not in page.inner_html("#prompt-lint")
     page.locator(".keyword-chips button", has_text="in slow motion").first.click()
@@ -205,8 +205,8 @@ def test_history_survives_a_restart_and_loads_settings(page, tmp_path, photo_pat
         page.locator("#prompt textarea").fill("something else")
         page.click("#load-settings")
         page.wait_for_function(
-            "document.querySelector('#prompt textarea').value === 'waves crashing on the rocks'")
-        page.wait_for_function("document.querySelector('#plan-verdict').innerText.includes('4 frames, 3 steps')")
+            "document.querySelector('#prompt textarea')?.value === 'waves crashing on the rocks'")
+        page.wait_for_function("document.querySelector('#plan-verdict')?.innerText.includes('4 frames, 3 steps')")
 
 
 def test_with_auth_the_page_works_for_the_user_and_shows_uptime_and_idle_stop(browser, tmp_path, photo_path):
@@ -261,19 +261,19 @@ def test_choosing_another_model_changes_presets_limits_and_banner_and_generates_
     open_page(page, app_server)
     page.click("#model input")
     page.get_by_role("option", name="tiny-cogvideox — CogVideoX-I2V (tiny, random weights)").click()
-    page.wait_for_function("document.querySelector('#model-banner').innerText.includes('tiny-cogvideox')")
+    page.wait_for_function("document.querySelector('#model-banner')?.innerText.includes('tiny-cogvideox')")
     # The tiers now describe this model's values, and the frame control follows its 8N+1 rule.
     page.get_by_text("96×64, 17 frames, 8 steps", exact=False).first.wait_for()
     page.click("#advanced button")
-    page.wait_for_function("document.querySelector('#frames input[type=number]').value === '17'")
+    page.wait_for_function("document.querySelector('#frames input[type=number]')?.value === '17'")
     assert "8N+1: 9, 17 … 49" in page.inner_text("#frames")
     assert page.get_attribute("#frames input[type=range]", "step") == "8"
     assert page.get_attribute("#frames input[type=range]", "max") == "49"
     page.get_by_text("Fast check", exact=False).first.click()
-    page.wait_for_function("document.querySelector('#frames input[type=number]').value === '9'")
+    page.wait_for_function("document.querySelector('#frames input[type=number]')?.value === '9'")
     page.set_input_files("#input-image input[type=file]", str(photo_path))
     page.locator("#prompt textarea").fill("waves crashing on the rocks")
-    page.wait_for_function("document.querySelector('#plan-verdict').innerText.includes('96×64')")
+    page.wait_for_function("document.querySelector('#plan-verdict')?.innerText.includes('96×64')")
     page.click("#generate")
     assert wait_state(page, "done", "failed") == "done", page.inner_text("#job-status")
     page.wait_for_selector("#video-0 video")
