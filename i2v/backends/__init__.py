@@ -16,8 +16,8 @@ from .i2vgen_xl import I2VGenXLBackend
 from .i2vgen_xl_random import FULL_SIZE_RANDOM_NAME, FullSizeRandomBackend
 from .pipeline_backend import looks_like_hub_id
 from .tiny import TINY_NAME, TinyBackend
-from .wan import PIPELINE_CLASS as WAN_PIPELINE
 from .wan import Wan720PBackend, WanBackend, is_wan_i2v_hub_id, wan_backend_class
+from .wan_loading import PIPELINE_CLASS as WAN_PIPELINE
 from .wan_tiny import TINY_WAN_NAME, TinyWanBackend
 
 __all__ = ["BUILT_IN_MODELS", "DenoiseInputs", "LoadReport", "ModelBackend", "TEST_MODELS", "backend_for",
