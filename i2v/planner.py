@@ -6,8 +6,12 @@ decoding, one model on the GPU at a time); only then a lower tier (fewer frames,
 again with the savings. A request that fits nowhere is refused before anything loads, with the figures.
 
 The diffusion-transformer models (``vram_dit.py``) decode with a causal 3-D VAE that takes no frame chunks, so
-their ladder skips that step, and their fewer-frames steps are fractions of the request (their clips are 49 or 81
-frames long), each snapped to the model's frame rule.
+their ladder skips that step, and their fewer-frames steps are every count the model's frame rule allows below the
+request (their memory grows a little per frame, so the most frames that fit is the aim).
+
+After a real out-of-memory error the run is retried once on a later plan that is predicted to need clearly less in
+the phase that failed (``next_down``); when the VAE decode failed, the finished latents are decoded again with
+less memory first (``smaller_decode``), without denoising again.
 """
 from __future__ import annotations
 
@@ -29,11 +33,25 @@ MARGIN_BYTES = int(0.5 * GIB)  # kept free besides the prediction: other process
 MARGIN_FRACTION = 0.05
 DECODE_CHUNKS = (8, 4, 2, 1)
 FEWER_FRAMES = (16, 12, 8)
-FEWER_FRAMES_FRACTIONS = (3 / 4, 1 / 2, 1 / 4)  # diffusion transformers: of the frames asked for
+RETRY_MIN_FREED_BYTES = GIB  # an out-of-memory retry must free this much in the phase that failed,
+RETRY_MIN_FREED_FRACTION = 0.10  # or this fraction of that phase's prediction when that is less
 
 
 def _is_transformer(spec: ModelSpec) -> bool:
     return isinstance(spec.memory, TransformerMemoryProfile)
+
+
+def _frees_enough(failed: VramEstimate | None, retry: VramEstimate | None, phase: str) -> bool:
+    """A retry after an out-of-memory error must be predicted to need clearly less in the phase that failed: at
+    least RETRY_MIN_FREED_BYTES less, or RETRY_MIN_FREED_FRACTION of that phase's prediction on small runs. The
+    error means the run took more than predicted there; a plan that changes only what the failed phase does not
+    use (decode chunks when the denoiser failed) would fail the same way. Without a memory model any later plan
+    counts."""
+    if failed is None or retry is None:
+        return True
+    failed_total = failed.phase_bytes(phase)
+    freed = failed_total - retry.phase_bytes(phase)
+    return freed > 0 and freed >= min(RETRY_MIN_FREED_BYTES, RETRY_MIN_FREED_FRACTION * failed_total)
 
 
 class InsufficientMemoryError(BadInputError):
@@ -88,10 +106,44 @@ class MemoryPlanner:
         return PlanDecision(chosen_candidate.plan, chosen_candidate.frames, chosen_candidate.width,
                             chosen_candidate.height, tuple(notices), chosen_candidate.estimate)
 
-    def next_down(self, spec: ModelSpec, width: int, height: int, frames: int, current: PlanDecision
-                  ) -> PlanDecision | None:
-        """The plan after ``current`` in the ladder, for a retry after a real out-of-memory error (the
-        prediction was wrong, so the next plan is taken whether or not it is predicted to fit)."""
+    def next_down(self, spec: ModelSpec, width: int, height: int, frames: int, current: PlanDecision, *,
+                  phase: str | None = None) -> PlanDecision | None:
+        """The plan to retry the whole run with after a real out-of-memory error in ``phase`` ("generate" or
+        "decode"; None: the phase that sets the predicted peak). The prediction was wrong, so the retry is taken
+        whether or not it is predicted to fit, but it must need clearly less in the phase that failed
+        (``_frees_enough``): a plan that changes only what that phase does not use would fail the same way."""
+        phase = phase or ("decode" if current.estimate is not None and current.estimate.stage == "decode"
+                          else "generate")
+        following = self._after(spec, width, height, frames, current, phase)
+        if following is None:
+            return None
+        where = "while decoding the video" if phase == "decode" else "while generating"
+        notice = Finding(
+            "plan.oom_retry",
+            f"The GPU ran out of memory {where}; retrying once with a smaller plan: {', '.join(following.changes)}.",
+        )
+        return PlanDecision(following.plan, following.frames, following.width, following.height, (notice,),
+                            following.estimate)
+
+    def smaller_decode(self, spec: ModelSpec, width: int, height: int, frames: int, current: PlanDecision
+                       ) -> PlanDecision | None:
+        """After an out-of-memory error in the VAE decode: a plan with the same size and frames whose decode needs
+        clearly less (smaller chunks, tiles, the other models off the GPU), so the latents already denoised are
+        decoded again into the same video instead of denoising from the start. None when there is none."""
+        following = self._after(spec, width, height, frames, current, "decode", same_shape=True)
+        if following is None:
+            return None
+        decode_changes = [change for change in following.changes if "→" not in change]
+        notice = Finding(
+            "plan.oom_retry",
+            "The GPU ran out of memory while decoding the video; the finished latents were decoded again with "
+            f"less memory ({', '.join(decode_changes)}): the same video, without denoising again.",
+        )
+        return PlanDecision(following.plan, following.frames, following.width, following.height, (notice,),
+                            following.estimate)
+
+    def _after(self, spec: ModelSpec, width: int, height: int, frames: int, current: PlanDecision, phase: str,
+               *, same_shape: bool = False) -> Candidate | None:
         gpu = next((g for g in self.gpu_info.devices() if g.torch_device == current.plan.device), None)
         ladder = list(self.candidates(spec, width, height, frames, gpu, current.plan.dtype))
         keys = [(c.width, c.height, c.frames, c.plan) for c in ladder]
@@ -99,15 +151,10 @@ class MemoryPlanner:
             index = keys.index((current.width, current.height, current.frames, current.plan))
         except ValueError:
             return None
-        if index + 1 >= len(ladder):
-            return None
-        following = ladder[index + 1]
-        notice = Finding(
-            "plan.oom_retry",
-            f"The GPU ran out of memory; retrying once with a smaller plan: {', '.join(following.changes)}.",
-        )
-        return PlanDecision(following.plan, following.frames, following.width, following.height, (notice,),
-                            following.estimate)
+        shape = (current.width, current.height, current.frames)
+        return next((candidate for candidate in ladder[index + 1:]
+                     if (not same_shape or (candidate.width, candidate.height, candidate.frames) == shape)
+                     and _frees_enough(ladder[index].estimate, candidate.estimate, phase)), None)
 
     # -- the ladder ---------------------------------------------------------------------------------------
     def candidates(self, spec: ModelSpec, width: int, height: int, frames: int, gpu: GpuDevice | None,
@@ -122,8 +169,9 @@ class MemoryPlanner:
                 yield Candidate(w, h, f, plan, estimate, shape_changes + plan_changes)
 
     def _shapes(self, spec: ModelSpec, width: int, height: int, frames: int):
-        fewer = ([int(frames * fraction) for fraction in FEWER_FRAMES_FRACTIONS] if _is_transformer(spec)
-                 else FEWER_FRAMES)
+        # A diffusion transformer's memory grows with frames in the denoising stage only, a little per frame: every
+        # valid count below the request is a rung, so the plan keeps as many frames as fit.
+        fewer = range(frames - 1, spec.min_frames - 1, -1) if _is_transformer(spec) else FEWER_FRAMES
         frame_counts = [frames] + [spec.frame_rule.nearest(max(n, spec.min_frames), spec.min_frames, spec.max_frames)
                                    for n in fewer if n < frames]
         frame_counts = list(dict.fromkeys(n for n in frame_counts if n <= frames))

@@ -69,6 +69,7 @@ class JobRun:
         self.candidate = 0
         self.keep_frames = keep_frames
         self.backend_speedups: dict = {}  # what the denoiser ran with (settings, applied, step-cache counts)
+        self._phase = "generate"  # "generate" or "decode": where an out-of-memory error happened
 
     def execute(self) -> GenerationResult:
         job = self.job
@@ -172,19 +173,57 @@ class JobRun:
         smaller = None
         if decision is not None:
             smaller = self.engine.planner.next_down(job.spec, job.params.width, job.params.height,
-                                                    job.params.frames, decision)
+                                                    job.params.frames, decision, phase=self._phase)
         if smaller is None:
             raise GpuOutOfMemoryError(
-                f"The GPU ran out of memory ({error}) and there is no smaller plan to retry with. Lower the "
-                "resolution or frames, or close other programs using the GPU; the app keeps running."
+                f"The GPU ran out of memory ({error}) and there is no plan that needs clearly less memory to retry "
+                "with. Lower the resolution or frames, or close other programs using the GPU; the app keeps running."
             )
-        log.warning("out of memory (%s); retrying once with %s", error, smaller.plan.to_dict())
+        log.warning("out of memory while %s (%s); retrying once with %s", self._phase, error,
+                    smaller.plan.to_dict())
         self.job = job.with_decision(smaller)
         self.notices.extend(smaller.notices)
         backend.load(self.job.plan)
         params = self.job.params
         return replace(inputs, image=self.job.image, width=params.width, height=params.height,
                        frames=params.frames)
+
+    def _decode_or_smaller(self, backend: ModelBackend, latents, plan: ExecutionPlan, timings: dict,
+                           dtype: str | None = None):
+        """Decode; when the decode runs out of memory and a plan of the same shape decodes with clearly less, free
+        memory and decode the same latents again with it: the video is the same and the denoising is not redone.
+        That retry is the run's one retry: failing again ends the run."""
+        job = self.job
+        smaller = None
+        try:
+            return self._decode(backend, latents, plan, timings, dtype=dtype)
+        except Exception as exc:  # noqa: BLE001 - only out-of-memory errors are handled; the rest re-raised
+            if not is_out_of_memory(exc) or job.decision is None:
+                raise
+            smaller = self.engine.planner.smaller_decode(job.spec, job.params.width, job.params.height,
+                                                         job.params.frames, job.decision)
+            if smaller is None:
+                raise  # the whole run is retried on a smaller shape (_frames_with_oom_retry)
+            error = str(exc).splitlines()[0] or type(exc).__name__
+        free_cached_memory()
+        log.warning("out of memory while decoding (%s); decoding the same latents again with %s", error,
+                    smaller.plan.to_dict())
+        self.job = job.with_decision(smaller)
+        self.notices.extend(smaller.notices)
+        retry_plan = self.job.plan.with_dtype(plan.dtype)  # a NaN retry may be decoding in a safer dtype
+        backend.load(retry_plan)
+        try:
+            return self._decode(backend, latents, retry_plan, timings, dtype=dtype)
+        except Exception as exc:  # noqa: BLE001 - only out-of-memory errors are turned into the clear message
+            if not is_out_of_memory(exc):
+                raise
+            second = str(exc).splitlines()[0] or type(exc).__name__
+        free_cached_memory()
+        raise GpuOutOfMemoryError(
+            f"The GPU ran out of memory while decoding the video ({error}), and again decoding with less memory "
+            f"({second}). Lower the resolution or frames, or close other programs using the GPU; the app keeps "
+            "running."
+        )
 
     def _frames_with_nan_retry(self, backend: ModelBackend, inputs: DenoiseInputs, timings: dict):
         """Run in the plan's dtype; on NaN/Inf retry once in a safer one: the whole run when the latents went bad,
@@ -198,7 +237,7 @@ class JobRun:
             backend.set_dtype(retry)
             try:
                 latents = self._denoise(backend, inputs, timings)
-                frames = self._decode(backend, latents, plan.with_dtype(retry), timings)
+                frames = self._decode_or_smaller(backend, latents, plan.with_dtype(retry), timings)
             except NonFiniteOutputError as second:
                 raise NonFiniteOutputError(
                     f"NaN/Inf in {plan.dtype} and again after retrying in {retry} ({second}); no video was written. "
@@ -210,12 +249,12 @@ class JobRun:
                          f"the run produced NaN/Inf in {plan.dtype} ({bad_run}); it was run again in {retry}.")
             return retry, frames
         try:
-            return plan.dtype, self._decode(backend, latents, plan, timings)
+            return plan.dtype, self._decode_or_smaller(backend, latents, plan, timings)
         except NonFiniteOutputError as bad_decode:
             retry = self._safer_dtype(bad_decode)
             log.warning("non-finite frames from the VAE in %s; decoding again in %s", plan.dtype, retry)
             try:
-                frames = self._decode(backend, latents, plan, timings, dtype=retry)
+                frames = self._decode_or_smaller(backend, latents, plan, timings, dtype=retry)
             except NonFiniteOutputError as second:
                 raise NonFiniteOutputError(
                     f"The VAE produced NaN/Inf in {plan.dtype} and again in {retry}; no video was written."
@@ -240,6 +279,7 @@ class JobRun:
         self.notices.append(Finding(code, f"Candidate {self.candidate}: {text}"))
 
     def _denoise(self, backend: ModelBackend, inputs: DenoiseInputs, timings: dict):
+        self._phase = "generate"
         def on_step(done: int, total: int, latents) -> None:
             self.cancel.raise_if_cancelled()
             # Stop at the first bad step rather than denoising garbage for the remaining ones.
@@ -254,6 +294,7 @@ class JobRun:
 
     def _decode(self, backend: ModelBackend, latents, plan: ExecutionPlan, timings: dict, dtype: str | None = None):
         self.cancel.raise_if_cancelled()
+        self._phase = "decode"
         self._progress("decode", 0, 1)
         t0 = time.perf_counter()
         frames = video_to_uint8(backend.decode(latents, plan, dtype=dtype))

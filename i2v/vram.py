@@ -76,6 +76,17 @@ class VramEstimate:
         """Bytes of weights on the GPU in each stage."""
         return {"denoise": self.weights_denoise_bytes, "decode": self.weights_decode_bytes}
 
+    def activations_by_stage(self) -> dict[str, int]:
+        return {"denoise": self.unet_activation_bytes, "decode": self.decode_activation_bytes}
+
+    def phase_bytes(self, phase: str) -> int:
+        """Weights + activations of the stage of ``phase`` that needs the most: "decode" is the VAE decode,
+        "generate" every stage before it (the denoising call, with its encoders). A run fails in one of the two
+        phases, and a retry helps only if it needs less in that one."""
+        weights, activations = self.weights_by_stage(), self.activations_by_stage()
+        return max(weights[stage] + activations[stage] for stage in weights
+                   if (stage == "decode") == (phase == "decode"))
+
     def to_dict(self) -> dict:
         return {**asdict(self), "peak_gib": round(self.peak_gib, 2)}
 

@@ -112,6 +112,10 @@ class TransformerVramEstimate(VramEstimate):
         return {"text": self.weights_text_bytes, "encode": self.weights_encode_bytes,
                 "denoise": self.weights_denoise_bytes, "decode": self.weights_decode_bytes}
 
+    def activations_by_stage(self) -> dict[str, int]:
+        return {"text": self.text_activation_bytes, "encode": self.encode_activation_bytes,
+                "denoise": self.unet_activation_bytes, "decode": self.decode_activation_bytes}
+
 
 def predict_transformer_peak(
     profile: TransformerMemoryProfile,

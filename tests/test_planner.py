@@ -123,18 +123,23 @@ def test_several_gpus_job_goes_to_the_one_with_the_best_plan_and_skips_busy_ones
     assert decision.plan.device == "cuda:0" and decision.notices
 
 
-def test_next_down_walks_the_ladder_until_the_end():
-    gpu_info = FakeGpuInfo.single(total_gib=80)
-    planner = MemoryPlanner(gpu_info)
+def test_each_oom_retry_needs_clearly_less_in_the_phase_that_failed():
+    planner = MemoryPlanner(FakeGpuInfo.single(total_gib=80))
     decision = planner.plan(SPEC, 512, 512, 16, device=None, dtype="auto")
-    seen = [decision.plan]
-    while (smaller := planner.next_down(SPEC, 512, 512, 16, decision)) is not None:
-        assert smaller.estimate.peak_bytes <= decision.estimate.peak_bytes or smaller.frames < decision.frames \
-            or smaller.width < decision.width
-        assert smaller.notices[0].code == "plan.oom_retry"
-        decision = smaller
-        seen.append(decision.plan)
-    assert len(seen) > 5 and seen[-1].cpu_offload == "model"
+    # The denoiser ran out of memory: smaller decode chunks change nothing there, so the first retry keeps the
+    # 16 frames and takes the encoders off the GPU; only then fewer frames.
+    seen = [decision]
+    while (smaller := planner.next_down(SPEC, 512, 512, 16, seen[-1], phase="generate")) is not None:
+        freed = seen[-1].estimate.phase_bytes("generate") - smaller.estimate.phase_bytes("generate")
+        assert freed >= min(GIB, 0.1 * seen[-1].estimate.phase_bytes("generate"))
+        assert "while generating" in smaller.notices[0].message
+        seen.append(smaller)
+    assert [(d.frames, d.plan.cpu_offload) for d in seen] == [(16, "none"), (16, "model"), (12, "model"),
+                                                               (8, "model")]
+    # The VAE decode ran out of memory: the retry keeps the frames and decodes with less.
+    after_decode = planner.next_down(SPEC, 512, 512, 16, decision, phase="decode")
+    assert after_decode.frames == 16 and after_decode.plan.decode_chunk_size < decision.plan.decode_chunk_size
+    assert planner.smaller_decode(SPEC, 512, 512, 16, decision).plan == after_decode.plan
 
 
 def test_cpu_plan_is_trivial_and_says_so():
