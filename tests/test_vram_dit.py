@@ -151,6 +151,9 @@ def test_fewer_frames_respect_the_frame_rule_and_no_frame_chunks_are_offered(mod
     ladder = list(planner.candidates(spec, width, height, frames, gpu, "bfloat16"))
     assert not [c for c in ladder if any("frame(s) at a time" in change for change in c.changes)]
     assert all((c.frames - 1) % rule == 0 for c in ladder)
+    # Every valid count is a rung, so the plan keeps the most frames that fit, not a fraction of the request.
+    assert sorted({c.frames for c in ladder}) == list(range(spec.min_frames, frames + 1, rule))
+    assert not [c for c in ladder if c.frames > decision.frames and planner.fits(c.estimate, gpu)]
 
 
 def test_the_oom_retry_walks_the_transformer_ladder():
