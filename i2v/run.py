@@ -164,7 +164,7 @@ class JobRun:
         except Exception as exc:  # noqa: BLE001 - only out-of-memory errors are handled; the rest re-raised
             if not is_out_of_memory(exc):
                 raise
-            return str(exc).splitlines()[0] or type(exc).__name__
+            return first_line(exc)
 
     def _smaller_plan_after_oom(self, backend: ModelBackend, inputs: DenoiseInputs, error: str) -> DenoiseInputs:
         free_cached_memory()
@@ -204,7 +204,7 @@ class JobRun:
                                                          job.params.frames, job.decision)
             if smaller is None:
                 raise  # the whole run is retried on a smaller shape (_frames_with_oom_retry)
-            error = str(exc).splitlines()[0] or type(exc).__name__
+            error = first_line(exc)
         free_cached_memory()
         log.warning("out of memory while decoding (%s); decoding the same latents again with %s", error,
                     smaller.plan.to_dict())
@@ -217,7 +217,7 @@ class JobRun:
         except Exception as exc:  # noqa: BLE001 - only out-of-memory errors are turned into the clear message
             if not is_out_of_memory(exc):
                 raise
-            second = str(exc).splitlines()[0] or type(exc).__name__
+            second = first_line(exc)
         free_cached_memory()
         raise GpuOutOfMemoryError(
             f"The GPU ran out of memory while decoding the video ({error}), and again decoding with less memory "
@@ -396,6 +396,11 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and any(
         marker in text for marker in ("CUDA out of memory", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED")
     )
+
+
+def first_line(exc: BaseException) -> str:
+    """What an error says, in one line (torch's OOM message goes on with allocator advice)."""
+    return (str(exc).splitlines() or [""])[0] or type(exc).__name__
 
 
 def free_cached_memory() -> None:
