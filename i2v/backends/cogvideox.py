@@ -18,7 +18,7 @@ from ..spec import FrameRule, ModelSpec
 from ..vram_dit import TransformerMemoryProfile
 from .base import DenoiseInputs, StepCallback
 from .folder_loader import load_components
-from .pipeline_backend import PipelineBackend, step_end_reporter
+from .pipeline_backend import PipelineBackend, latent_run_arguments
 
 log = logging.getLogger(__name__)
 
@@ -150,15 +150,7 @@ class CogVideoXBackend(PipelineBackend):
             image=inputs.image,
             prompt=inputs.prompt,
             negative_prompt=inputs.negative_prompt or None,
-            height=inputs.height,
-            width=inputs.width,
-            num_frames=inputs.frames,
-            num_inference_steps=inputs.steps,
-            guidance_scale=inputs.guidance,
-            generator=generator,
-            output_type="latent",
-            callback_on_step_end=step_end_reporter(on_step, inputs.steps),
-            callback_on_step_end_tensor_inputs=["latents"],
+            **latent_run_arguments(inputs, generator, on_step),
             # The transformer's text positions: 226 for the real model; a longer sequence does not fit.
             max_sequence_length=pipe.transformer.config.max_text_seq_length,
         )

@@ -21,7 +21,7 @@ from ..vram_dit import TransformerMemoryProfile
 from .base import DenoiseInputs, StepCallback
 from .cogvideox import pipeline_class_in
 from .folder_loader import load_components
-from .pipeline_backend import PipelineBackend, step_end_reporter
+from .pipeline_backend import PipelineBackend, latent_run_arguments
 
 log = logging.getLogger(__name__)
 
@@ -178,17 +178,9 @@ class EasyAnimateBackend(PipelineBackend):
             prompt=inputs.prompt,
             # With guidance the pipeline encodes the negative prompt unconditionally and fails on None.
             negative_prompt=inputs.negative_prompt or "",
-            num_frames=inputs.frames,
             video=video,
             mask_video=mask,
-            height=inputs.height,
-            width=inputs.width,
-            num_inference_steps=inputs.steps,
-            guidance_scale=inputs.guidance,
-            generator=generator,
-            output_type="latent",
-            callback_on_step_end=step_end_reporter(on_step, inputs.steps),
-            callback_on_step_end_tensor_inputs=["latents"],
+            **latent_run_arguments(inputs, generator, on_step),
         )
         return output.frames  # latents, (batch, channels, latent frames, height/8, width/8)
 

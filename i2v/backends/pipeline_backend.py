@@ -181,6 +181,22 @@ class PipelineBackend(ModelBackend):
         log.info("unloaded %s", self.model_id)
 
 
+def latent_run_arguments(inputs, generator, on_step) -> dict:
+    """The pipeline-call arguments every transformer backend shares: the request's shape, steps and guidance, the
+    seeded generator, latents out (the engine decodes them itself) and each finished step reported to ``on_step``."""
+    return dict(
+        height=inputs.height,
+        width=inputs.width,
+        num_frames=inputs.frames,
+        num_inference_steps=inputs.steps,
+        guidance_scale=inputs.guidance,
+        generator=generator,
+        output_type="latent",
+        callback_on_step_end=step_end_reporter(on_step, inputs.steps),
+        callback_on_step_end_tensor_inputs=["latents"],
+    )
+
+
 def step_end_reporter(on_step, steps: int):
     """diffusers' ``callback_on_step_end`` that reports each finished step (and its latents) to ``on_step``.
     Raising there (cancel, NaN) leaves the pipeline at once, which is what the engine wants."""

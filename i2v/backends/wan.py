@@ -29,7 +29,7 @@ from ..plan import ExecutionPlan
 from ..spec import FrameRule, ModelSpec
 from ..vram_dit import TransformerMemoryProfile
 from .base import DenoiseInputs, LoadReport, StepCallback
-from .pipeline_backend import PipelineBackend, step_end_reporter, torch_dtype
+from .pipeline_backend import PipelineBackend, latent_run_arguments, torch_dtype
 from .wan_loading import FLOW_SHIFT_KEYS, VAE_DTYPE, download_or_cached, load_wan_from_folder
 
 log = logging.getLogger(__name__)
@@ -182,15 +182,7 @@ class WanBackend(PipelineBackend):
                 image=inputs.image,
                 prompt=inputs.prompt,
                 negative_prompt=inputs.negative_prompt or None,
-                height=inputs.height,
-                width=inputs.width,
-                num_frames=inputs.frames,
-                num_inference_steps=inputs.steps,
-                guidance_scale=inputs.guidance,
-                generator=generator,
-                output_type="latent",
-                callback_on_step_end=step_end_reporter(on_step, inputs.steps),
-                callback_on_step_end_tensor_inputs=["latents"],
+                **latent_run_arguments(inputs, generator, on_step),
                 max_sequence_length=TEXT_TOKENS,
             )
         return output.frames  # latents, (batch, channels, latent frames, height/8, width/8), float32
