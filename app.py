@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("stopped after %g idle minutes (uptime %.0f s)", settings.idle_stop_minutes,
                     app.uptime_seconds())
         if settings.idle_command:
-            from i2v.idle import run_idle_command
+            from i2v.service.idle import run_idle_command
 
             run_idle_command(settings.idle_command)
     else:

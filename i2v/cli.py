@@ -11,10 +11,10 @@ import logging
 import sys
 from pathlib import Path
 
-from . import jobs_cli
-from .errors import BadInputError, I2VError, JobCancelled
-from .logs import configure_logging
-from .request import DTYPE_CHOICES, GenerationRequest, default_model
+from i2v.service import jobs_cli
+from i2v.errors import BadInputError, I2VError, JobCancelled
+from i2v.logs import configure_logging
+from i2v.engine.request import DTYPE_CHOICES, GenerationRequest, default_model
 
 log = logging.getLogger("i2v.cli")
 
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "requeue":
             return jobs_cli.requeue(args)
         if args.command == "gpu-status":
-            from .monitor import GpuMonitor
+            from i2v.gpu.monitor import GpuMonitor
 
             print(json.dumps(GpuMonitor().snapshot().to_dict(), indent=2))
             return EXIT_OK
@@ -158,9 +158,9 @@ def _one_line(exc: BaseException) -> str:
 
 def _download(args) -> int:
     """Fetch once with progress bars; the app then loads from the cache, also with HF_HUB_OFFLINE=1."""
-    from .backends import BUILT_IN_MODELS, backend_class_for
-    from .errors import ModelNotAvailableError
-    from .request import DEFAULT_MODEL
+    from i2v.backends import BUILT_IN_MODELS, backend_class_for
+    from i2v.errors import ModelNotAvailableError
+    from i2v.engine.request import DEFAULT_MODEL
 
     model = args.model or DEFAULT_MODEL
     if model in BUILT_IN_MODELS or Path(model).expanduser().is_dir():
@@ -177,8 +177,8 @@ def _download(args) -> int:
 
 
 def _presets(model: str) -> int:
-    from .backends import spec_for
-    from .presets import default_presets
+    from i2v.backends import spec_for
+    from i2v.engine.presets import default_presets
 
     spec = spec_for(model)
     print(f"Presets for {model} ({spec.family}):")
@@ -188,14 +188,14 @@ def _presets(model: str) -> int:
 
 
 def _plan(args) -> int:
-    from .backends import spec_for
-    from .hardware import FakeGpuInfo
-    from .monitor import GpuMonitor
-    from . import step_times
-    from .paths import cache_dir
-    from .planner import MemoryPlanner, decode_description
-    from .presets import DEFAULT_PRESET, get_preset
-    from .resolve import shape_for
+    from i2v.backends import spec_for
+    from i2v.gpu.hardware import FakeGpuInfo
+    from i2v.gpu.monitor import GpuMonitor
+    from i2v.engine import step_times
+    from i2v.paths import cache_dir
+    from i2v.memory.planner import MemoryPlanner, decode_description
+    from i2v.engine.presets import DEFAULT_PRESET, get_preset
+    from i2v.engine.resolve import shape_for
 
     model = args.model or default_model()
     spec = spec_for(model)
@@ -249,8 +249,8 @@ def _plan(args) -> int:
 
 def _check_bench_model(model: str) -> None:
     """The baseline is I2VGenXLPipeline called as its documentation shows: other families have no baseline yet."""
-    from .backends import backend_class_for
-    from .backends.i2vgen_xl import I2VGenXLBackend
+    from i2v.backends import backend_class_for
+    from i2v.backends.i2vgen_xl.backend import I2VGenXLBackend
 
     backend = backend_class_for(model)
     if not issubclass(backend, I2VGenXLBackend):
@@ -277,10 +277,10 @@ def _bench(args) -> int:
     import shlex
     import tempfile
 
-    from .bench import run_bench, write_outputs
-    from .bench_latency import run_latency_bench
-    from .presets import default_presets
-    from .record import library_versions
+    from i2v.bench.runner import run_bench, write_outputs
+    from i2v.bench.latency import run_latency_bench
+    from i2v.engine.presets import default_presets
+    from i2v.engine.record import library_versions
 
     presets = [p.strip() for p in args.presets.split(",") if p.strip()]
     if not 1 <= args.repeats <= 20:
@@ -316,7 +316,7 @@ def _bench(args) -> int:
 def _info(args) -> int:
     import subprocess
 
-    from .video import read_mp4_comment
+    from i2v.engine.video import read_mp4_comment
 
     if not args.video.is_file():
         raise BadInputError(f"{args.video} does not exist.")
@@ -333,7 +333,7 @@ def _info(args) -> int:
 
 
 def _lint(args) -> int:
-    from .prompt_lint import lint_prompt
+    from i2v.guidance.prompt_lint import lint_prompt
 
     findings = lint_prompt(args.prompt, args.negative_prompt)
     for finding in findings:
@@ -361,8 +361,8 @@ def _requests(args) -> list[GenerationRequest]:
 
 
 def _generate(args) -> int:
-    from .engine import Engine
-    from .progress import ProgressEvent
+    from i2v.engine.engine import Engine
+    from i2v.engine.progress import ProgressEvent
 
     engine = Engine(output_dir=args.output_dir)
     requests = _requests(args)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .paths import logs_dir, outputs_dir
+from i2v.paths import logs_dir, outputs_dir
 
 
 @dataclass(frozen=True)
@@ -207,7 +207,7 @@ class AppSettings:
     attention: str
 
     def speedups(self):
-        from .speedups import Speedups
+        from i2v.speedups.speedups import Speedups
 
         return Speedups(step_cache_interval=self.step_cache, channels_last=self.channels_last, compile=self.compile,
                         attention=self.attention)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .errors import BadInputError
-from .findings import Finding
-from .vram import MemoryProfile
-from .vram_dit import TransformerMemoryProfile
+from i2v.errors import BadInputError
+from i2v.findings import Finding
+from i2v.memory.unet import MemoryProfile
+from i2v.memory.transformer import TransformerMemoryProfile
 
 
 @dataclass(frozen=True)

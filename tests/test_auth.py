@@ -11,7 +11,7 @@ import pytest
 from gradio_client import Client, handle_file
 
 from i2v.settings import Credentials, load_settings
-from i2v.video import probe_mp4
+from i2v.engine.video import probe_mp4
 from i2v.web.auth import BasicAuthMiddleware, basic_auth_header
 from i2v.web.server import ServerThread, create_app
 

@@ -12,8 +12,8 @@ import os
 
 import pytest
 
-from i2v import bench_latency
-from i2v.bench_latency import SECTION_TITLE, LatencyResult, run_latency_bench, splice_section
+from i2v.bench import latency as bench_latency
+from i2v.bench.latency import SECTION_TITLE, LatencyResult, run_latency_bench, splice_section
 from i2v.cli import main
 
 EXISTING_TABLE = "| fast-check | 128×128 × 8 × 30 |"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from i2v.cli import main
-from i2v.video import probe_mp4
+from i2v.engine.video import probe_mp4
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_ARGS = ["--model", "tiny", "--width", "64", "--height", "64", "--frames", "8", "--steps", "2", "--fps", "12"]

@@ -9,24 +9,25 @@ from pathlib import Path
 import pytest
 import torch
 
-from i2v.backends import backend_for, spec_for
-from i2v.backends.cogvideox import COGVIDEOX_SPEC, CogVideoXBackend
-from i2v.backends.cogvideox_tiny import (
+from i2v.backends import backend_for
+from i2v.backends import spec_for
+from i2v.backends.cogvideox.backend import COGVIDEOX_SPEC, CogVideoXBackend
+from i2v.backends.cogvideox.tiny import (
     TINY_COGVIDEOX_NAME,
     TINY_COGVIDEOX_SPEC,
     TinyCogVideoXBackend,
     build_tiny_pipeline,
     tiny_cogvideox_folder,
 )
-from i2v.backends.i2vgen_xl import I2VGenXLBackend
+from i2v.backends.i2vgen_xl.backend import I2VGenXLBackend
 from i2v.cli import main
-from i2v.engine import Engine
+from i2v.engine.engine import Engine
 from i2v.errors import ModelLoadError, ModelNotAvailableError, NonFiniteOutputError
-from i2v.hardware import FakeGpuInfo
-from i2v.plan import ExecutionPlan
-from i2v.presets import load_presets
-from i2v.request import GenerationRequest
-from i2v.video import probe_mp4
+from i2v.gpu.hardware import FakeGpuInfo
+from i2v.memory.plan import ExecutionPlan
+from i2v.engine.presets import load_presets
+from i2v.engine.request import GenerationRequest
+from i2v.engine.video import probe_mp4
 from test_numeric_safety import nan_output
 
 CPU_FP32 = ExecutionPlan(device="cpu", dtype="float32", decode_chunk_size=8)

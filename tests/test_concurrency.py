@@ -21,12 +21,12 @@ import httpx
 import pytest
 from gradio_client import Client, handle_file
 
-import i2v.engine as engine_module
-from i2v.backends.i2vgen_xl import I2VGenXLBackend
-from i2v.engine import Engine
-from i2v.request import GenerationRequest
-from i2v.run import JobRun
-from i2v.video import probe_mp4
+import i2v.engine.engine as engine_module
+from i2v.backends.i2vgen_xl.backend import I2VGenXLBackend
+from i2v.engine.engine import Engine
+from i2v.engine.request import GenerationRequest
+from i2v.engine.run import JobRun
+from i2v.engine.video import probe_mp4
 
 from conftest import photo_like
 from web_support import running_app

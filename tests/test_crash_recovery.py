@@ -24,11 +24,11 @@ import httpx
 import pytest
 from gradio_client import Client, handle_file
 
-from i2v.engine import Engine
-from i2v.jobs import JobManager
-from i2v.jobstore import FILE_NAME as JOBS_DB
-from i2v.jobstore import JobRecord, JobStore
-from i2v.video import probe_mp4
+from i2v.engine.engine import Engine
+from i2v.service.jobs import JobManager
+from i2v.service.jobstore import FILE_NAME as JOBS_DB
+from i2v.service.jobstore import JobRecord, JobStore
+from i2v.engine.video import probe_mp4
 from i2v.web import render
 
 from conftest import photo_like

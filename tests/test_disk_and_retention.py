@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from i2v import disk
-from i2v.engine import Engine
+from i2v.engine import disk
+from i2v.engine.engine import Engine
 from i2v.errors import NotEnoughDiskSpaceError
-from i2v.hardware import FakeGpuInfo
-from i2v.jobs import JobManager
-from i2v.jobstore import JobRecord, JobStore
-from i2v.request import GenerationRequest
-from i2v.retention import prune_outputs
+from i2v.gpu.hardware import FakeGpuInfo
+from i2v.service.jobs import JobManager
+from i2v.service.jobstore import JobRecord, JobStore
+from i2v.engine.request import GenerationRequest
+from i2v.service.retention import prune_outputs
 
 Usage = namedtuple("Usage", "total used free")
 DAY = 86400
@@ -115,7 +115,7 @@ def test_retention_deletes_only_old_finished_outputs_and_logs_each(tmp_path, cap
     os.utime(outside, (now - 99 * DAY,) * 2)
     (outputs / "20260901" / "link.mp4").symlink_to(outside)
 
-    with caplog.at_level(logging.INFO, logger="i2v.retention"):
+    with caplog.at_level(logging.INFO, logger="i2v.service.retention"):
         report = prune_outputs(outputs, store, 30, now=now)
 
     assert report.jobs == ["old"]

@@ -30,9 +30,9 @@ def test_every_generate_flag_is_documented():
 
 
 def test_vram_doc_table_matches_the_planner():
-    from i2v.backends.i2vgen_xl import I2VGEN_XL_SPEC
-    from i2v.planner import decision_table
-    from i2v.presets import default_presets
+    from i2v.backends.i2vgen_xl.backend import I2VGEN_XL_SPEC
+    from i2v.memory.planner import decision_table
+    from i2v.engine.presets import default_presets
 
     doc = (REPO / "docs" / "VRAM.md").read_text(encoding="utf-8")
     assert decision_table(I2VGEN_XL_SPEC, default_presets(), (8, 12, 16, 24, 48, 80)) in doc

@@ -13,9 +13,10 @@ import pytest
 import torch
 
 from conftest import photo_like
-from i2v.backends import backend_for, spec_for
+from i2v.backends import backend_for
+from i2v.backends import spec_for
 from i2v.backends.base import DenoiseInputs
-from i2v.backends.easyanimate import (
+from i2v.backends.easyanimate.backend import (
     EASYANIMATE_SPEC,
     HUB_ALLOW_PATTERNS,
     TRANSFORMER_CONFIG,
@@ -24,22 +25,22 @@ from i2v.backends.easyanimate import (
     inpaint_in_channels,
     parameter_counts,
 )
-from i2v.backends.easyanimate_tiny import (
+from i2v.backends.easyanimate.tiny import (
     TINY_EASYANIMATE_NAME,
     TINY_EASYANIMATE_SPEC,
     TinyEasyAnimateBackend,
     build_tiny_pipeline,
     tiny_easyanimate_folder,
 )
-from i2v.backends.i2vgen_xl import I2VGenXLBackend
+from i2v.backends.i2vgen_xl.backend import I2VGenXLBackend
 from i2v.cli import main
-from i2v.engine import Engine
+from i2v.engine.engine import Engine
 from i2v.errors import ModelLoadError, ModelNotAvailableError, NonFiniteOutputError
-from i2v.hardware import FakeGpuInfo
-from i2v.plan import ExecutionPlan
-from i2v.presets import load_presets
-from i2v.request import GenerationRequest
-from i2v.video import probe_mp4
+from i2v.gpu.hardware import FakeGpuInfo
+from i2v.memory.plan import ExecutionPlan
+from i2v.engine.presets import load_presets
+from i2v.engine.request import GenerationRequest
+from i2v.engine.video import probe_mp4
 from test_numeric_safety import nan_output
 
 HUB_ID = "alibaba-pai/EasyAnimateV5.1-7b-zh-InP-diffusers"

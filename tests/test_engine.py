@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from i2v.engine import Engine
+from i2v.engine.engine import Engine
 from i2v.errors import BadInputError, JobCancelled
-from i2v.hardware import FakeGpuInfo
-from i2v.progress import CancelToken
-from i2v.request import GenerationRequest
-from i2v.video import probe_mp4, read_mp4_comment
+from i2v.gpu.hardware import FakeGpuInfo
+from i2v.engine.progress import CancelToken
+from i2v.engine.request import GenerationRequest
+from i2v.engine.video import probe_mp4, read_mp4_comment
 
 SMALL = dict(model="tiny", width=64, height=64, frames=8, steps=3, fps=8)
 

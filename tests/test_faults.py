@@ -28,16 +28,16 @@ import pytest
 import torch
 from gradio_client import Client, handle_file
 
-from i2v.engine import Engine
+from i2v.engine.engine import Engine
 from i2v.errors import OutputWriteError
-from i2v.hardware import FakeGpuInfo
-from i2v.keywords import load_keyword_library
-from i2v.monitor import FakeGpuMonitor, GpuMonitor
+from i2v.gpu.hardware import FakeGpuInfo
+from i2v.guidance.keywords import load_keyword_library
+from i2v.gpu.monitor import FakeGpuMonitor, GpuMonitor
 from i2v.paths import cache_dir
-from i2v.presets import load_presets
-from i2v.request import GenerationRequest
+from i2v.engine.presets import load_presets
+from i2v.engine.request import GenerationRequest
 from i2v.settings import load_settings
-from i2v.video import probe_mp4, write_mp4
+from i2v.engine.video import probe_mp4, write_mp4
 from i2v.web import render
 from i2v.web.server import ServerThread, create_app
 from i2v.web.ui import Studio

@@ -13,7 +13,7 @@ pytestmark = [
 
 
 def test_real_gpu_info_reports_memory_and_bf16():
-    from i2v.hardware import TorchCudaInfo
+    from i2v.gpu.hardware import TorchCudaInfo
 
     gpus = TorchCudaInfo().devices()
     assert gpus and gpus[0].total_bytes > gpus[0].free_bytes > 0
@@ -21,8 +21,8 @@ def test_real_gpu_info_reports_memory_and_bf16():
 
 
 def test_tiny_on_cuda_uses_preferred_precision_and_records_gpu_memory(photo_path, tmp_path):
-    from i2v.engine import Engine
-    from i2v.request import GenerationRequest
+    from i2v.engine.engine import Engine
+    from i2v.engine.request import GenerationRequest
 
     engine = Engine(output_dir=tmp_path)
     result = engine.generate(GenerationRequest(
@@ -43,8 +43,8 @@ def test_tiny_on_cuda_uses_preferred_precision_and_records_gpu_memory(photo_path
 
 def test_fp16_overflow_is_caught_and_retried_on_gpu(photo_path, tmp_path):
     """Real fp16 on the GPU with an overflowing UNet: the NaN guard and retry work with CUDA tensors."""
-    from i2v.engine import Engine
-    from i2v.request import GenerationRequest
+    from i2v.engine.engine import Engine
+    from i2v.engine.request import GenerationRequest
 
     engine = Engine(output_dir=tmp_path)
     request = GenerationRequest(image=photo_path, prompt="snow falling slowly", model="tiny", width=128,
@@ -69,8 +69,8 @@ def test_fp16_overflow_is_caught_and_retried_on_gpu(photo_path, tmp_path):
 
 def test_switching_models_frees_the_previous_one_on_gpu(photo_path, tmp_path):
     """One model resident at a time: after a job on another model only that model's weights are held."""
-    from i2v.engine import Engine
-    from i2v.request import GenerationRequest
+    from i2v.engine.engine import Engine
+    from i2v.engine.request import GenerationRequest
 
     def held() -> int:
         torch.cuda.synchronize()
@@ -98,8 +98,8 @@ def test_full_size_random_model_runs_within_its_predicted_peak(photo_path, tmp_p
     """The real I2VGen-XL architecture (random weights, built once into the cache: ~10 GB RAM, a minute or two)
     at the balanced preset: the measured torch peak stays under the planner's prediction, which adds allocator
     slack and the CUDA context that torch does not count."""
-    from i2v.engine import Engine
-    from i2v.request import GenerationRequest
+    from i2v.engine.engine import Engine
+    from i2v.engine.request import GenerationRequest
 
     engine = Engine(output_dir=tmp_path)
     request = GenerationRequest(image=photo_path, prompt="a sailboat drifting slowly to the left",
@@ -119,10 +119,10 @@ def test_model_offload_plan_runs_every_family_on_gpu(photo_path, tmp_path, model
     decode must send the latents where the VAE's offload hook will put the VAE, not where it waits."""
     import dataclasses
 
-    from i2v.engine import Engine
-    from i2v.hardware import TorchCudaInfo
-    from i2v.plan import BasicPlanner
-    from i2v.request import GenerationRequest
+    from i2v.engine.engine import Engine
+    from i2v.gpu.hardware import TorchCudaInfo
+    from i2v.memory.plan import BasicPlanner
+    from i2v.engine.request import GenerationRequest
 
     class OffloadPlanner(BasicPlanner):
         def plan(self, *args, **kwargs):

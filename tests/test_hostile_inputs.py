@@ -26,14 +26,14 @@ from PIL import Image
 import hostile_corpus as corpus
 from conftest import photo_like
 from i2v.cli import main as cli_main
-from i2v.engine import Engine
+from i2v.engine.engine import Engine
 from i2v.errors import BadInputError
 from i2v.findings import Finding
-from i2v.hardware import FakeGpuInfo
-from i2v.images import load_image
-from i2v.prompt_lint import lint_prompt
-from i2v.request import GenerationRequest, validate_request
-from i2v.video import probe_mp4
+from i2v.gpu.hardware import FakeGpuInfo
+from i2v.guidance.images import load_image
+from i2v.guidance.prompt_lint import lint_prompt
+from i2v.engine.request import GenerationRequest, validate_request
+from i2v.engine.video import probe_mp4
 from i2v.web.forms import FormValues, to_request, uploaded_image
 from test_images import _as_stored_for_orientation
 from web_support import running_app

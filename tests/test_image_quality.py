@@ -1,4 +1,4 @@
-"""Tests for i2v.image_quality: every picture is generated here; no image files are committed."""
+"""Tests for i2v.guidance.image_quality: every picture is generated here; no image files are committed."""
 from __future__ import annotations
 
 import io
@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from i2v.findings import Finding
-from i2v.image_quality import ImageScores, assess_image, score_image
+from i2v.guidance.image_quality import ImageScores, assess_image, score_image
 
 ALL_CODES = {
     "image.too_small",

@@ -1,4 +1,4 @@
-"""Tests for i2v.images: every input is generated here; no image files are committed."""
+"""Tests for i2v.guidance.images: every input is generated here; no image files are committed."""
 from __future__ import annotations
 
 import io
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw, ImageFile
 
 from i2v.errors import BadInputError
-from i2v.images import (
+from i2v.guidance.images import (
     ALLOWED_FORMATS,
     MAX_PIXELS,
     LoadedImage,

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from i2v.engine import Engine
+from i2v.engine.engine import Engine
 from i2v.errors import BadInputError
-from i2v.hardware import FakeGpuInfo
-from i2v.jobs import JobManager, QueueFullError, fingerprint, request_from_settings
-from i2v.jobstore import JobRecord, JobStore
-from i2v.request import GenerationRequest
+from i2v.gpu.hardware import FakeGpuInfo
+from i2v.service.jobs import JobManager, QueueFullError, fingerprint, request_from_settings
+from i2v.service.jobstore import JobRecord, JobStore
+from i2v.engine.request import GenerationRequest
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 
-from i2v.idle import IdleWatcher, run_idle_command
+from i2v.service.idle import IdleWatcher, run_idle_command
 from i2v.logs import configure_logging, job_context, new_run_log
 
 

@@ -9,8 +9,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from i2v.monitor import FakeGpuMonitor
-from i2v.request import GenerationRequest
+from i2v.gpu.monitor import FakeGpuMonitor
+from i2v.engine.request import GenerationRequest
 from i2v.web.metrics import Metrics
 
 from conftest import photo_like

@@ -12,8 +12,8 @@ from gradio_client import handle_file
 
 from i2v.backends import BUILT_IN_MODELS, TEST_MODELS
 from i2v.errors import BadInputError
-from i2v.model_catalog import KNOWN_HUB_MODELS, in_hub_cache, offered_models
-from i2v.video import probe_mp4
+from i2v.backends.catalog import KNOWN_HUB_MODELS, in_hub_cache, offered_models
+from i2v.engine.video import probe_mp4
 
 from conftest import photo_like
 from web_support import running_app

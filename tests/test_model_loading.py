@@ -10,14 +10,15 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from i2v.backends import backend_for, spec_for
-from i2v.backends.i2vgen_xl import I2VGenXLBackend
-from i2v.backends.tiny import build_tiny_pipeline, tiny_folder
-from i2v.engine import Engine
+from i2v.backends import backend_for
+from i2v.backends import spec_for
+from i2v.backends.i2vgen_xl.backend import I2VGenXLBackend
+from i2v.backends.i2vgen_xl.tiny import build_tiny_pipeline, tiny_folder
+from i2v.engine.engine import Engine
 from i2v.errors import BadInputError, ModelLoadError, ModelNotAvailableError
-from i2v.hardware import FakeGpuInfo
-from i2v.plan import ExecutionPlan
-from i2v.request import GenerationRequest
+from i2v.gpu.hardware import FakeGpuInfo
+from i2v.memory.plan import ExecutionPlan
+from i2v.engine.request import GenerationRequest
 
 CPU_FP32 = ExecutionPlan(device="cpu", dtype="float32", decode_chunk_size=8)
 

@@ -13,8 +13,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from i2v.hardware import GpuDevice
-from i2v.monitor import (
+from i2v.gpu.hardware import GpuDevice
+from i2v.gpu.monitor import (
     INIT_RETRY_SECONDS,
     FakeGpu,
     FakeGpuMonitor,
@@ -265,7 +265,7 @@ def test_unknown_compute_capability_is_none_and_devices_fall_back_to_no_bf16():
 def test_gpu_whose_memory_info_fails_is_skipped(caplog):
     nvml = FakeNvml([gpu(name="lost"), gpu(name="fine")],
                     fail={("nvmlDeviceGetMemoryInfo", 0): pynvml.NVMLError_GpuIsLost})
-    with caplog.at_level("WARNING", logger="i2v.monitor"):
+    with caplog.at_level("WARNING", logger="i2v.gpu.monitor"):
         snap = GpuMonitor(nvml=nvml).snapshot()
     assert [g.name for g in snap.gpus] == ["fine"] and snap.gpus[0].index == 1
     assert snap.gpu_present
@@ -291,7 +291,7 @@ def test_repeated_failures_are_logged_as_warning_once(caplog):
     clock = Clock()
     nvml = FakeNvml([gpu()], fail={("nvmlDeviceGetTemperature", 0): pynvml.NVMLError_NotSupported})
     monitor = GpuMonitor(clock=clock, nvml=nvml)
-    with caplog.at_level("WARNING", logger="i2v.monitor"):
+    with caplog.at_level("WARNING", logger="i2v.gpu.monitor"):
         for _ in range(5):
             clock.now += 1.0
             monitor.snapshot()
@@ -477,6 +477,6 @@ def test_process_memory_is_a_plain_value():
 
 
 def test_importing_the_monitor_loads_neither_torch_nor_nvml():
-    code = "import sys, i2v.monitor; assert 'torch' not in sys.modules; assert 'pynvml' not in sys.modules"
+    code = "import sys, i2v.gpu.monitor; assert 'torch' not in sys.modules; assert 'pynvml' not in sys.modules"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

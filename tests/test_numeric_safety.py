@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from i2v.engine import Engine
+from i2v.engine.engine import Engine
 from i2v.errors import NonFiniteOutputError
-from i2v.hardware import FakeGpuInfo
-from i2v.numerics import video_to_uint8
-from i2v.request import GenerationRequest
+from i2v.gpu.hardware import FakeGpuInfo
+from i2v.engine.numerics import video_to_uint8
+from i2v.engine.request import GenerationRequest
 
 
 def make_request(image: Path, **changes) -> GenerationRequest:

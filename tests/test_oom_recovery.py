@@ -8,10 +8,10 @@ import contextlib
 import pytest
 import torch
 
-from i2v.engine import Engine
+from i2v.engine.engine import Engine
 from i2v.errors import GpuOutOfMemoryError
-from i2v.hardware import FakeGpuInfo
-from i2v.request import GenerationRequest
+from i2v.gpu.hardware import FakeGpuInfo
+from i2v.engine.request import GenerationRequest
 
 
 def make_request(image, **changes) -> GenerationRequest:

@@ -7,11 +7,11 @@ import json
 import pytest
 
 from i2v.backends import spec_for
-from i2v.backends.i2vgen_xl import I2VGEN_XL_SPEC
-from i2v.hardware import FakeGpuInfo, GpuDevice
-from i2v.planner import InsufficientMemoryError, MemoryPlanner
-from i2v.presets import default_presets
-from i2v.vram import GIB, predict_peak
+from i2v.backends.i2vgen_xl.backend import I2VGEN_XL_SPEC
+from i2v.gpu.hardware import FakeGpuInfo, GpuDevice
+from i2v.memory.planner import InsufficientMemoryError, MemoryPlanner
+from i2v.engine.presets import default_presets
+from i2v.memory.unet import GIB, predict_peak
 
 CARDS_GIB = (8, 12, 16, 24, 48, 80)
 SPEC = I2VGEN_XL_SPEC
@@ -149,7 +149,7 @@ def test_cpu_plan_is_trivial_and_says_so():
 
 
 def test_parameter_counts_in_the_spec_match_the_real_architecture():
-    from i2v.backends.i2vgen_xl_config import parameter_counts
+    from i2v.backends.i2vgen_xl.config import parameter_counts
 
     counts = parameter_counts()
     memory = SPEC.memory

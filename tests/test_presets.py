@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from i2v.errors import BadInputError, DataFileError
-from i2v.hardware import FakeGpuInfo
+from i2v.gpu.hardware import FakeGpuInfo
 from i2v.paths import presets_dir
-from i2v.plan import BasicPlanner
+from i2v.memory.plan import BasicPlanner
 from i2v.backends import registered_specs
-from i2v.presets import get_preset, load_preset_file, load_presets
-from i2v.request import GenerationRequest
-from i2v.resolve import prepare
+from i2v.engine.presets import get_preset, load_preset_file, load_presets
+from i2v.engine.request import GenerationRequest
+from i2v.engine.resolve import prepare
 
 SHIPPED = presets_dir() / "tiers"
 

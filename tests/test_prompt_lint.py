@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from i2v.errors import DataFileError
-from i2v.prompt_lint import (
+from i2v.guidance.prompt_lint import (
     CLIP_MAX_TOKENS,
     KEYWORD_FILE_NAME,
     KeywordLibrary,
@@ -335,10 +335,10 @@ def test_missing_library_file_names_the_file(tmp_path):
 def test_the_length_limit_is_the_chosen_models_text_encoder(photo_path):
     """CLIP reads 77 tokens; CogVideoX's T5 226 and Wan's UMT5 512: a long prompt is only "too long" for CLIP."""
     from i2v.backends import spec_for
-    from i2v.hardware import FakeGpuInfo
-    from i2v.plan import BasicPlanner
-    from i2v.request import GenerationRequest
-    from i2v.resolve import prepare
+    from i2v.gpu.hardware import FakeGpuInfo
+    from i2v.memory.plan import BasicPlanner
+    from i2v.engine.request import GenerationRequest
+    from i2v.engine.resolve import prepare
 
     prompt = ("a sailboat drifting slowly to the left across a calm bay at golden hour, small waves rippling "
               "against the hull, gulls circling above the mast, ") * 3

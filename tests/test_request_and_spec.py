@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 
 from conftest import photo_like
-from i2v.backends.i2vgen_xl import I2VGEN_XL_SPEC
-from i2v.backends.tiny import TINY_SPEC
+from i2v.backends.i2vgen_xl.backend import I2VGEN_XL_SPEC
+from i2v.backends.i2vgen_xl.tiny import TINY_SPEC
 from i2v.errors import BadInputError
-from i2v.hardware import FakeGpuInfo
-from i2v.plan import BasicPlanner, choose_device, choose_dtype, safer_dtypes
-from i2v.request import MAX_SEED, GenerationRequest, seeds_for, validate_request
-from i2v.resolve import prepare
+from i2v.gpu.hardware import FakeGpuInfo
+from i2v.memory.plan import BasicPlanner, choose_device, choose_dtype, safer_dtypes
+from i2v.engine.request import MAX_SEED, GenerationRequest, seeds_for, validate_request
+from i2v.engine.resolve import prepare
 from i2v.spec import FrameRule
-from i2v.traps import parameter_traps
+from i2v.guidance.traps import parameter_traps
 
 
 def _request(**changes) -> GenerationRequest:

@@ -9,13 +9,13 @@ import pytest
 from gradio_client import Client
 
 from i2v import cli
-from i2v.engine import Engine
+from i2v.engine.engine import Engine
 from i2v.errors import BadInputError
-from i2v.hardware import FakeGpuInfo
-from i2v.jobs import JobManager, request_settings
-from i2v.jobstore import JobRecord, JobStore
-from i2v.request import GenerationRequest
-from i2v.video import probe_mp4
+from i2v.gpu.hardware import FakeGpuInfo
+from i2v.service.jobs import JobManager, request_settings
+from i2v.service.jobstore import JobRecord, JobStore
+from i2v.engine.request import GenerationRequest
+from i2v.engine.video import probe_mp4
 
 from web_support import free_port, running_app
 
@@ -108,7 +108,7 @@ def test_cli_requeue_without_an_app_runs_the_job_itself(tmp_path, photo_path, ca
 def test_a_second_app_on_the_same_output_folder_is_refused_not_let_loose_on_its_jobs(tmp_path, photo_path, capsys):
     """Start-up marks running jobs interrupted and deletes their files: right after a crash, ruinous beside a live
     app. The folder lock tells the two apart; it is released on stop (and by the kernel on kill -9)."""
-    from i2v.folder_lock import FolderInUseError
+    from i2v.service.folder_lock import FolderInUseError
     from i2v.settings import load_settings
     from i2v.web.server import create_app
 

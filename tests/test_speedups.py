@@ -12,9 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-from i2v.backends.tiny import build_tiny_pipeline
+from i2v.backends.i2vgen_xl.tiny import build_tiny_pipeline
 from i2v.errors import BadInputError
-from i2v.speedups import (
+from i2v.speedups.speedups import (
     Speedups,
     apply_speedups,
     compile_cache_dir,

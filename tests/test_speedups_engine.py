@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from i2v.engine import Engine
-from i2v.hardware import FakeGpuInfo
-from i2v.request import GenerationRequest
-from i2v.speedups import Speedups
+from i2v.engine.engine import Engine
+from i2v.gpu.hardware import FakeGpuInfo
+from i2v.engine.request import GenerationRequest
+from i2v.speedups.speedups import Speedups
 
 
 def _request(image, **changes) -> GenerationRequest:
@@ -39,7 +39,7 @@ def test_step_cache_setting_runs_the_deep_blocks_on_every_nth_step_and_the_recor
     # The time estimate the page shows learns cached steps apart from full ones (they are faster).
     import json
 
-    from i2v import step_times
+    from i2v.engine import step_times
     from i2v.paths import cache_dir
 
     learned = json.loads((cache_dir() / step_times.FILE_NAME).read_text())

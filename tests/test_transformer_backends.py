@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from i2v.engine import Engine
+from i2v.engine.engine import Engine
 from i2v.errors import JobCancelled
-from i2v.hardware import FakeGpuInfo
-from i2v.progress import CancelToken
-from i2v.request import GenerationRequest
+from i2v.gpu.hardware import FakeGpuInfo
+from i2v.engine.progress import CancelToken
+from i2v.engine.request import GenerationRequest
 
 
 @pytest.mark.parametrize("model", ["tiny-cogvideox", "tiny-wan", "tiny-easyanimate"])

@@ -1,4 +1,4 @@
-"""The VRAM model of the diffusion-transformer models (i2v/vram_dit.py) and what the planner does with it: predictions
+"""The VRAM model of the diffusion-transformer models (i2v/memory/transformer.py) and what the planner does with it: predictions
 that grow as they should, the pipelines' guidance batch, model offload, Wan 14B on an 80 GB and a 24 GB card,
 CogVideoX-5b against public figures, and a verdict for every model through ``Engine.prepare`` on a fake GPU. No
 weights are needed: nothing here loads a model."""
@@ -12,13 +12,13 @@ import pytest
 from conftest import photo_like
 
 from i2v.backends import spec_for
-from i2v.engine import Engine
-from i2v.hardware import FakeGpuInfo
-from i2v.planner import InsufficientMemoryError, MemoryPlanner, decision_table
-from i2v.presets import default_presets, presets_for_model
-from i2v.request import GenerationRequest
-from i2v.vram import GIB, predict_peak
-from i2v.vram_dit import TransformerMemoryProfile
+from i2v.engine.engine import Engine
+from i2v.gpu.hardware import FakeGpuInfo
+from i2v.memory.planner import InsufficientMemoryError, MemoryPlanner, decision_table
+from i2v.engine.presets import default_presets, presets_for_model
+from i2v.engine.request import GenerationRequest
+from i2v.memory.unet import GIB, predict_peak
+from i2v.memory.transformer import TransformerMemoryProfile
 
 COGVIDEOX, WAN, EASYANIMATE = ("THUDM/CogVideoX-5b-I2V", "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
                                "alibaba-pai/EasyAnimateV5.1-7b-zh-InP-diffusers")
@@ -78,7 +78,7 @@ def test_guidance_batch_follows_each_pipeline():
 
 
 def test_model_offload_keeps_only_the_active_weights_and_wan_decodes_in_float32():
-    from i2v.backends.wan_config import parameter_counts
+    from i2v.backends.wan.config import parameter_counts
 
     counts = parameter_counts()
     resident, offload = peak(WAN), peak(WAN, cpu_offload="model")
@@ -214,7 +214,9 @@ def test_test_models_are_planned_with_their_own_small_profile(tmp_path, model):
 @pytest.mark.parametrize("model", [COGVIDEOX, WAN, EASYANIMATE])
 def test_parameter_counts_in_the_profiles_match_the_real_architectures(model):
 
-    from i2v.backends import cogvideox, easyanimate, wan_config
+    from i2v.backends.cogvideox import backend as cogvideox
+    from i2v.backends.easyanimate import backend as easyanimate
+    from i2v.backends.wan import config as wan_config
 
     counting = {COGVIDEOX: cogvideox.parameter_counts, WAN: wan_config.parameter_counts,
                 EASYANIMATE: easyanimate.parameter_counts}

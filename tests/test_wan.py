@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from i2v.backends import backend_for, spec_for
+from i2v.backends import backend_for
+from i2v.backends import spec_for
 from i2v.backends.base import DenoiseInputs
-from i2v.backends.i2vgen_xl import I2VGenXLBackend
-from i2v.backends.wan import WAN_720P_SPEC, WAN_SPEC, Wan720PBackend, WanBackend, flow_shift_for
-from i2v.backends.wan_config import parameter_counts
-from i2v.backends.wan_tiny import (
+from i2v.backends.i2vgen_xl.backend import I2VGenXLBackend
+from i2v.backends.wan.backend import WAN_720P_SPEC, WAN_SPEC, Wan720PBackend, WanBackend, flow_shift_for
+from i2v.backends.wan.config import parameter_counts
+from i2v.backends.wan.tiny import (
     TINY_WAN_NAME,
     TINY_WAN_SPEC,
     TinyWanBackend,
@@ -23,14 +24,14 @@ from i2v.backends.wan_tiny import (
     tiny_wan_folder,
 )
 from i2v.cli import main
-from i2v.engine import Engine
+from i2v.engine.engine import Engine
 from i2v.errors import BadInputError, ModelLoadError, ModelNotAvailableError, NonFiniteOutputError
-from i2v.hardware import FakeGpuInfo
-from i2v.images import fit_to_size
-from i2v.plan import ExecutionPlan
-from i2v.presets import load_presets
-from i2v.request import GenerationRequest
-from i2v.video import probe_mp4
+from i2v.gpu.hardware import FakeGpuInfo
+from i2v.guidance.images import fit_to_size
+from i2v.memory.plan import ExecutionPlan
+from i2v.engine.presets import load_presets
+from i2v.engine.request import GenerationRequest
+from i2v.engine.video import probe_mp4
 from test_numeric_safety import nan_output
 
 CPU_FP32 = ExecutionPlan(device="cpu", dtype="float32", decode_chunk_size=8)

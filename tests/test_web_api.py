@@ -11,8 +11,8 @@ import httpx
 import pytest
 from gradio_client import handle_file
 
-from i2v.monitor import FakeGpuMonitor
-from i2v.video import probe_mp4
+from i2v.gpu.monitor import FakeGpuMonitor
+from i2v.engine.video import probe_mp4
 
 from conftest import photo_like
 from web_support import running_app
@@ -20,7 +20,7 @@ from web_support import running_app
 PROMPT = "a red ball rolling slowly to the left"
 SMALL = {"preset": "fast-check", "resolution": 128, "frames": 4}
 
-# The documented /gpu_status schema (i2v/monitor.py, Snapshot docstring).
+# The documented /gpu_status schema (i2v/gpu/monitor.py, Snapshot docstring).
 SNAPSHOT_KEYS = {"gpu_present", "reason", "gpus", "torch_allocated_bytes", "torch_reserved_bytes",
                  "system_ram_total_bytes", "system_ram_available_bytes", "taken_at", "warning_level", "app"}
 GPU_KEYS = {"index", "name", "uuid", "memory_total_bytes", "memory_used_bytes", "memory_free_bytes",

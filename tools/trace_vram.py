@@ -3,7 +3,7 @@
 Every tensor created while the UNet (or the VAE decoder) runs is counted until it is freed; the peak of live
 bytes is the activation peak. Attention is modelled as flash / memory-efficient SDPA (output only, no N² score
 matrix), which is what PyTorch uses on a modern GPU. Run: ``.venv/bin/python tools/trace_vram.py``. The
-constants in ``i2v/vram.py`` were fitted to this output (see docs/VRAM.md).
+constants in ``i2v/memory/unet.py`` were fitted to this output (see docs/VRAM.md).
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from i2v.backends.i2vgen_xl_config import build_full_size_components  # noqa: E402
-from i2v.vram import MemoryProfile, predict_peak  # noqa: E402
+from i2v.backends.i2vgen_xl.config import build_full_size_components  # noqa: E402
+from i2v.memory.unet import MemoryProfile, predict_peak  # noqa: E402
 
 GIB = 2**30
 

@@ -78,7 +78,7 @@ class CogVideoX:
         return 1
 
     def __init__(self):
-        from i2v.backends.cogvideox import build_full_size_components
+        from i2v.backends.cogvideox.backend import build_full_size_components
 
         self.parts = build_full_size_components()
         for part in self.parts.values():
@@ -133,8 +133,8 @@ class Wan:
         return frames
 
     def __init__(self):
-        from i2v.backends.wan import cast_as_loaded
-        from i2v.backends.wan_config import build_full_size_components
+        from i2v.backends.wan.backend import cast_as_loaded
+        from i2v.backends.wan.config import build_full_size_components
 
         self.parts = build_full_size_components()
         for name, part in self.parts.items():
@@ -192,7 +192,7 @@ class EasyAnimate:
         from diffusers import AutoencoderKLMagvit, EasyAnimateTransformer3DModel
         from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
-        from i2v.backends.easyanimate import TEXT_ENCODER_CONFIG, TRANSFORMER_CONFIG, VAE_CONFIG
+        from i2v.backends.easyanimate.backend import TEXT_ENCODER_CONFIG, TRANSFORMER_CONFIG, VAE_CONFIG
 
         config = copy.deepcopy(TEXT_ENCODER_CONFIG)
         # The published text_config's multimodal rotary split, which the forward needs (the count does not).

@@ -3,22 +3,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import BadInputError, ModelLoadError
-from .base import DenoiseInputs, LoadReport, ModelBackend
-from .cogvideox import PIPELINE_CLASS as COGVIDEOX_PIPELINE
-from .cogvideox import CogVideoXBackend, pipeline_class_in
-from .cogvideox_tiny import TINY_COGVIDEOX_NAME, TinyCogVideoXBackend
-from .easyanimate import PIPELINE_CLASS as EASYANIMATE_PIPELINE
-from .easyanimate import EasyAnimateBackend
-from .easyanimate_tiny import TINY_EASYANIMATE_NAME, TinyEasyAnimateBackend
-from .i2vgen_xl import PIPELINE_CLASS as I2VGEN_XL_PIPELINE
-from .i2vgen_xl import I2VGenXLBackend
-from .i2vgen_xl_random import FULL_SIZE_RANDOM_NAME, FullSizeRandomBackend
-from .pipeline_backend import looks_like_hub_id
-from .tiny import TINY_NAME, TinyBackend
-from .wan import Wan720PBackend, WanBackend, is_wan_i2v_hub_id, wan_backend_class
-from .wan_loading import PIPELINE_CLASS as WAN_PIPELINE
-from .wan_tiny import TINY_WAN_NAME, TinyWanBackend
+from i2v.errors import BadInputError, ModelLoadError
+from i2v.backends.base import DenoiseInputs, LoadReport, ModelBackend
+from i2v.backends.cogvideox.backend import PIPELINE_CLASS as COGVIDEOX_PIPELINE
+from i2v.backends.cogvideox.backend import CogVideoXBackend, pipeline_class_in
+from i2v.backends.cogvideox.tiny import TINY_COGVIDEOX_NAME, TinyCogVideoXBackend
+from i2v.backends.easyanimate.backend import PIPELINE_CLASS as EASYANIMATE_PIPELINE
+from i2v.backends.easyanimate.backend import EasyAnimateBackend
+from i2v.backends.easyanimate.tiny import TINY_EASYANIMATE_NAME, TinyEasyAnimateBackend
+from i2v.backends.i2vgen_xl.backend import PIPELINE_CLASS as I2VGEN_XL_PIPELINE
+from i2v.backends.i2vgen_xl.backend import I2VGenXLBackend
+from i2v.backends.i2vgen_xl.full_size_random import FULL_SIZE_RANDOM_NAME, FullSizeRandomBackend
+from i2v.backends.pipeline_backend import looks_like_hub_id
+from i2v.backends.i2vgen_xl.tiny import TINY_NAME, TinyBackend
+from i2v.backends.wan.backend import Wan720PBackend, WanBackend, is_wan_i2v_hub_id, wan_backend_class
+from i2v.backends.wan.loading import PIPELINE_CLASS as WAN_PIPELINE
+from i2v.backends.wan.tiny import TINY_WAN_NAME, TinyWanBackend
 
 __all__ = ["BUILT_IN_MODELS", "DenoiseInputs", "LoadReport", "ModelBackend", "TEST_MODELS", "backend_for",
            "preset_keys", "registered_specs", "spec_for"]

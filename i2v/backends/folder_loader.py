@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
-from ..errors import ModelLoadError
-from ..findings import Finding
-from .pipeline_backend import torch_dtype
+from i2v.errors import ModelLoadError
+from i2v.findings import Finding
+from i2v.backends.pipeline_backend import torch_dtype
 
 # Component -> (library, accepted class names), as each backend declares them.
 Components = Mapping[str, tuple[str, Collection[str]]]

@@ -13,10 +13,10 @@ from abc import abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import BadInputError
-from ..findings import Finding
-from ..plan import ExecutionPlan
-from .base import LoadReport, ModelBackend
+from i2v.errors import BadInputError
+from i2v.findings import Finding
+from i2v.memory.plan import ExecutionPlan
+from i2v.backends.base import LoadReport, ModelBackend
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class PipelineBackend(ModelBackend):
     example_hub_id: str  # named in the message for a model that is neither a folder nor a hub id
 
     def __init__(self, model_id: str):
-        from ..speedups import Speedups
+        from i2v.speedups.speedups import Speedups
 
         self.model_id = model_id
         self._pipe = None
@@ -118,7 +118,7 @@ class PipelineBackend(ModelBackend):
             self._apply_speedups()
 
     def _apply_speedups(self) -> None:
-        from ..speedups import apply_speedups
+        from i2v.speedups.speedups import apply_speedups
 
         # What the last change did to the resident pipeline (not a history: a record describes its own run).
         self._speedup_notes = apply_speedups(self._pipe, self.speedups)

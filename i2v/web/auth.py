@@ -12,7 +12,7 @@ import binascii
 import logging
 import secrets
 
-from ..settings import Credentials
+from i2v.settings import Credentials
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from gradio import utils as gradio_utils
 
-from ..jobstore import FILE_NAME as JOBS_DB
+from i2v.service.jobstore import FILE_NAME as JOBS_DB
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import gradio as gr
 
-from ..errors import BadInputError
-from ..presets import Preset
-from ..request import GenerationRequest
+from i2v.errors import BadInputError
+from i2v.engine.presets import Preset
+from i2v.engine.request import GenerationRequest
 
 RANDOM_SEED = -1
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import gradio as gr
 
-from ..model_catalog import ModelOption
-from ..presets import Preset
-from ..spec import ModelSpec
+from i2v.backends.catalog import ModelOption
+from i2v.engine.presets import Preset
+from i2v.spec import ModelSpec
 
 
 def banner_html(option: ModelOption, runs_on: str) -> str:

@@ -8,12 +8,12 @@ import html
 import time
 from collections.abc import Iterable
 
-from ..backends import BUILT_IN_MODELS
-from ..errors import BadInputError
-from ..findings import Finding
-from ..jobs import JobStatus
-from ..planner import InsufficientMemoryError
-from ..resolve import PreparedJob
+from i2v.backends import BUILT_IN_MODELS
+from i2v.errors import BadInputError
+from i2v.findings import Finding
+from i2v.service.jobs import JobStatus
+from i2v.memory.planner import InsufficientMemoryError
+from i2v.engine.resolve import PreparedJob
 
 GIB = 1024**3
 

@@ -18,26 +18,26 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
-from .. import step_times
-from ..engine import Engine
-from ..folder_lock import FolderLock
-from ..idle import IdleWatcher
-from ..jobs import JobListener, JobManager
-from ..jobstore import FILE_NAME as JOBS_DB
-from ..jobstore import JobStore
-from ..keywords import load_keyword_library
-from ..model_catalog import offered_models
-from ..monitor import GpuMonitor
-from ..paths import cache_dir
-from ..presets import load_presets
-from ..retention import RetentionListener, prune_outputs
-from ..request import DEFAULT_MODEL
-from ..settings import AppSettings
-from .auth import BasicAuthMiddleware
-from .file_guard import guard_files
-from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from .metrics import Metrics
-from .ui import Studio
+from i2v.engine import step_times
+from i2v.engine.engine import Engine
+from i2v.service.folder_lock import FolderLock
+from i2v.service.idle import IdleWatcher
+from i2v.service.jobs import JobListener, JobManager
+from i2v.service.jobstore import FILE_NAME as JOBS_DB
+from i2v.service.jobstore import JobStore
+from i2v.guidance.keywords import load_keyword_library
+from i2v.backends.catalog import offered_models
+from i2v.gpu.monitor import GpuMonitor
+from i2v.paths import cache_dir
+from i2v.engine.presets import load_presets
+from i2v.service.retention import RetentionListener, prune_outputs
+from i2v.engine.request import DEFAULT_MODEL
+from i2v.settings import AppSettings
+from i2v.web.auth import BasicAuthMiddleware
+from i2v.web.file_guard import guard_files
+from i2v.web.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from i2v.web.metrics import Metrics
+from i2v.web.ui import Studio
 
 log = logging.getLogger(__name__)
 

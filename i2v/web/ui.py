@@ -17,15 +17,15 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from ..errors import BadInputError
-from ..jobs import JobManager, JobStatus, fingerprint, request_from_settings
-from ..model_catalog import ModelOption
-from ..presets import DEFAULT_PRESET, Preset, presets_for_model
-from ..prompt_lint import KeywordLibrary, lint_prompt
-from ..request import GenerationRequest
-from . import render
-from .forms import RANDOM_SEED, FormValues, next_tier, preset_values, to_request, uploaded_image
-from .model_choice import banner_html, control_updates, frames_info, preset_choices, resolution_choices
+from i2v.errors import BadInputError
+from i2v.service.jobs import JobManager, JobStatus, fingerprint, request_from_settings
+from i2v.backends.catalog import ModelOption
+from i2v.engine.presets import DEFAULT_PRESET, Preset, presets_for_model
+from i2v.guidance.prompt_lint import KeywordLibrary, lint_prompt
+from i2v.engine.request import GenerationRequest
+from i2v.web import render
+from i2v.web.forms import RANDOM_SEED, FormValues, next_tier, preset_values, to_request, uploaded_image
+from i2v.web.model_choice import banner_html, control_updates, frames_info, preset_choices, resolution_choices
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,150 @@
+"""Preset tiers, one TOML file each under ``presets/tiers/``. Validated strictly when loaded: an unknown key,
+a wrong type or an out-of-range value is a ``DataFileError`` that names the file and the key.
+
+A tier means the same thing for every model ("a quick look", "the everyday setting", "the final render"), but
+not the same numbers: CogVideoX is trained on 49 frames at guidance 6, Wan on 81 frames at 16 fps. The top-level
+values are I2VGen-XL's; a ``[models.<key>]`` table overrides any of them (and the description) for the models
+whose spec has that ``preset_key``. An unknown model key fails the load, like any unknown key."""
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+
+from i2v.errors import BadInputError, DataFileError
+from i2v.paths import presets_dir
+
+DEFAULT_PRESET = "balanced"
+
+# key -> (type, lowest, highest). Bounds are sanity limits for any model; each model narrows them further.
+_NUMERIC_KEYS: dict[str, tuple[type, float, float]] = {
+    "resolution": (int, 64, 2048),
+    "frames": (int, 1, 256),
+    "steps": (int, 1, 500),
+    "guidance": (float, 0.0, 50.0),
+    "fps": (int, 1, 60),
+}
+_TEXT_KEYS = {"label", "description"}
+_REQUIRED = set(_NUMERIC_KEYS) | _TEXT_KEYS | {"order"}
+_MODELS_TABLE = "models"
+_MODEL_KEYS = set(_NUMERIC_KEYS) | {"description"}  # what a [models.<key>] table may override
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    label: str
+    description: str
+    order: int
+    resolution: int
+    frames: int
+    steps: int
+    guidance: float
+    fps: int
+    # preset key -> the values that model family uses instead (see the module docstring)
+    per_model: dict[str, dict[str, object]] = field(default_factory=dict, compare=False, repr=False)
+
+    def for_model(self, preset_key: str) -> Preset:
+        """This tier's values for the models whose spec has ``preset_key`` (itself when it has no overrides)."""
+        overrides = self.per_model.get(preset_key)
+        return replace(self, per_model={}, **overrides) if overrides else self
+
+    def to_dict(self) -> dict:
+        return {key: value for key, value in self.__dict__.items() if key != "per_model"}
+
+
+def load_preset_file(path: Path) -> Preset:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataFileError(f"{path}: cannot read preset file ({exc}).") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise DataFileError(f"{path}: not valid TOML ({exc}).") from exc
+
+    per_model = _per_model_values(path, data.pop(_MODELS_TABLE, {}))
+    unknown = sorted(set(data) - _REQUIRED)
+    if unknown:
+        allowed = ", ".join(sorted(_REQUIRED | {_MODELS_TABLE}))
+        raise DataFileError(f"{path}: {unknown[0]}: unknown key (allowed: {allowed}).")
+    missing = sorted(_REQUIRED - set(data))
+    if missing:
+        raise DataFileError(f"{path}: {missing[0]}: required key is missing.")
+    for key in _TEXT_KEYS:
+        if not isinstance(data[key], str) or not data[key].strip():
+            raise DataFileError(f"{path}: {key}: must be a non-empty string.")
+    if not isinstance(data["order"], int) or isinstance(data["order"], bool):
+        raise DataFileError(f"{path}: order: must be an integer.")
+    values = {key: _check_number(path, key, data[key], *spec) for key, spec in _NUMERIC_KEYS.items()}
+    return Preset(name=path.stem, label=data["label"], description=data["description"], order=data["order"],
+                  per_model=per_model, **values)
+
+
+def _per_model_values(path: Path, tables: object) -> dict[str, dict[str, object]]:
+    from i2v.backends import preset_keys  # the registered model families (light: no model library imported)
+
+    if not isinstance(tables, dict):
+        raise DataFileError(f"{path}: {_MODELS_TABLE}: must be a table of [{_MODELS_TABLE}.<model key>] tables.")
+    known = preset_keys()
+    result: dict[str, dict[str, object]] = {}
+    for key, values in tables.items():
+        where = f"{_MODELS_TABLE}.{key}"
+        if key not in known:
+            raise DataFileError(f"{path}: {where}: unknown model key (known: {', '.join(sorted(known))}).")
+        if not isinstance(values, dict):
+            raise DataFileError(f"{path}: {where}: must be a table of values.")
+        unknown = sorted(set(values) - _MODEL_KEYS)
+        if unknown:
+            allowed = ", ".join(sorted(_MODEL_KEYS))
+            raise DataFileError(f"{path}: {where}.{unknown[0]}: unknown key (allowed: {allowed}).")
+        checked: dict[str, object] = {}
+        for name, value in values.items():
+            if name == "description":
+                if not isinstance(value, str) or not value.strip():
+                    raise DataFileError(f"{path}: {where}.description: must be a non-empty string.")
+                checked[name] = value
+            else:
+                checked[name] = _check_number(path, f"{where}.{name}", value, *_NUMERIC_KEYS[name])
+        result[key] = checked
+    return result
+
+
+def _check_number(path: Path, key: str, value: object, kind: type, lowest: float, highest: float):
+    # TOML distinguishes 9 from 9.0; accept an integer where a float is expected, never the reverse.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DataFileError(f"{path}: {key}: must be a number, got {value!r}.")
+    if kind is int and not isinstance(value, int):
+        raise DataFileError(f"{path}: {key}: must be a whole number, got {value!r}.")
+    if not math.isfinite(value) or not lowest <= value <= highest:
+        raise DataFileError(f"{path}: {key}: {value!r} is out of range ({lowest:g}..{highest:g}).")
+    return kind(value)
+
+
+def load_presets(directory: Path | None = None) -> dict[str, Preset]:
+    """All presets in ``directory`` (default ``presets/tiers``), ordered by their ``order`` key."""
+    directory = Path(directory) if directory is not None else presets_dir() / "tiers"
+    files = sorted(directory.glob("*.toml"))
+    if not files:
+        raise DataFileError(f"{directory}: no preset files (*.toml) found.")
+    presets = [load_preset_file(f) for f in files]
+    return {p.name: p for p in sorted(presets, key=lambda p: (p.order, p.name))}
+
+
+@lru_cache(maxsize=1)
+def default_presets() -> dict[str, Preset]:
+    return load_presets()
+
+
+def get_preset(name: str, presets: dict[str, Preset] | None = None, *, preset_key: str | None = None) -> Preset:
+    """The tier ``name``; with ``preset_key``, its values for that model family."""
+    presets = presets if presets is not None else default_presets()
+    try:
+        preset = presets[name]
+    except KeyError:
+        raise BadInputError(f"Unknown preset '{name}'; choose one of: {', '.join(presets)}.") from None
+    return preset.for_model(preset_key) if preset_key else preset
+
+
+def presets_for_model(presets: dict[str, Preset], preset_key: str) -> dict[str, Preset]:
+    return {name: preset.for_model(preset_key) for name, preset in presets.items()}

@@ -1,0 +1,69 @@
+"""The reproduction record: one JSON document per video, written as a sidecar file and embedded in the mp4."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+from importlib import metadata
+from pathlib import Path
+
+from i2v import __version__
+from i2v.errors import OutputWriteError
+
+SCHEMA = "i2v-studio/video/v1"
+_PACKAGES = ("torch", "diffusers", "transformers", "accelerate", "numpy", "pillow", "imageio-ffmpeg")
+
+
+def library_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"python": platform.python_version(), "i2v-studio": __version__}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def reproduce_command(params: dict, image_hint: str) -> str:
+    """The CLI line that makes this video again (same device class and versions give the same frames)."""
+    args = [
+        "python", "-m", "i2v", "generate",
+        "--image", image_hint,
+        "--prompt", params["prompt"],
+        "--model", params["model"],
+        "--width", str(params["width"]),
+        "--height", str(params["height"]),
+        "--frames", str(params["frames"]),
+        "--steps", str(params["steps"]),
+        "--cfg", repr(params["guidance"]),
+        "--fps", str(params["fps"]),
+        "--seed", str(params["seed"]),
+        "--dtype", params["dtype"],
+    ]
+    if params.get("negative_prompt"):
+        args += ["--negative-prompt", params["negative_prompt"]]
+    if params.get("auto_enhance"):
+        args.append("--auto-enhance")
+    return shlex.join(args)
+
+
+def write_json_atomic(path: Path, data: dict) -> Path:
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        partial.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_sidecar(path: Path, record: dict) -> Path:
+    """A video's record beside it. A full or unwritable disk becomes an ``OutputWriteError`` that says where and
+    what to do (``write_json_atomic`` has removed its partial file by then)."""
+    try:
+        return write_json_atomic(path, record)
+    except OSError as exc:
+        raise OutputWriteError.from_os_error(exc, path, "the video's record (its .json file)") from exc

@@ -1,0 +1,202 @@
+"""Everything decided before the model is loaded: preset merge, checks against the model's spec, the image,
+guidance findings and the execution plan. Cheap (milliseconds to a second), so the UI can call it on every
+change to show what a run would do."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from PIL import Image
+
+from i2v.backends import spec_for
+from i2v.errors import BadInputError
+from i2v.findings import Finding
+from i2v.guidance.image_quality import ImageScores, assess_image
+from i2v.guidance.images import LoadedImage, enhance, fit_to_size, load_image
+from i2v.memory.plan import ExecutionPlan, PlanDecision, Planner
+from i2v.engine.presets import DEFAULT_PRESET, Preset, get_preset
+from i2v.guidance.prompt_lint import KeywordLibrary, lint_prompt
+from i2v.engine.request import MAX_SEED, GenerationRequest, seeds_for, validate_request
+from i2v.spec import ModelSpec
+from i2v.guidance.traps import parameter_traps
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ResolvedParams:
+    """The parameters a run uses, after preset, snapping and plan. Recorded in every sidecar."""
+
+    model: str
+    preset: str | None
+    prompt: str
+    negative_prompt: str
+    resolution: int | None
+    width: int
+    height: int
+    frames: int
+    steps: int
+    guidance: float
+    fps: int
+    seeds: tuple[int, ...]
+    auto_enhance: bool
+
+    def for_seed(self, seed: int, dtype: str) -> dict:
+        data = {k: v for k, v in self.__dict__.items() if k != "seeds"}
+        return {**data, "seed": seed, "dtype": dtype}
+
+
+@dataclass
+class PreparedJob:
+    request: GenerationRequest
+    spec: ModelSpec
+    params: ResolvedParams
+    plan: ExecutionPlan
+    image: Image.Image  # fitted (and enhanced when asked): exactly what the model sees
+    source: LoadedImage
+    image_scores: ImageScores
+    image_sha256: str
+    notices: list[Finding] = field(default_factory=list)  # what the engine changed
+    warnings: list[Finding] = field(default_factory=list)  # risks in what was asked
+    decision: PlanDecision | None = None  # the planner's full answer (with its VRAM estimate)
+
+    def with_decision(self, decision: PlanDecision) -> "PreparedJob":
+        """The same job on another plan (after an out-of-memory retry): size and frames may be smaller."""
+        image = self.image
+        if (decision.width, decision.height) != image.size:
+            image = model_input(self.source.image, decision.width, decision.height, self.params.auto_enhance)
+        params = replace(self.params, width=decision.width, height=decision.height, frames=decision.frames)
+        return replace(self, params=params, plan=decision.plan, decision=decision, image=image,
+                       notices=self.notices + list(decision.notices))
+
+    def summary(self) -> dict:
+        return {
+            "params": {k: v for k, v in self.params.__dict__.items()},
+            "plan": self.plan.to_dict(),
+            "vram_estimate": self.decision.estimate.to_dict() if self.decision and self.decision.estimate else None,
+            "notices": [n.to_dict() for n in self.notices],
+            "warnings": [w.to_dict() for w in self.warnings],
+            "image": self.image_info(),
+        }
+
+    def image_info(self) -> dict:
+        return {
+            "format": self.source.source_format,
+            "mode": self.source.source_mode,
+            "size": list(self.source.source_size),
+            "sha256": self.image_sha256,
+            "scores": self.image_scores.to_dict(),
+        }
+
+
+def prepare(
+    request: GenerationRequest,
+    planner: Planner,
+    *,
+    presets: dict[str, Preset] | None = None,
+    keywords: KeywordLibrary | None = None,
+    token_counter: Callable[[str], int] | None = None,
+) -> PreparedJob:
+    validate_request(request)
+    spec = spec_for(request.model)
+    preset_name = request.preset or DEFAULT_PRESET
+    preset = get_preset(preset_name, presets, preset_key=spec.preset_key)
+    notices: list[Finding] = []
+    warnings: list[Finding] = []
+
+    steps = request.steps if request.steps is not None else preset.steps
+    guidance = float(request.guidance if request.guidance is not None else preset.guidance)
+    fps = request.fps if request.fps is not None else preset.fps
+    _check_range("steps", steps, spec.steps_range, spec)
+    _check_range("guidance", guidance, spec.guidance_range, spec)
+    _check_range("fps", fps, spec.fps_range, spec)
+    source = load_image(request.image)
+    notices += source.notices
+    width, height, frames, resolution, shape_notices = shape_for(
+        spec, preset, frames=request.frames, resolution=request.resolution, width=request.width,
+        height=request.height, aspect=source.image.width / source.image.height,
+    )
+    notices += shape_notices
+
+    if request.auto_enhance:
+        notices.append(Finding("image.enhanced", "Auto-enhance raised contrast ×1.2 and sharpness ×1.1."))
+    scores, image_warnings = assess_image(source.image, (width, height))
+    warnings += image_warnings
+
+    # Without a loaded tokenizer the linter estimates the token count (and says so).
+    warnings += lint_prompt(request.prompt, request.negative_prompt, keywords, token_counter=token_counter,
+                            max_tokens=spec.max_prompt_tokens)
+
+    decision = planner.plan(spec, width, height, frames, device=request.device, dtype=request.dtype)
+    notices += decision.notices
+    width, height, frames = decision.width, decision.height, decision.frames
+    warnings += parameter_traps(
+        width=width, height=height, frames=frames, steps=steps, guidance=guidance,
+        negative_prompt=request.negative_prompt,
+    )
+    image = model_input(source.image, width, height, request.auto_enhance)
+
+    params = ResolvedParams(
+        model=request.model,
+        preset=request.preset,
+        prompt=request.prompt,
+        negative_prompt=request.negative_prompt,
+        resolution=resolution,
+        width=width,
+        height=height,
+        frames=frames,
+        steps=steps,
+        guidance=guidance,
+        fps=fps,
+        seeds=seeds_for(request, secrets.randbelow(MAX_SEED + 1)),
+        auto_enhance=request.auto_enhance,
+    )
+    return PreparedJob(
+        request=request, spec=spec, params=params, plan=decision.plan, image=image, source=source,
+        image_scores=scores, image_sha256=_image_digest(request.image, source), notices=notices, warnings=warnings,
+        decision=decision,
+    )
+
+
+def shape_for(spec: ModelSpec, preset: Preset, *, frames: int | None, resolution: int | None,
+              width: int | None, height: int | None, aspect: float):
+    """Width, height, frames and tier after preset defaults and the model's snapping, with the notices.
+    An explicit width × height wins over a resolution tier (tier: about tier² pixels at ``aspect``)."""
+    frames, notices = spec.snap_frames(frames if frames is not None else preset.frames)
+    if width is not None:
+        (width, height), size_notices = spec.snap_size(width, height)
+        resolution = None
+    else:
+        resolution = resolution if resolution is not None else preset.resolution
+        (width, height), size_notices = spec.size_for_tier(resolution, aspect)
+    return width, height, frames, resolution, notices + size_notices
+
+
+def model_input(picture: Image.Image, width: int, height: int, auto_enhance: bool) -> Image.Image:
+    """The picture the model sees: fitted to width × height (LANCZOS, centre crop), enhanced when asked."""
+    fitted = fit_to_size(picture, width, height)
+    return enhance(fitted) if auto_enhance else fitted
+
+
+def _check_range(name: str, value: float, bounds: tuple[float, float], spec: ModelSpec) -> None:
+    lowest, highest = bounds
+    if not lowest <= value <= highest:
+        raise BadInputError(f"{name} {value:g} is out of range for {spec.family}: use {lowest:g}..{highest:g}.")
+
+
+def _image_digest(source, loaded: LoadedImage) -> str:
+    """Identifies the input picture in the record, so a reproduction can check it has the same one."""
+    digest = hashlib.sha256()
+    if isinstance(source, bytes):
+        digest.update(source)
+    elif isinstance(source, (str, Path)) or hasattr(source, "__fspath__"):
+        with open(source, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    else:
+        digest.update(loaded.image.tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,177 @@
+"""Peak VRAM prediction for the diffusion-transformer models (CogVideoX-I2V, Wan 2.1 I2V, EasyAnimate V5.1).
+
+Their pipelines run four stages, each with its own weights on the GPU, and the peak is the largest:
+
+    text     the text encoder reads the prompt, then the negative prompt (one at a time)
+    encode   the VAE encodes the conditioning: the picture alone (CogVideoX), or a clip of ``frames`` frames, the
+             picture then zeros (Wan) or black frames (EasyAnimate)
+    denoise  the transformer: FIXED + PER_TOKEN × batch × tokens, tokens = latent frames × (h/8/2) × (w/8/2),
+             latent frames = (frames − 1)/4 + 1; batch 2 with guidance where the pipeline concatenates the
+             conditional and unconditional inputs (CogVideoX, EasyAnimate), 1 for Wan (two calls of batch 1)
+    decode   the causal 3-D VAE decodes one or two latent frames per call with a temporal cache (so the plan's
+             frame chunks do not apply; tiling does), then the frames become uint8:
+             PER_CALL_PIXEL × pixels per call (the frame, or one tile) + PER_FRAME_PIXEL × frames × frame pixels
+
+    peak = max(stages) × (1 + allocator slack) + CUDA context          (slack and context as in vram.py)
+
+Weights on the GPU per stage: all of them without offload. With model offload (diffusers' enable_model_cpu_offload:
+a chain in which a model leaves the GPU only when the next model of the chain starts) the pipelines encode the
+conditioning before the transformer's first call, so the model before the VAE is still there (the text encoder; for
+Wan the image encoder), and the VAE stays through the denoising; the pipeline offloads everything when it returns,
+so our decode has the VAE alone.
+
+Activation figures are for 2-byte values (float32 doubles them); the VAE figures are for the VAE's own dtype in a
+bfloat16 plan (Wan's VAE always runs in float32). They come from tracing the full-size models on PyTorch's meta
+device (``tools/trace_vram_dit.py``, docs/VRAM.md) and are fitted as upper bounds of the traces; none is measured on a
+GPU yet.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from i2v.memory.unet import ALLOCATOR_SLACK, BYTES_PER_VALUE, CUDA_CONTEXT, VramEstimate
+
+STAGES = ("text", "encode", "denoise", "decode")
+
+
+@dataclass(frozen=True)
+class TransformerMemoryProfile:
+    """What the prediction needs to know about a diffusion-transformer model (bytes, see the module docstring)."""
+
+    transformer_params: int
+    text_encoder_params: int
+    vae_params: int
+    image_encoder_params: int = 0
+    transformer_fp32_params: int = 0  # modules diffusers keeps in float32 (``_keep_in_fp32_modules``)
+    vae_dtype: str | None = None  # None: the plan's dtype
+    cfg_batch: int = 2  # transformer batch with guidance
+    patch_size: int = 2
+    vae_scale_factor: int = 8
+    temporal_compression: int = 4
+    denoise_fixed: int = 0
+    denoise_per_token: int = 0  # per token and batch element
+    text_activation: int = 0  # one prompt through the text encoder
+    encodes_clip: bool = True  # the VAE encodes ``frames`` frames of conditioning (False: the picture alone)
+    encode_resident: tuple[str, ...] = ("text_encoder", "vae")  # on the GPU during that encode with model offload
+    encode_per_pixel: int = 0
+    encode_per_frame_pixel: int = 0
+    decode_per_call_pixel: int = 0
+    decode_per_frame_pixel: int = 0
+    vae_tile: tuple[int, int] = (512, 512)  # width × height of the VAE's decode tiles
+    decode_tiled_per_call_pixel: int = 0
+    decode_tiled_per_frame_pixel: int = 0
+
+    def latent_frames(self, frames: int) -> int:
+        return (frames - 1) // self.temporal_compression + 1
+
+    def tokens(self, width: int, height: int, frames: int) -> int:
+        side = self.vae_scale_factor * self.patch_size
+        return self.latent_frames(frames) * (height // side) * (width // side)
+
+    def weights(self, dtype: str) -> dict[str, int]:
+        value = BYTES_PER_VALUE[dtype]
+        fp32 = self.transformer_fp32_params
+        return {
+            "transformer": (self.transformer_params - fp32) * value + fp32 * BYTES_PER_VALUE["float32"],
+            "text_encoder": self.text_encoder_params * value,
+            "image_encoder": self.image_encoder_params * value,
+            "vae": self.vae_params * BYTES_PER_VALUE[self.vae_dtype or dtype],
+        }
+
+    def scaled(self, *, transformer_width: float, vae_width: float, text_width: float, **params: int
+               ) -> "TransformerMemoryProfile":
+        """The same model at other widths (the test models): activations scale with the width, parameters are
+        given."""
+        def times(value: int, ratio: float) -> int:
+            return int(value * ratio)
+
+        return dataclasses.replace(
+            self, **params,
+            denoise_fixed=times(self.denoise_fixed, transformer_width),
+            denoise_per_token=times(self.denoise_per_token, transformer_width),
+            text_activation=times(self.text_activation, text_width),
+            **{name: times(getattr(self, name), vae_width) for name in (
+                "encode_per_pixel", "encode_per_frame_pixel", "decode_per_call_pixel", "decode_per_frame_pixel",
+                "decode_tiled_per_call_pixel", "decode_tiled_per_frame_pixel")},
+        )
+
+
+@dataclass(frozen=True)
+class TransformerVramEstimate(VramEstimate):
+    """``VramEstimate`` with the two stages before denoising. ``unet_activation_bytes`` holds the transformer's."""
+
+    weights_text_bytes: int = 0
+    text_activation_bytes: int = 0
+    weights_encode_bytes: int = 0
+    encode_activation_bytes: int = 0
+    tokens: int = 0
+    batch: int = 1
+
+    def weights_by_stage(self) -> dict[str, int]:
+        return {"text": self.weights_text_bytes, "encode": self.weights_encode_bytes,
+                "denoise": self.weights_denoise_bytes, "decode": self.weights_decode_bytes}
+
+    def activations_by_stage(self) -> dict[str, int]:
+        return {"text": self.text_activation_bytes, "encode": self.encode_activation_bytes,
+                "denoise": self.unet_activation_bytes, "decode": self.decode_activation_bytes}
+
+
+def predict_transformer_peak(
+    profile: TransformerMemoryProfile,
+    *,
+    width: int,
+    height: int,
+    frames: int,
+    dtype: str,
+    vae_tiling: bool = False,
+    cpu_offload: str = "none",
+    guidance: bool = True,
+) -> TransformerVramEstimate:
+    scale = BYTES_PER_VALUE[dtype] / 2  # the activation constants are for 2-byte values
+    vae_dtype = profile.vae_dtype or dtype
+    vae_scale = BYTES_PER_VALUE[vae_dtype] / BYTES_PER_VALUE[profile.vae_dtype or "bfloat16"]
+    weights = profile.weights(dtype)
+    if cpu_offload == "model":
+        resident = {"text": ("text_encoder",), "encode": profile.encode_resident, "denoise": ("transformer", "vae"),
+                    "decode": ("vae",)}
+    else:
+        resident = {stage: tuple(weights) for stage in STAGES}
+    on_gpu = {stage: sum(weights[name] for name in names) for stage, names in resident.items()}
+
+    batch = profile.cfg_batch if guidance else 1
+    tokens = profile.tokens(width, height, frames)
+    pixels = width * height
+    encoded = frames if profile.encodes_clip else 1
+    if vae_tiling:
+        tile_w, tile_h = profile.vae_tile
+        per_call = min(width, tile_w) * min(height, tile_h)
+        decode = profile.decode_tiled_per_call_pixel * per_call + profile.decode_tiled_per_frame_pixel * frames * pixels
+    else:
+        decode = profile.decode_per_call_pixel * pixels + profile.decode_per_frame_pixel * frames * pixels
+    activations = {
+        "text": int(scale * profile.text_activation),
+        "encode": int(vae_scale * (profile.encode_per_pixel * pixels
+                                   + profile.encode_per_frame_pixel * encoded * pixels)),
+        "denoise": int(scale * (profile.denoise_fixed + profile.denoise_per_token * batch * tokens)),
+        "decode": int(vae_scale * decode),
+    }
+    totals = {stage: on_gpu[stage] + activations[stage] for stage in STAGES}
+    stage = max(STAGES, key=lambda name: totals[name])  # ties: the earliest
+    slack = int(ALLOCATOR_SLACK * totals[stage])
+    return TransformerVramEstimate(
+        peak_bytes=totals[stage] + slack + CUDA_CONTEXT,
+        stage=stage,
+        weights_denoise_bytes=on_gpu["denoise"],
+        unet_activation_bytes=activations["denoise"],
+        weights_decode_bytes=on_gpu["decode"],
+        decode_activation_bytes=activations["decode"],
+        slack_bytes=slack,
+        context_bytes=CUDA_CONTEXT,
+        weights_text_bytes=on_gpu["text"],
+        text_activation_bytes=activations["text"],
+        weights_encode_bytes=on_gpu["encode"],
+        encode_activation_bytes=activations["encode"],
+        tokens=tokens,
+        batch=batch,
+    )

@@ -1,0 +1,453 @@
+"""Jobs that live on the server, not in a browser tab.
+
+``JobManager.submit`` validates a request (the same checks as a run, nothing loaded), fixes its seed, keeps a copy
+of the input picture, records the job in the ``JobStore`` and queues it. One worker thread runs the queue in
+order through ``Engine.generate`` (which also holds the per-device lock, so other callers in the process wait
+their turn). Pages ask ``status(job_id)`` whenever they like: a closed or reloaded tab loses nothing, and a job
+is only stopped by ``cancel``.
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+import logging
+import secrets
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from i2v.engine.engine import Engine
+from i2v.errors import BadInputError, I2VError, JobCancelled, OutputWriteError
+from i2v.service.jobstore import JobRecord, JobStore
+from i2v.logs import job_context, new_job_id
+from i2v.engine.progress import CancelToken, ProgressEvent
+from i2v.engine.request import MAX_SEED, GenerationRequest, validate_request
+from i2v.engine.run import GenerationResult
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_QUEUE = 8
+POSTER_SUFFIX = ".jpg"
+INPUTS_FOLDER = "inputs"
+# Request fields a history entry needs to "load these settings" (the image is kept as a file beside them).
+SETTING_FIELDS = ("prompt", "negative_prompt", "preset", "resolution", "width", "height", "frames", "steps",
+                  "guidance", "fps", "seeds", "candidates", "auto_enhance", "model", "dtype", "device")
+
+
+class JobListener:
+    """Told when the worker starts and finishes a job (the web app's metrics). Called on the worker thread, so it
+    must be quick; what it raises is logged and ignored, since no job may fail for its bookkeeping."""
+
+    def job_started(self, job_id: str) -> None:
+        pass
+
+    def job_finished(self, job_id: str, state: str, *, kind: str | None, result: GenerationResult | None,
+                     seconds: float) -> None:
+        """``state``: done | failed | cancelled; ``kind``: the error kind of a failed job."""
+
+
+class InputNotKeptError(BadInputError):
+    """The uploaded picture could not be copied into outputs/inputs/ (disk full, folder not writable). Refused at
+    submit like bad input, so the page and the API show the message; it names the folder and what to do."""
+
+
+class QueueFullError(BadInputError):
+    """More jobs are waiting than the queue holds. The message says how many; try again later."""
+
+
+@dataclass
+class JobStatus:
+    """What a page shows about one job at one moment."""
+
+    id: str
+    state: str  # queued | running | done | failed | cancelled | interrupted
+    settings: dict[str, Any]
+    created_at: float
+    position: int | None = None  # jobs ahead of this one while queued (0: next)
+    progress: dict[str, Any] | None = None  # the last ProgressEvent as a dict
+    eta_s: float | None = None
+    result: dict[str, Any] | None = None
+    error_kind: str | None = None
+    error_message: str | None = None
+    image_path: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("done", "failed", "cancelled", "interrupted")
+
+
+@dataclass
+class _LiveJob:
+    id: str
+    request: GenerationRequest
+    record: JobRecord
+    cancel: CancelToken = field(default_factory=CancelToken)
+    progress: ProgressEvent | None = None
+    denoise_started: float | None = None  # monotonic time of the first denoising step
+    eta_s: float | None = None
+
+
+def request_settings(request: GenerationRequest) -> dict[str, Any]:
+    """The request without its picture, as JSON-able values."""
+    settings = {name: getattr(request, name) for name in SETTING_FIELDS}
+    settings["seeds"] = list(request.seeds)
+    return settings
+
+
+def request_from_settings(settings: dict[str, Any], image: Any) -> GenerationRequest:
+    values = {name: settings[name] for name in SETTING_FIELDS if name in settings}
+    values["seeds"] = tuple(values.get("seeds") or ())
+    return GenerationRequest(image=image, **values)
+
+
+class JobManager:
+    def __init__(self, engine: Engine, store: JobStore | None = None, *, max_queue: int = DEFAULT_MAX_QUEUE,
+                 listener: JobListener | None = None):
+        self.engine = engine
+        self.listener = listener or JobListener()
+        self.store = store or JobStore.in_folder(engine.output_dir)
+        self.max_queue = max_queue
+        self._queue: deque[_LiveJob] = deque()
+        self._running: _LiveJob | None = None
+        self._changed = threading.Condition()
+        self._worker: threading.Thread | None = None
+        self._stopping = False
+
+    # -- start-up ------------------------------------------------------------------------------------------
+    def recover(self) -> list[JobRecord]:
+        """Mark jobs a previous process left unfinished as interrupted and sweep the files they left."""
+        interrupted = self.store.mark_unfinished_interrupted()
+        for record in interrupted:
+            swept = self._sweep_files_of(record.id)
+            log.warning("job %s was %s when the app stopped: marked interrupted, %d file(s) it left removed",
+                        record.id, record.state, swept)
+        return interrupted
+
+    def _sweep_files_of(self, job_id: str) -> int:
+        """Every file a job wrote under outputs/DATE/ (named ``HHMMSS_<id>_NN_seedS``): the partials of the mp4,
+        its record and poster, and also candidates that were finished before the stop. The history says nothing
+        was saved from an interrupted job, so a video it never recorded must not linger beside the recorded ones."""
+        swept = 0
+        for path in self.engine.output_dir.glob(f"*/*_{glob.escape(job_id)}_*"):
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                swept += 1
+        return swept
+
+    # -- submitting ----------------------------------------------------------------------------------------
+    def submit(self, request: GenerationRequest) -> str:
+        """Queue a job and return its id. Bad input and a full queue raise ``BadInputError`` right here."""
+        validate_request(request)
+        self._refuse_when_full()  # at once, before copying the picture and planning (checked again below)
+        if not request.seeds:
+            # Fixed now so the page can show the seed while the job waits, and a retry reproduces it.
+            request = replace(request, seeds=(secrets.randbelow(MAX_SEED + 1),))
+        request = replace(request, image=self._keep_input(request.image))
+        self.engine.prepare(request)  # every check a run makes before loading: fail now, not in the queue
+        job_id = new_job_id()
+        with self._changed:
+            waiting = len(self._queue)
+            self._refuse_when_full()
+            record = JobRecord(id=job_id, state="queued", created_at=time.time(),
+                               settings=request_settings(request), image_path=str(request.image))
+            self.store.add(record)
+            self._queue.append(_LiveJob(job_id, request, record))
+            self._ensure_worker()
+            self._changed.notify_all()
+        with job_context(job_id):
+            log.info("queued (%d ahead)", waiting + (self._running is not None))
+        return job_id
+
+    def _refuse_when_full(self) -> None:
+        with self._changed:  # re-entrant: a Condition over an RLock
+            waiting = len(self._queue)
+            if waiting >= self.max_queue:
+                raise QueueFullError(
+                    f"The app is busy: {waiting} jobs are waiting (the queue holds {self.max_queue}). "
+                    "Try again in a few minutes."
+                )
+
+    def _keep_input(self, image: Any) -> Path:
+        """Copy the picture into outputs/inputs/ (named by content), so the job and its history entry survive the
+        upload's temporary file."""
+        folder = self.engine.output_dir / INPUTS_FOLDER
+        if isinstance(image, Image.Image):
+            data = _png_bytes(image)
+            suffix = ".png"
+        elif isinstance(image, bytes):
+            data, suffix = image, ".img"
+        else:
+            source = Path(image)
+            if not source.is_file():
+                raise BadInputError(f"The image file {source.name!r} does not exist; upload it again.")
+            data, suffix = source.read_bytes(), source.suffix.lower() or ".img"
+        kept = folder / f"{hashlib.sha256(data).hexdigest()[:24]}{suffix}"
+        if not kept.exists():
+            partial = kept.with_name(f".{kept.name}.partial")
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                partial.write_bytes(data)
+                partial.replace(kept)
+            except OSError as exc:
+                partial.unlink(missing_ok=True)
+                raise InputNotKeptError(str(OutputWriteError.from_os_error(exc, kept, "the uploaded picture"))) from None
+        return kept
+
+    def requeue(self, job_id: str) -> str:
+        """Queue an interrupted job again (same picture, settings and seed) and return the new job's id. The old
+        entry stays in the history, so nothing about what happened is lost."""
+        record = self.store.get(job_id)
+        if record is None:
+            raise BadInputError(f"There is no job {job_id!r}; the history lists the jobs this app knows.")
+        if record.state != "interrupted":
+            raise BadInputError(f"Job {job_id} is {record.state}: only interrupted jobs can be re-queued "
+                                "(load its settings and Generate to run it again).")
+        again = (record.result or {}).get("requeued_as")
+        if again:
+            raise BadInputError(f"Job {job_id} was re-queued already, as job {again}.")
+        if not record.image_path or not Path(record.image_path).is_file():
+            raise BadInputError(f"The picture of job {job_id} is gone from the outputs folder; upload it again.")
+        new_id = self.submit(request_from_settings(record.settings, Path(record.image_path)))
+        self.store.mark_requeued(job_id, new_id)
+        with job_context(new_id):
+            log.info("re-queued interrupted job %s", job_id)
+        return new_id
+
+    def interrupted(self, limit: int = 100) -> list[str]:
+        """Ids of interrupted jobs not re-queued yet, oldest first (the order to run them again)."""
+        records = self.store.recent(limit, states=("interrupted",))
+        return [r.id for r in reversed(records) if not (r.result or {}).get("requeued_as")]
+
+    # -- control and queries -------------------------------------------------------------------------------
+    def cancel(self, job_id: str) -> bool:
+        """Stop a queued job now or a running one within a denoising step. False when it is not active."""
+        with self._changed:
+            for live in self._queue:
+                if live.id == job_id:
+                    self._queue.remove(live)
+                    self.store.mark_cancelled(job_id)
+                    self._changed.notify_all()
+                    with job_context(job_id):
+                        log.info("cancelled while queued")
+                    return True
+            if self._running is not None and self._running.id == job_id:
+                self._running.cancel.cancel()
+                with job_context(job_id):
+                    log.info("cancel requested")
+                return True
+        return False
+
+    def status(self, job_id: str) -> JobStatus | None:
+        with self._changed:
+            if self._running is not None and self._running.id == job_id:
+                return self._live_status(self._running, position=None)
+            for position, live in enumerate(self._queue):
+                if live.id == job_id:
+                    return self._live_status(live, position=position + (self._running is not None))
+        record = self.store.get(job_id)
+        return _stored_status(record) if record else None
+
+    def active(self) -> list[JobStatus]:
+        """The running job first, then the queue in order."""
+        with self._changed:
+            lives = ([self._running] if self._running else []) + list(self._queue)
+        return [status for status in (self.status(live.id) for live in lives) if status is not None]
+
+    def queue_length(self) -> int:
+        with self._changed:
+            return len(self._queue)
+
+    def history(self, limit: int = 50) -> list[JobStatus]:
+        return [_stored_status(record) for record in self.store.recent(limit)]
+
+    def wait(self, job_id: str, timeout: float | None = None, *, until_change_from: tuple | None = None) -> JobStatus:
+        """Block until the job finishes (or, with ``until_change_from``, until its progress differs from that
+        fingerprint), or the timeout passes. Returns its status."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._changed:
+            while True:
+                status = self.status(job_id)
+                if status is None:
+                    raise BadInputError(f"There is no job {job_id!r}.")
+                if status.finished:
+                    return status
+                if until_change_from is not None and fingerprint(status) != until_change_from:
+                    return status
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return status
+                self._changed.wait(remaining)
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop taking jobs, cancel the running one and let the worker end."""
+        with self._changed:
+            self._stopping = True
+            if self._running is not None:
+                self._running.cancel.cancel()
+            self._changed.notify_all()
+        if self._worker is not None:
+            self._worker.join(timeout)
+
+    # -- the worker ----------------------------------------------------------------------------------------
+    def _ensure_worker(self) -> None:
+        if self._worker is None or not self._worker.is_alive():
+            self._worker = threading.Thread(target=self._work, name="i2v-jobs", daemon=True)
+            self._worker.start()
+
+    def _work(self) -> None:
+        while True:
+            with self._changed:
+                while not self._queue and not self._stopping:
+                    self._changed.wait()
+                if self._stopping:
+                    return
+                live = self._queue.popleft()
+                self._running = live
+                self._changed.notify_all()
+            try:
+                self._run(live)
+            finally:
+                with self._changed:
+                    self._running = None
+                    self._changed.notify_all()
+
+    def _run(self, live: _LiveJob) -> None:
+        with job_context(live.id):
+            started = time.monotonic()
+            state, kind, result = "failed", "internal", None
+            try:
+                self.store.mark_running(live.id)
+                self._tell("job_started", live.id)
+                state, kind, result = self._generate_and_record(live)
+            except Exception:  # the job database itself failed (disk full, locked): the worker must keep serving
+                log.exception("the job's outcome could not be recorded")
+            self._tell("job_finished", live.id, state, kind=kind, result=result, seconds=time.monotonic() - started)
+
+    def _generate_and_record(self, live: _LiveJob) -> tuple[str, str | None, GenerationResult | None]:
+        """Run the job and store how it ended: (state, error kind, result)."""
+        try:
+            result = self.engine.generate(live.request, job_id=live.id, on_progress=lambda e: self._on_progress(live, e),
+                                          cancel=live.cancel, keep_frames=True)
+            summary = result_summary(result)
+        except JobCancelled:
+            self.store.mark_cancelled(live.id)
+            return "cancelled", None, None
+        except I2VError as exc:
+            log.warning("failed (%s): %s", exc.kind, exc)
+            self.store.mark_failed(live.id, exc.kind, str(exc))
+            return "failed", exc.kind, None
+        except Exception as exc:  # a bug or an unexpected library error: the worker must keep serving
+            log.exception("failed with an unexpected error")
+            self.store.mark_failed(
+                live.id, "internal",
+                f"Internal error ({type(exc).__name__}: {exc}). The app keeps running; the log has details "
+                f"under job {live.id}.",
+            )
+            return "failed", "internal", None
+        self.store.mark_done(live.id, summary)
+        return "done", None, result
+
+    def _tell(self, event: str, *args, **kwargs) -> None:
+        try:
+            getattr(self.listener, event)(*args, **kwargs)
+        except Exception:  # noqa: BLE001 - see JobListener
+            log.exception("the job listener failed on %s", event)
+
+    def _on_progress(self, live: _LiveJob, event: ProgressEvent) -> None:
+        now = time.monotonic()
+        with self._changed:
+            if event.stage == "denoise" and live.denoise_started is None:
+                live.denoise_started = now
+            live.progress = event
+            live.eta_s = _eta(live, event, now)
+            self._changed.notify_all()
+
+    def _live_status(self, live: _LiveJob, position: int | None) -> JobStatus:
+        record = live.record
+        running = self._running is live
+        return JobStatus(
+            id=live.id, state="running" if running else "queued", settings=record.settings,
+            created_at=record.created_at, position=position,
+            progress=live.progress.to_dict() if live.progress else None,
+            eta_s=live.eta_s, image_path=record.image_path,
+        )
+
+
+def fingerprint(status: JobStatus) -> tuple:
+    """Changes whenever a page would show something new about the job."""
+    progress = status.progress or {}
+    return (status.state, status.position, progress.get("stage"), progress.get("candidate"), progress.get("step"))
+
+
+def _eta(live: _LiveJob, event: ProgressEvent, now: float) -> float | None:
+    """Remaining seconds from the denoising pace so far (decode and encode are small next to it)."""
+    if live.denoise_started is None or event.total_steps <= 0 or event.stage != "denoise":
+        return live.eta_s
+    done = (event.candidate - 1) * event.total_steps + event.step
+    if done <= 0:
+        return None
+    total = event.candidates * event.total_steps
+    per_step = (now - live.denoise_started) / done
+    return round(per_step * (total - done), 1)
+
+
+def result_summary(result: GenerationResult) -> dict[str, Any]:
+    """What the page and the history need from a result (JSON-able); writes a poster image per video."""
+    videos = []
+    for video in result.videos:
+        poster = _write_poster(video.path, video.frames)
+        videos.append({
+            "path": str(video.path), "sidecar": str(video.sidecar_path), "seed": video.seed,
+            "poster": str(poster) if poster else None,
+        })
+    return {
+        "videos": videos,
+        "params": result.params,
+        "plan": result.plan,
+        "notices": [n.to_dict() for n in result.notices],
+        "warnings": [w.to_dict() for w in result.warnings],
+        "model_warnings": [w.to_dict() for w in result.model_warnings],
+        "timings_s": result.timings_s,
+    }
+
+
+def _write_poster(video_path: Path, frames: Any) -> Path | None:
+    """The middle frame as a small JPEG for the history gallery."""
+    if frames is None or len(frames) == 0:
+        return None
+    poster = Path(video_path).with_suffix(POSTER_SUFFIX)
+    picture = Image.fromarray(frames[len(frames) // 2])
+    picture.thumbnail((320, 320))
+    partial = poster.with_name(f".{poster.name}.partial")
+    try:
+        picture.save(partial, format="JPEG", quality=85)
+        partial.replace(poster)
+    except OSError as exc:  # a nicety: the video is saved, and the gallery falls back to the input picture
+        partial.unlink(missing_ok=True)
+        log.warning("no poster for %s: %s", Path(video_path).name, exc)
+        return None
+    return poster
+
+
+def _stored_status(record: JobRecord) -> JobStatus:
+    return JobStatus(
+        id=record.id, state=record.state, settings=record.settings, created_at=record.created_at,
+        result=record.result, error_kind=record.error_kind, error_message=record.error_message,
+        image_path=record.image_path, started_at=record.started_at, finished_at=record.finished_at,
+    )
+
+
+def _png_bytes(image: Image.Image) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
