@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 
 from i2v.errors import BadInputError
 from i2v.findings import Finding
-from i2v.memory.unet import MemoryProfile
-from i2v.memory.transformer import TransformerMemoryProfile
+from i2v.memory.estimate import MemoryProfile
 
 
 @dataclass(frozen=True)
@@ -63,8 +62,9 @@ class ModelSpec:
     default_fps: int = 8
     random_weights: bool = False  # outputs are noise: label them so wherever they are shown
     notes: tuple[str, ...] = field(default=())
-    # For the VRAM prediction (vram.py; vram_dit.py for diffusion transformers); None: plan by device only.
-    memory: MemoryProfile | TransformerMemoryProfile | None = None
+    # For the VRAM prediction (memory/unet.py; memory/transformer.py for diffusion transformers); None: plan by device
+    # only.
+    memory: MemoryProfile | None = None
     # The model generates at native_size only (e.g. CogVideoX-5b-I2V: learned positional embeddings refuse any
     # other size). Tiers and explicit sizes then resolve to native_size, with a notice when they asked otherwise.
     fixed_size: bool = False

@@ -11,7 +11,7 @@ from i2v.backends.i2vgen_xl.backend import I2VGEN_XL_SPEC
 from i2v.gpu.hardware import FakeGpuInfo, GpuDevice
 from i2v.memory.planner import InsufficientMemoryError, MemoryPlanner
 from i2v.engine.presets import default_presets
-from i2v.memory.unet import GIB, predict_peak
+from i2v.memory.estimate import GIB
 
 CARDS_GIB = (8, 12, 16, 24, 48, 80)
 SPEC = I2VGEN_XL_SPEC
@@ -92,9 +92,9 @@ def test_used_memory_counts_not_total():
 
 def test_fp16_cards_predict_like_bf16_and_fp32_doubles_the_weights():
     common = dict(width=512, height=512, frames=16, decode_chunk_size=8)
-    bf16 = predict_peak(SPEC.memory, dtype="bfloat16", **common)
-    fp16 = predict_peak(SPEC.memory, dtype="float16", **common)
-    fp32 = predict_peak(SPEC.memory, dtype="float32", **common)
+    bf16 = SPEC.memory.predict_peak(dtype="bfloat16", **common)
+    fp16 = SPEC.memory.predict_peak(dtype="float16", **common)
+    fp32 = SPEC.memory.predict_peak(dtype="float32", **common)
     assert bf16.peak_bytes == fp16.peak_bytes
     assert fp32.weights_denoise_bytes == 2 * bf16.weights_denoise_bytes
     decision = MemoryPlanner(FakeGpuInfo.single(total_gib=24, bf16=False)).plan(SPEC, 512, 512, 16, device=None,
@@ -104,11 +104,11 @@ def test_fp16_cards_predict_like_bf16_and_fp32_doubles_the_weights():
 
 def test_prediction_grows_with_pixels_frames_and_chunk():
     base = dict(width=512, height=512, frames=16, dtype="bfloat16", decode_chunk_size=4)
-    reference = predict_peak(SPEC.memory, **base).peak_bytes
-    assert predict_peak(SPEC.memory, **{**base, "frames": 24}).peak_bytes > reference
-    assert predict_peak(SPEC.memory, **{**base, "width": 768, "height": 768}).peak_bytes > reference
-    assert predict_peak(SPEC.memory, **{**base, "decode_chunk_size": 16}).peak_bytes > reference
-    assert predict_peak(SPEC.memory, **base, cpu_offload="model").peak_bytes < reference
+    reference = SPEC.memory.predict_peak(**base).peak_bytes
+    assert SPEC.memory.predict_peak(**{**base, "frames": 24}).peak_bytes > reference
+    assert SPEC.memory.predict_peak(**{**base, "width": 768, "height": 768}).peak_bytes > reference
+    assert SPEC.memory.predict_peak(**{**base, "decode_chunk_size": 16}).peak_bytes > reference
+    assert SPEC.memory.predict_peak(**base, cpu_offload="model").peak_bytes < reference
 
 
 def test_several_gpus_job_goes_to_the_one_with_the_best_plan_and_skips_busy_ones():

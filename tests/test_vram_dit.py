@@ -17,7 +17,7 @@ from i2v.gpu.hardware import FakeGpuInfo
 from i2v.memory.planner import InsufficientMemoryError, MemoryPlanner, decision_table
 from i2v.engine.presets import default_presets, presets_for_model
 from i2v.engine.request import GenerationRequest
-from i2v.memory.unet import GIB, predict_peak
+from i2v.memory.estimate import GIB
 from i2v.memory.transformer import TransformerMemoryProfile
 
 COGVIDEOX, WAN, EASYANIMATE = ("THUDM/CogVideoX-5b-I2V", "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
@@ -29,7 +29,7 @@ DOC = (Path(__file__).resolve().parent.parent / "docs" / "VRAM.md").read_text(en
 def peak(model, **changes):
     width, height, frames = BALANCED[model]
     args = dict(width=width, height=height, frames=frames, dtype="bfloat16", decode_chunk_size=8)
-    return predict_peak(spec_for(model).memory, **{**args, **changes})
+    return spec_for(model).memory.predict_peak(**{**args, **changes})
 
 
 def prepare(model, card_gib, tmp_path, **request):

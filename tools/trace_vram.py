@@ -18,7 +18,7 @@ from torch.utils._pytree import tree_flatten
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from i2v.backends.i2vgen_xl.config import build_full_size_components  # noqa: E402
-from i2v.memory.unet import MemoryProfile, predict_peak  # noqa: E402
+from i2v.memory.unet import UNetMemoryProfile  # noqa: E402
 
 GIB = 2**30
 
@@ -54,7 +54,7 @@ def main() -> None:
     F.scaled_dot_product_attention = flash_like_sdpa
     parts = build_full_size_components(dtype=torch.bfloat16)
     unet, vae = parts["unet"].eval(), parts["vae"].eval()
-    profile = MemoryProfile(0, 0, 0, 0)  # activations only
+    profile = UNetMemoryProfile(0, 0, 0, 0)  # activations only
     print("| shape | traced UNet activations (GiB) | formula (GiB) | error |")
     print("|---|---|---|---|")
     for height, width, frames in [(256, 256, 16), (512, 512, 8), (512, 512, 16), (768, 768, 24),
@@ -67,7 +67,7 @@ def main() -> None:
                 unet(sample, torch.tensor(500), encoder_hidden_states=torch.randn(batch, 77, 1024, dtype=torch.bfloat16),
                      fps=torch.tensor([8] * batch), image_latents=torch.randn_like(sample),
                      image_embeddings=torch.randn(batch, 1, 1024, dtype=torch.bfloat16), return_dict=False)
-        formula = predict_peak(profile, width=width, height=height, frames=frames, dtype="bfloat16",
+        formula = profile.predict_peak(width=width, height=height, frames=frames, dtype="bfloat16",
                                decode_chunk_size=1).unet_activation_bytes
         print(f"| {width}×{height}×{frames} | {tracker.peak / GIB:.3f} | {formula / GIB:.3f} | "
               f"{100 * (formula - tracker.peak) / tracker.peak:+.1f} % |")

@@ -5,9 +5,10 @@ cost no quality (smaller VAE decode chunks — the VAE is 2D, so chunking change
 decoding, one model on the GPU at a time); only then a lower tier (fewer frames, then lower resolution), each
 again with the savings. A request that fits nowhere is refused before anything loads, with the figures.
 
-The diffusion-transformer models (``vram_dit.py``) decode with a causal 3-D VAE that takes no frame chunks, so
-their ladder skips that step, and their fewer-frames steps are every count the model's frame rule allows below the
-request (their memory grows a little per frame, so the most frames that fit is the aim).
+Each model's memory profile (``estimate.MemoryProfile``) predicts its peak and says how its memory responds: the
+diffusion transformers decode with a causal 3-D VAE that takes no frame chunks, so their ladder skips that step, and
+their fewer-frames steps are every count the model's frame rule allows below the request (their memory grows a little
+per frame, so the most frames that fit is the aim).
 
 After a real out-of-memory error the run is retried once on a later plan that is predicted to need clearly less in
 the phase that failed (``next_down``); when the VAE decode failed, the finished latents are decoded again with
@@ -22,23 +23,22 @@ from dataclasses import dataclass, replace
 from i2v.errors import BadInputError
 from i2v.findings import Finding
 from i2v.gpu.hardware import GpuDevice, GpuInfo
+from i2v.memory.estimate import GIB, VramEstimate
 from i2v.memory.plan import ExecutionPlan, PlanDecision, choose_device, choose_dtype
 from i2v.spec import ModelSpec
-from i2v.memory.unet import GIB, VramEstimate, predict_peak
-from i2v.memory.transformer import TransformerMemoryProfile
 
 log = logging.getLogger(__name__)
 
 MARGIN_BYTES = int(0.5 * GIB)  # kept free besides the prediction: other processes grow, predictions err
 MARGIN_FRACTION = 0.05
 DECODE_CHUNKS = (8, 4, 2, 1)
-FEWER_FRAMES = (16, 12, 8)
 RETRY_MIN_FREED_BYTES = GIB  # an out-of-memory retry must free this much in the phase that failed,
 RETRY_MIN_FREED_FRACTION = 0.10  # or this fraction of that phase's prediction when that is less
 
 
-def _is_transformer(spec: ModelSpec) -> bool:
-    return isinstance(spec.memory, TransformerMemoryProfile)
+def _decodes_in_frame_chunks(spec: ModelSpec) -> bool:
+    # A spec without a memory profile (none is registered today) gets the 2-D VAE ladder; nothing is predicted.
+    return spec.memory is None or spec.memory.decodes_in_frame_chunks
 
 
 def _frees_enough(failed: VramEstimate | None, retry: VramEstimate | None, phase: str) -> bool:
@@ -160,18 +160,16 @@ class MemoryPlanner:
     def candidates(self, spec: ModelSpec, width: int, height: int, frames: int, gpu: GpuDevice | None,
                    dtype: str) -> Iterator[Candidate]:
         for w, h, f, shape_changes in self._shapes(spec, width, height, frames):
-            for plan, plan_changes in self._savings(f, gpu, dtype, chunks=not _is_transformer(spec)):
-                estimate = predict_peak(
-                    spec.memory, width=w, height=h, frames=f, dtype=plan.dtype,
+            for plan, plan_changes in self._savings(f, gpu, dtype, chunks=_decodes_in_frame_chunks(spec)):
+                estimate = spec.memory.predict_peak(
+                    width=w, height=h, frames=f, dtype=plan.dtype,
                     decode_chunk_size=plan.decode_chunk_size, vae_tiling=plan.vae_tiling,
                     cpu_offload=plan.cpu_offload,
                 ) if spec.memory else None
                 yield Candidate(w, h, f, plan, estimate, shape_changes + plan_changes)
 
     def _shapes(self, spec: ModelSpec, width: int, height: int, frames: int):
-        # A diffusion transformer's memory grows with frames in the denoising stage only, a little per frame: every
-        # valid count below the request is a rung, so the plan keeps as many frames as fit.
-        fewer = range(frames - 1, spec.min_frames - 1, -1) if _is_transformer(spec) else FEWER_FRAMES
+        fewer = spec.memory.frame_rungs(frames) if spec.memory else ()
         frame_counts = [frames] + [spec.frame_rule.nearest(max(n, spec.min_frames), spec.min_frames, spec.max_frames)
                                    for n in fewer if n < frames]
         frame_counts = list(dict.fromkeys(n for n in frame_counts if n <= frames))
@@ -262,7 +260,7 @@ class MemoryPlanner:
 def decode_description(spec: ModelSpec, plan: ExecutionPlan, *, short: bool = False) -> str:
     """How the plan decodes, in words: frames per VAE call for a 2-D VAE; a causal 3-D VAE takes the whole clip
     with a temporal cache, so only tiling applies."""
-    if _is_transformer(spec):
+    if not _decodes_in_frame_chunks(spec):
         return ("tiled" if plan.vae_tiling else "untiled") if short else \
             f"decode the whole clip{' in tiles' if plan.vae_tiling else ''}"
     frames = f"{plan.decode_chunk_size} frame(s)"

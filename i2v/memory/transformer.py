@@ -12,7 +12,7 @@ Their pipelines run four stages, each with its own weights on the GPU, and the p
              frame chunks do not apply; tiling does), then the frames become uint8:
              PER_CALL_PIXEL × pixels per call (the frame, or one tile) + PER_FRAME_PIXEL × frames × frame pixels
 
-    peak = max(stages) × (1 + allocator slack) + CUDA context          (slack and context as in vram.py)
+    peak = max(stages) × (1 + allocator slack) + CUDA context          (slack and context: estimate.py)
 
 Weights on the GPU per stage: all of them without offload. With model offload (diffusers' enable_model_cpu_offload:
 a chain in which a model leaves the GPU only when the next model of the chain starts) the pipelines encode the
@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from i2v.memory.unet import ALLOCATOR_SLACK, BYTES_PER_VALUE, CUDA_CONTEXT, VramEstimate
+from i2v.memory.estimate import ALLOCATOR_SLACK, BYTES_PER_VALUE, CUDA_CONTEXT, VramEstimate
 
 STAGES = ("text", "encode", "denoise", "decode")
 
@@ -61,6 +61,66 @@ class TransformerMemoryProfile:
     vae_tile: tuple[int, int] = (512, 512)  # width × height of the VAE's decode tiles
     decode_tiled_per_call_pixel: int = 0
     decode_tiled_per_frame_pixel: int = 0
+
+    # A causal 3-D VAE decodes the whole clip with a temporal cache: frame chunks change nothing, tiling does.
+    decodes_in_frame_chunks = False
+
+    def frame_rungs(self, frames: int) -> tuple[int, ...]:
+        """Every count below the request: memory grows with frames in the denoising stage only, a little per frame,
+        so the plan keeps as many frames as fit."""
+        return tuple(range(frames - 1, 0, -1))
+
+    def predict_peak(self, *, width: int, height: int, frames: int, dtype: str, decode_chunk_size: int = 1,
+                     vae_tiling: bool = False, cpu_offload: str = "none", guidance: bool = True
+                     ) -> "TransformerVramEstimate":
+        """``decode_chunk_size`` is accepted for the common interface and ignored (see ``decodes_in_frame_chunks``)."""
+        scale = BYTES_PER_VALUE[dtype] / 2  # the activation constants are for 2-byte values
+        vae_dtype = self.vae_dtype or dtype
+        vae_scale = BYTES_PER_VALUE[vae_dtype] / BYTES_PER_VALUE[self.vae_dtype or "bfloat16"]
+        weights = self.weights(dtype)
+        if cpu_offload == "model":
+            resident = {"text": ("text_encoder",), "encode": self.encode_resident, "denoise": ("transformer", "vae"),
+                        "decode": ("vae",)}
+        else:
+            resident = {stage: tuple(weights) for stage in STAGES}
+        on_gpu = {stage: sum(weights[name] for name in names) for stage, names in resident.items()}
+
+        batch = self.cfg_batch if guidance else 1
+        tokens = self.tokens(width, height, frames)
+        pixels = width * height
+        encoded = frames if self.encodes_clip else 1
+        if vae_tiling:
+            tile_w, tile_h = self.vae_tile
+            per_call = min(width, tile_w) * min(height, tile_h)
+            decode = self.decode_tiled_per_call_pixel * per_call + self.decode_tiled_per_frame_pixel * frames * pixels
+        else:
+            decode = self.decode_per_call_pixel * pixels + self.decode_per_frame_pixel * frames * pixels
+        activations = {
+            "text": int(scale * self.text_activation),
+            "encode": int(vae_scale * (self.encode_per_pixel * pixels
+                                       + self.encode_per_frame_pixel * encoded * pixels)),
+            "denoise": int(scale * (self.denoise_fixed + self.denoise_per_token * batch * tokens)),
+            "decode": int(vae_scale * decode),
+        }
+        totals = {stage: on_gpu[stage] + activations[stage] for stage in STAGES}
+        stage = max(STAGES, key=lambda name: totals[name])  # ties: the earliest
+        slack = int(ALLOCATOR_SLACK * totals[stage])
+        return TransformerVramEstimate(
+            peak_bytes=totals[stage] + slack + CUDA_CONTEXT,
+            stage=stage,
+            weights_denoise_bytes=on_gpu["denoise"],
+            unet_activation_bytes=activations["denoise"],
+            weights_decode_bytes=on_gpu["decode"],
+            decode_activation_bytes=activations["decode"],
+            slack_bytes=slack,
+            context_bytes=CUDA_CONTEXT,
+            weights_text_bytes=on_gpu["text"],
+            text_activation_bytes=activations["text"],
+            weights_encode_bytes=on_gpu["encode"],
+            encode_activation_bytes=activations["encode"],
+            tokens=tokens,
+            batch=batch,
+        )
 
     def latent_frames(self, frames: int) -> int:
         return (frames - 1) // self.temporal_compression + 1
@@ -115,63 +175,3 @@ class TransformerVramEstimate(VramEstimate):
     def activations_by_stage(self) -> dict[str, int]:
         return {"text": self.text_activation_bytes, "encode": self.encode_activation_bytes,
                 "denoise": self.unet_activation_bytes, "decode": self.decode_activation_bytes}
-
-
-def predict_transformer_peak(
-    profile: TransformerMemoryProfile,
-    *,
-    width: int,
-    height: int,
-    frames: int,
-    dtype: str,
-    vae_tiling: bool = False,
-    cpu_offload: str = "none",
-    guidance: bool = True,
-) -> TransformerVramEstimate:
-    scale = BYTES_PER_VALUE[dtype] / 2  # the activation constants are for 2-byte values
-    vae_dtype = profile.vae_dtype or dtype
-    vae_scale = BYTES_PER_VALUE[vae_dtype] / BYTES_PER_VALUE[profile.vae_dtype or "bfloat16"]
-    weights = profile.weights(dtype)
-    if cpu_offload == "model":
-        resident = {"text": ("text_encoder",), "encode": profile.encode_resident, "denoise": ("transformer", "vae"),
-                    "decode": ("vae",)}
-    else:
-        resident = {stage: tuple(weights) for stage in STAGES}
-    on_gpu = {stage: sum(weights[name] for name in names) for stage, names in resident.items()}
-
-    batch = profile.cfg_batch if guidance else 1
-    tokens = profile.tokens(width, height, frames)
-    pixels = width * height
-    encoded = frames if profile.encodes_clip else 1
-    if vae_tiling:
-        tile_w, tile_h = profile.vae_tile
-        per_call = min(width, tile_w) * min(height, tile_h)
-        decode = profile.decode_tiled_per_call_pixel * per_call + profile.decode_tiled_per_frame_pixel * frames * pixels
-    else:
-        decode = profile.decode_per_call_pixel * pixels + profile.decode_per_frame_pixel * frames * pixels
-    activations = {
-        "text": int(scale * profile.text_activation),
-        "encode": int(vae_scale * (profile.encode_per_pixel * pixels
-                                   + profile.encode_per_frame_pixel * encoded * pixels)),
-        "denoise": int(scale * (profile.denoise_fixed + profile.denoise_per_token * batch * tokens)),
-        "decode": int(vae_scale * decode),
-    }
-    totals = {stage: on_gpu[stage] + activations[stage] for stage in STAGES}
-    stage = max(STAGES, key=lambda name: totals[name])  # ties: the earliest
-    slack = int(ALLOCATOR_SLACK * totals[stage])
-    return TransformerVramEstimate(
-        peak_bytes=totals[stage] + slack + CUDA_CONTEXT,
-        stage=stage,
-        weights_denoise_bytes=on_gpu["denoise"],
-        unet_activation_bytes=activations["denoise"],
-        weights_decode_bytes=on_gpu["decode"],
-        decode_activation_bytes=activations["decode"],
-        slack_bytes=slack,
-        context_bytes=CUDA_CONTEXT,
-        weights_text_bytes=on_gpu["text"],
-        text_activation_bytes=activations["text"],
-        weights_encode_bytes=on_gpu["encode"],
-        encode_activation_bytes=activations["encode"],
-        tokens=tokens,
-        batch=batch,
-    )

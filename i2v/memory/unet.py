@@ -19,32 +19,27 @@ Where the constants come from (all at 2 bytes per value, bf16/fp16; fp32 doubles
 - Allocator slack (fragmentation, cuDNN/cuBLAS workspaces) and the CUDA context are estimates to be calibrated
   on a GPU (``docs/VRAM.md`` says which figures are measured and which are not).
 
-The diffusion-transformer models (CogVideoX, Wan, EasyAnimate) have their own profile and formula: ``vram_dit.py``;
-``predict_peak`` takes either profile.
+The diffusion-transformer models (CogVideoX, Wan, EasyAnimate) have their own profile and formula
+(``transformer.py``); both predict their own peak behind the ``estimate.MemoryProfile`` interface.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
-if TYPE_CHECKING:
-    from i2v.memory.transformer import TransformerMemoryProfile
-
-GIB = 2**30
-BYTES_PER_VALUE = {"bfloat16": 2, "float16": 2, "float32": 4}
+from i2v.memory.estimate import ALLOCATOR_SLACK, BYTES_PER_VALUE, CUDA_CONTEXT, GIB, VramEstimate
 
 UNET_ACTIVATION_FIXED = int(0.9 * GIB)  # bf16, full-size UNet (base width 320)
 UNET_ACTIVATION_PER_UNIT = 20_000  # bytes per latent pixel × frame × batch element, bf16, base width 320
 UNET_REFERENCE_WIDTH = 320
 VAE_DECODE_PER_PIXEL = 1_540  # bytes per decoded output pixel, bf16 (decoder base width 512)
 VAE_REFERENCE_WIDTH = 512
-ALLOCATOR_SLACK = 0.10
-CUDA_CONTEXT = int(0.5 * GIB)
+FEWER_FRAMES = (16, 12, 8)  # the planner's fewer-frames rungs: activations grow with frames × pixels
 
 
 @dataclass(frozen=True)
-class MemoryProfile:
-    """What the prediction needs to know about a model: parameters per component and activation widths."""
+class UNetMemoryProfile:
+    """What the prediction needs to know about a UNet model (I2VGen-XL): parameters per component and activation
+    widths."""
 
     unet_params: int
     vae_params: int
@@ -56,92 +51,49 @@ class MemoryProfile:
     latent_channels: int = 4
     vae_scale_factor: int = 8
 
+    # 2-D VAE: the plan's frame chunks set the decode's memory (a pixel-for-pixel same video).
+    decodes_in_frame_chunks = True
 
-@dataclass(frozen=True)
-class VramEstimate:
-    peak_bytes: int
-    stage: str  # which stage sets the peak: "denoise" or "decode"
-    weights_denoise_bytes: int
-    unet_activation_bytes: int
-    weights_decode_bytes: int
-    decode_activation_bytes: int
-    slack_bytes: int
-    context_bytes: int
+    def frame_rungs(self, frames: int) -> tuple[int, ...]:
+        """Frame counts the planner may fall back to (before the model's frame rule snaps them)."""
+        return tuple(n for n in FEWER_FRAMES if n < frames)
 
-    @property
-    def peak_gib(self) -> float:
-        return self.peak_bytes / GIB
+    def predict_peak(self, *, width: int, height: int, frames: int, dtype: str, decode_chunk_size: int = 1,
+                     vae_tiling: bool = False, cpu_offload: str = "none", guidance: bool = True) -> VramEstimate:
+        value = BYTES_PER_VALUE[dtype]
+        scale = value / 2  # the activation constants are for 2-byte values
+        batch = 2 if guidance else 1
+        latent_pixels = (width // self.vae_scale_factor) * (height // self.vae_scale_factor)
 
-    def weights_by_stage(self) -> dict[str, int]:
-        """Bytes of weights on the GPU in each stage."""
-        return {"denoise": self.weights_denoise_bytes, "decode": self.weights_decode_bytes}
+        unet_w = self.unet_params * value
+        encoders_w = (self.text_encoder_params + self.image_encoder_params) * value
+        vae_w = self.vae_params * value
+        if cpu_offload == "model":  # one model on the GPU at a time
+            weights_denoise, weights_decode = unet_w, vae_w
+        else:
+            weights_denoise = weights_decode = unet_w + encoders_w + vae_w
 
-    def activations_by_stage(self) -> dict[str, int]:
-        return {"denoise": self.unet_activation_bytes, "decode": self.decode_activation_bytes}
+        width_ratio = self.unet_base_width / UNET_REFERENCE_WIDTH
+        unet_act = int(scale * width_ratio * (UNET_ACTIVATION_FIXED + UNET_ACTIVATION_PER_UNIT * batch * frames
+                                              * latent_pixels))
+        frame_pixels = width * height
+        pixels_per_call = min(frame_pixels, self.vae_tile_pixels) if vae_tiling else frame_pixels
+        chunk = max(1, min(decode_chunk_size, frames))
+        decode_act = int(scale * (self.vae_decoder_width / VAE_REFERENCE_WIDTH) * VAE_DECODE_PER_PIXEL * chunk
+                         * pixels_per_call)
+        latents = frames * latent_pixels * self.latent_channels * 4 * 2  # fp32 copies on the way out
 
-    def phase_bytes(self, phase: str) -> int:
-        """Weights + activations of the stage of ``phase`` that needs the most: "decode" is the VAE decode,
-        "generate" every stage before it (the denoising call, with its encoders). A run fails in one of the two
-        phases, and a retry helps only if it needs less in that one."""
-        weights, activations = self.weights_by_stage(), self.activations_by_stage()
-        return max(weights[stage] + activations[stage] for stage in weights
-                   if (stage == "decode") == (phase == "decode"))
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "peak_gib": round(self.peak_gib, 2)}
-
-
-def predict_peak(
-    profile: MemoryProfile | TransformerMemoryProfile,
-    *,
-    width: int,
-    height: int,
-    frames: int,
-    dtype: str,
-    decode_chunk_size: int,
-    vae_tiling: bool = False,
-    cpu_offload: str = "none",
-    guidance: bool = True,
-) -> VramEstimate:
-    if not isinstance(profile, MemoryProfile):  # a diffusion transformer; its VAE decodes no frame chunks
-        from i2v.memory.transformer import predict_transformer_peak
-
-        return predict_transformer_peak(profile, width=width, height=height, frames=frames, dtype=dtype,
-                                        vae_tiling=vae_tiling, cpu_offload=cpu_offload, guidance=guidance)
-    value = BYTES_PER_VALUE[dtype]
-    scale = value / 2  # the activation constants are for 2-byte values
-    batch = 2 if guidance else 1
-    latent_pixels = (width // profile.vae_scale_factor) * (height // profile.vae_scale_factor)
-
-    unet_w = profile.unet_params * value
-    encoders_w = (profile.text_encoder_params + profile.image_encoder_params) * value
-    vae_w = profile.vae_params * value
-    if cpu_offload == "model":  # one model on the GPU at a time
-        weights_denoise, weights_decode = unet_w, vae_w
-    else:
-        weights_denoise = weights_decode = unet_w + encoders_w + vae_w
-
-    width_ratio = profile.unet_base_width / UNET_REFERENCE_WIDTH
-    unet_act = int(scale * width_ratio * (UNET_ACTIVATION_FIXED + UNET_ACTIVATION_PER_UNIT * batch * frames
-                                          * latent_pixels))
-    frame_pixels = width * height
-    pixels_per_call = min(frame_pixels, profile.vae_tile_pixels) if vae_tiling else frame_pixels
-    chunk = max(1, min(decode_chunk_size, frames))
-    decode_act = int(scale * (profile.vae_decoder_width / VAE_REFERENCE_WIDTH) * VAE_DECODE_PER_PIXEL * chunk
-                     * pixels_per_call)
-    latents = frames * latent_pixels * profile.latent_channels * 4 * 2  # fp32 copies on the way out
-
-    denoise = weights_denoise + unet_act
-    decode = weights_decode + decode_act + latents
-    stage_peak = max(denoise, decode)
-    slack = int(ALLOCATOR_SLACK * stage_peak)
-    return VramEstimate(
-        peak_bytes=stage_peak + slack + CUDA_CONTEXT,
-        stage="denoise" if denoise >= decode else "decode",
-        weights_denoise_bytes=weights_denoise,
-        unet_activation_bytes=unet_act,
-        weights_decode_bytes=weights_decode,
-        decode_activation_bytes=decode_act,
-        slack_bytes=slack,
-        context_bytes=CUDA_CONTEXT,
-    )
+        denoise = weights_denoise + unet_act
+        decode = weights_decode + decode_act + latents
+        stage_peak = max(denoise, decode)
+        slack = int(ALLOCATOR_SLACK * stage_peak)
+        return VramEstimate(
+            peak_bytes=stage_peak + slack + CUDA_CONTEXT,
+            stage="denoise" if denoise >= decode else "decode",
+            weights_denoise_bytes=weights_denoise,
+            unet_activation_bytes=unet_act,
+            weights_decode_bytes=weights_decode,
+            decode_activation_bytes=decode_act,
+            slack_bytes=slack,
+            context_bytes=CUDA_CONTEXT,
+        )

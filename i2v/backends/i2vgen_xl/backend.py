@@ -16,7 +16,7 @@ from i2v.errors import ModelLoadError, ModelNotAvailableError
 from i2v.memory.plan import ExecutionPlan
 from i2v.spec import FrameRule, ModelSpec
 from i2v.speedups.speedups import step_cache
-from i2v.memory.unet import MemoryProfile
+from i2v.memory.unet import UNetMemoryProfile
 from i2v.backends.base import DenoiseInputs, StepCallback
 from i2v.backends.folder_loader import load_components
 from i2v.backends.pipeline_backend import PipelineBackend
@@ -60,7 +60,7 @@ I2VGEN_XL_SPEC = ModelSpec(
     default_fps=8,
     notes=("Weak on anime/cartoon images and on images with a black background (authors' note).",),
     # Parameter counts of the real architecture (i2vgen_xl_config.parameter_counts(); a test keeps them equal).
-    memory=MemoryProfile(unet_params=1_420_469_224, vae_params=83_653_863, text_encoder_params=352_984_064,
+    memory=UNetMemoryProfile(unet_params=1_420_469_224, vae_params=83_653_863, text_encoder_params=352_984_064,
                          image_encoder_params=632_076_800),
 )
 

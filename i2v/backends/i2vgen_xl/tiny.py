@@ -17,7 +17,7 @@ from pathlib import Path
 
 from i2v.findings import Finding
 from i2v.paths import cache_dir
-from i2v.memory.unet import MemoryProfile
+from i2v.memory.unet import UNetMemoryProfile
 from i2v.backends.i2vgen_xl.backend import I2VGEN_XL_SPEC, I2VGenXLBackend
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ TINY_SPEC = dataclasses.replace(
     resolution_tiers=(128, 256, 512, 768, 1024),
     random_weights=True,
     notes=("Random weights: the output is noise. For trying the app and for tests.",),
-    memory=MemoryProfile(unet_params=223_576, vae_params=24_759, text_encoder_params=5_944,
+    memory=UNetMemoryProfile(unet_params=223_576, vae_params=24_759, text_encoder_params=5_944,
                          image_encoder_params=2_976, unet_base_width=8, vae_decoder_width=8),
 )
 
