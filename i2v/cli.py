@@ -189,7 +189,7 @@ def _presets(model: str) -> int:
 
 def _plan(args) -> int:
     from i2v.backends import spec_for
-    from i2v.gpu.hardware import FakeGpuInfo
+    from i2v.gpu.hardware import FixedGpuInfo
     from i2v.gpu.monitor import GpuMonitor
     from i2v.engine import step_times
     from i2v.paths import cache_dir
@@ -209,7 +209,7 @@ def _plan(args) -> int:
     if args.gpu_memory is not None:
         if not 0.5 <= args.gpu_memory <= 1024:
             raise BadInputError("--gpu-memory is the card's free memory in GiB, e.g. 12.")
-        gpu_info = FakeGpuInfo.single(name=f"a {args.gpu_memory:g} GiB GPU", total_gib=args.gpu_memory,
+        gpu_info = FixedGpuInfo.single(name=f"a {args.gpu_memory:g} GiB GPU", total_gib=args.gpu_memory,
                                       bf16=not args.no_bf16)
     else:
         gpu_info = GpuMonitor()  # NVML: no torch import, no CUDA context

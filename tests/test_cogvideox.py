@@ -23,7 +23,7 @@ from i2v.backends.i2vgen_xl.backend import I2VGenXLBackend
 from i2v.cli import main
 from i2v.engine.engine import Engine
 from i2v.errors import ModelLoadError, ModelNotAvailableError, NonFiniteOutputError
-from i2v.gpu.hardware import FakeGpuInfo
+from i2v.gpu.hardware import FixedGpuInfo
 from i2v.memory.plan import ExecutionPlan
 from i2v.engine.presets import load_presets
 from i2v.engine.request import GenerationRequest
@@ -141,7 +141,7 @@ def test_transformer_must_take_twice_the_vae_latent_channels(tmp_path):
 
 
 def test_engine_run_is_reproducible_and_reports_progress(photo_path, tmp_path):
-    engine = Engine(gpu_info=FakeGpuInfo.none(), output_dir=tmp_path / "out")
+    engine = Engine(gpu_info=FixedGpuInfo.none(), output_dir=tmp_path / "out")
     events = []
     first = engine.generate(make_request(photo_path), on_progress=events.append)
     second = engine.generate(make_request(photo_path))
@@ -152,7 +152,7 @@ def test_engine_run_is_reproducible_and_reports_progress(photo_path, tmp_path):
 
 
 def test_nan_in_bf16_transformer_is_retried_in_fp32(photo_path, tmp_path):
-    engine = Engine(gpu_info=FakeGpuInfo.none(), output_dir=tmp_path / "out")
+    engine = Engine(gpu_info=FixedGpuInfo.none(), output_dir=tmp_path / "out")
     engine.load(make_request(photo_path, dtype="bfloat16"))
     transformer = engine.backend.pipeline.transformer
     with nan_output(transformer, only_dtype=torch.bfloat16) as calls:

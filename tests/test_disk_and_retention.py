@@ -14,7 +14,7 @@ import pytest
 from i2v.engine import disk
 from i2v.engine.engine import Engine
 from i2v.errors import NotEnoughDiskSpaceError
-from i2v.gpu.hardware import FakeGpuInfo
+from i2v.gpu.hardware import FixedGpuInfo
 from i2v.service.jobs import JobManager
 from i2v.service.jobstore import JobRecord, JobStore
 from i2v.engine.request import GenerationRequest
@@ -46,7 +46,7 @@ def test_the_estimate_grows_with_the_job():
 
 
 def test_a_job_that_would_fill_the_disk_is_refused_before_it_starts(tmp_path, photo_path, free_bytes):
-    engine = Engine(gpu_info=FakeGpuInfo.none(), output_dir=tmp_path / "outputs", min_free_bytes=1024 * 2**20)
+    engine = Engine(gpu_info=FixedGpuInfo.none(), output_dir=tmp_path / "outputs", min_free_bytes=1024 * 2**20)
     engine.prepare(tiny(photo_path))  # plenty of space: fine
     free_bytes["bytes"] = 900 * 2**20
     with pytest.raises(NotEnoughDiskSpaceError) as refused:
@@ -66,7 +66,7 @@ def test_a_job_that_would_fill_the_disk_is_refused_before_it_starts(tmp_path, ph
 
 def test_the_real_disk_is_read(tmp_path, photo_path):
     """No fake: a reserve larger than any disk refuses, naming the real free space."""
-    engine = Engine(gpu_info=FakeGpuInfo.none(), output_dir=tmp_path, min_free_bytes=2**60)
+    engine = Engine(gpu_info=FixedGpuInfo.none(), output_dir=tmp_path, min_free_bytes=2**60)
     with pytest.raises(NotEnoughDiskSpaceError) as refused:
         engine.prepare(tiny(photo_path))
     free_gb = shutil.disk_usage(tmp_path).free / 2**30

@@ -36,7 +36,7 @@ from i2v.backends.i2vgen_xl.backend import I2VGenXLBackend
 from i2v.cli import main
 from i2v.engine.engine import Engine
 from i2v.errors import ModelLoadError, ModelNotAvailableError, NonFiniteOutputError
-from i2v.gpu.hardware import FakeGpuInfo
+from i2v.gpu.hardware import FixedGpuInfo
 from i2v.memory.plan import ExecutionPlan
 from i2v.engine.presets import load_presets
 from i2v.engine.request import GenerationRequest
@@ -110,7 +110,7 @@ def test_model_names_pick_the_backend(saved_tiny, tmp_path):
 
 def test_every_preset_tier_is_valid_for_the_real_model(photo_path):
     """The real model's presets resolve without a refusal and without snapping (their frame counts are 4N+1)."""
-    engine = Engine(gpu_info=FakeGpuInfo.none())
+    engine = Engine(gpu_info=FixedGpuInfo.none())
     expected = {"fast-check": (512, 25, 30), "balanced": (512, 49, 50), "high-quality": (768, 49, 50)}
     for name, (tier, frames, steps) in expected.items():
         job = engine.prepare(GenerationRequest(image=photo_path, prompt="waves crashing", model=HUB_ID, preset=name))
@@ -210,7 +210,7 @@ def test_transformer_must_take_latents_mask_and_masked_video_channels(tmp_path):
 
 
 def test_engine_run_is_reproducible_and_reports_progress(photo_path, tmp_path):
-    engine = Engine(gpu_info=FakeGpuInfo.none(), output_dir=tmp_path / "out")
+    engine = Engine(gpu_info=FixedGpuInfo.none(), output_dir=tmp_path / "out")
     events = []
     first = engine.generate(make_request(photo_path), on_progress=events.append)
     second = engine.generate(make_request(photo_path))
@@ -223,7 +223,7 @@ def test_engine_run_is_reproducible_and_reports_progress(photo_path, tmp_path):
 
 
 def test_every_tiny_preset_runs_on_a_cpu_in_seconds(photo_path, tmp_path):
-    engine = Engine(gpu_info=FakeGpuInfo.none(), output_dir=tmp_path / "out")
+    engine = Engine(gpu_info=FixedGpuInfo.none(), output_dir=tmp_path / "out")
     for name, preset in load_presets().items():
         values = preset.for_model(TINY_EASYANIMATE_SPEC.preset_key)
         result = engine.generate(make_request(photo_path, frames=None, steps=None, preset=name))
@@ -235,7 +235,7 @@ def test_every_tiny_preset_runs_on_a_cpu_in_seconds(photo_path, tmp_path):
 
 
 def test_nan_in_bf16_transformer_is_retried_in_fp32(photo_path, tmp_path):
-    engine = Engine(gpu_info=FakeGpuInfo.none(), output_dir=tmp_path / "out")
+    engine = Engine(gpu_info=FixedGpuInfo.none(), output_dir=tmp_path / "out")
     engine.load(make_request(photo_path, dtype="bfloat16"))
     transformer = engine.backend.pipeline.transformer
     with nan_output(transformer, only_dtype=torch.bfloat16) as calls:

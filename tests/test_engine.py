@@ -8,7 +8,7 @@ import pytest
 
 from i2v.engine.engine import Engine
 from i2v.errors import BadInputError, JobCancelled
-from i2v.gpu.hardware import FakeGpuInfo
+from i2v.gpu.hardware import FixedGpuInfo
 from i2v.engine.progress import CancelToken
 from i2v.engine.request import GenerationRequest
 from i2v.engine.video import probe_mp4, read_mp4_comment
@@ -19,7 +19,7 @@ SMALL = dict(model="tiny", width=64, height=64, frames=8, steps=3, fps=8)
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory) -> Engine:
     """One engine (and one loaded tiny model) for the module, on a machine without GPU."""
-    return Engine(gpu_info=FakeGpuInfo.none(), output_dir=tmp_path_factory.mktemp("outputs"))
+    return Engine(gpu_info=FixedGpuInfo.none(), output_dir=tmp_path_factory.mktemp("outputs"))
 
 
 def request(photo_path: Path, **changes) -> GenerationRequest:
@@ -107,7 +107,7 @@ def test_progress_reports_every_step_in_order(engine, photo_path):
 
 
 def test_cancel_mid_run_leaves_no_file_behind(photo_path, tmp_path):
-    engine = Engine(gpu_info=FakeGpuInfo.none(), output_dir=tmp_path / "out")
+    engine = Engine(gpu_info=FixedGpuInfo.none(), output_dir=tmp_path / "out")
     token = CancelToken()
     steps_seen = []
 
@@ -138,7 +138,7 @@ def test_cancel_before_start_runs_nothing(engine, photo_path):
 
 
 def test_bad_request_fails_before_loading_anything(photo_path, tmp_path):
-    engine = Engine(gpu_info=FakeGpuInfo.none(), output_dir=tmp_path / "out")
+    engine = Engine(gpu_info=FixedGpuInfo.none(), output_dir=tmp_path / "out")
     with pytest.raises(BadInputError, match="frames"):
         engine.generate(request(photo_path, frames=1))
     with pytest.raises(BadInputError):

@@ -30,7 +30,7 @@ from gradio_client import Client, handle_file
 
 from i2v.engine.engine import Engine
 from i2v.errors import OutputWriteError
-from i2v.gpu.hardware import FakeGpuInfo
+from i2v.gpu.hardware import FixedGpuInfo
 from i2v.guidance.keywords import load_keyword_library
 from i2v.gpu.monitor import FakeGpuMonitor, GpuMonitor
 from i2v.paths import cache_dir
@@ -375,7 +375,7 @@ def test_nvml_failing_mid_run_leaves_the_job_running_and_says_why(tmp_path, imag
     monitor = GpuMonitor(nvml=nvml, cache_seconds=0)
     outputs = tmp_path / "outputs"
     # The planner sees no GPU (the tiny model runs on the CPU), so the only thing NVML feeds is what users read.
-    engine = Engine(gpu_info=FakeGpuInfo.none(), output_dir=outputs, presets=load_presets(),
+    engine = Engine(gpu_info=FixedGpuInfo.none(), output_dir=outputs, presets=load_presets(),
                     keywords=load_keyword_library())
     request = GenerationRequest(image=image, prompt=PROMPT, model="tiny", width=64, height=64, frames=4, steps=3,
                                 seeds=(5,))

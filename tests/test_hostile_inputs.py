@@ -29,7 +29,7 @@ from i2v.cli import main as cli_main
 from i2v.engine.engine import Engine
 from i2v.errors import BadInputError
 from i2v.findings import Finding
-from i2v.gpu.hardware import FakeGpuInfo
+from i2v.gpu.hardware import FixedGpuInfo
 from i2v.guidance.images import load_image
 from i2v.guidance.prompt_lint import lint_prompt
 from i2v.engine.request import GenerationRequest, validate_request
@@ -57,7 +57,7 @@ def assert_actionable(message: str, fragments, *, tmp_path: Path | None = None) 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory) -> Engine:
     """Prepare only: nothing here loads a model."""
-    return Engine(gpu_info=FakeGpuInfo.none(), output_dir=tmp_path_factory.mktemp("hostile-outputs"))
+    return Engine(gpu_info=FixedGpuInfo.none(), output_dir=tmp_path_factory.mktemp("hostile-outputs"))
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from PIL import Image
 
 from i2v.engine.engine import Engine
 from i2v.errors import BadInputError
-from i2v.gpu.hardware import FakeGpuInfo
+from i2v.gpu.hardware import FixedGpuInfo
 from i2v.service.jobs import JobManager, QueueFullError, fingerprint, request_from_settings
 from i2v.service.jobstore import JobRecord, JobStore
 from i2v.engine.request import GenerationRequest
@@ -17,7 +17,7 @@ from i2v.engine.request import GenerationRequest
 
 @pytest.fixture
 def manager(tmp_path) -> JobManager:
-    engine = Engine(gpu_info=FakeGpuInfo.none(), output_dir=tmp_path / "outputs")
+    engine = Engine(gpu_info=FixedGpuInfo.none(), output_dir=tmp_path / "outputs")
     jobs = JobManager(engine, max_queue=2)
     yield jobs
     jobs.shutdown()
@@ -134,7 +134,7 @@ def test_a_failed_job_keeps_the_error_and_the_worker_keeps_serving(manager, phot
 
 def test_history_survives_a_new_manager_and_unfinished_jobs_become_interrupted(tmp_path, photo_path):
     outputs = tmp_path / "outputs"
-    first = JobManager(Engine(gpu_info=FakeGpuInfo.none(), output_dir=outputs))
+    first = JobManager(Engine(gpu_info=FixedGpuInfo.none(), output_dir=outputs))
     done_id = first.submit(tiny(photo_path, prompt="waves crashing on rocks"))
     assert first.wait(done_id, timeout=120).state == "done"
     first.shutdown()
@@ -146,7 +146,7 @@ def test_history_survives_a_new_manager_and_unfinished_jobs_become_interrupted(t
     partial.parent.mkdir(parents=True)
     partial.write_bytes(b"half")
 
-    again = JobManager(Engine(gpu_info=FakeGpuInfo.none(), output_dir=outputs))
+    again = JobManager(Engine(gpu_info=FixedGpuInfo.none(), output_dir=outputs))
     assert [r.id for r in again.recover()] == ["deadbeef"]
     history = again.history()
     assert [h.id for h in history] == ["deadbeef", done_id]

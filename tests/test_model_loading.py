@@ -16,7 +16,7 @@ from i2v.backends.i2vgen_xl.backend import I2VGenXLBackend
 from i2v.backends.i2vgen_xl.tiny import build_tiny_pipeline, tiny_folder
 from i2v.engine.engine import Engine
 from i2v.errors import BadInputError, ModelLoadError, ModelNotAvailableError
-from i2v.gpu.hardware import FakeGpuInfo
+from i2v.gpu.hardware import FixedGpuInfo
 from i2v.memory.plan import ExecutionPlan
 from i2v.engine.request import GenerationRequest
 
@@ -46,7 +46,7 @@ def run_request(model: str, image: Path, **changes) -> GenerationRequest:
 def test_saved_folder_loads_and_matches_plain_diffusers(saved_tiny, photo_path, tmp_path):
     """Load through our folder loader, run through the engine, and compare with the same pipeline called the way
     the diffusers documentation shows: the engine adds no change to the pixels."""
-    engine = Engine(gpu_info=FakeGpuInfo.none(), output_dir=tmp_path / "out")
+    engine = Engine(gpu_info=FixedGpuInfo.none(), output_dir=tmp_path / "out")
     result = engine.generate(run_request(str(saved_tiny), photo_path))
     record = result.videos[0].record
     assert record["model"]["source"] == "folder"
@@ -86,7 +86,7 @@ def test_missing_and_unexpected_weights_are_reported_with_every_result(saved_tin
     state["leftover.from.another.model"] = torch.zeros(2)
     save_file(state, weights, metadata={"format": "pt"})
 
-    engine = Engine(gpu_info=FakeGpuInfo.none(), output_dir=tmp_path / "out")
+    engine = Engine(gpu_info=FixedGpuInfo.none(), output_dir=tmp_path / "out")
     for seed in (1, 2):  # every result, not only the first after loading
         result = engine.generate(run_request(str(broken), photo_path, seeds=(seed,)))
         codes = {w.code for w in result.model_warnings}
@@ -145,7 +145,7 @@ def test_model_names_that_are_neither_folder_nor_hub_id_are_bad_input():
 
 
 def test_one_model_resident_at_a_time(saved_tiny, photo_path, tmp_path):
-    engine = Engine(gpu_info=FakeGpuInfo.none(), output_dir=tmp_path / "out")
+    engine = Engine(gpu_info=FixedGpuInfo.none(), output_dir=tmp_path / "out")
     engine.generate(run_request("tiny", photo_path))
     first = engine.backend
     engine.generate(run_request(str(saved_tiny), photo_path))

@@ -11,7 +11,7 @@ import torch
 
 from i2v.engine.engine import Engine
 from i2v.errors import NonFiniteOutputError
-from i2v.gpu.hardware import FakeGpuInfo
+from i2v.gpu.hardware import FixedGpuInfo
 from i2v.engine.numerics import video_to_uint8
 from i2v.engine.request import GenerationRequest
 
@@ -49,7 +49,7 @@ def nan_output(module: torch.nn.Module, *, only_dtype: torch.dtype | None = None
 
 @pytest.fixture
 def bf16_engine(tmp_path, photo_path):
-    engine = Engine(gpu_info=FakeGpuInfo.none(), output_dir=tmp_path / "out")
+    engine = Engine(gpu_info=FixedGpuInfo.none(), output_dir=tmp_path / "out")
     engine.load(make_request(photo_path, dtype="bfloat16"))
     return engine
 
@@ -98,7 +98,7 @@ def test_nan_in_every_precision_fails_clearly_and_writes_nothing(bf16_engine, ph
 
 
 def test_nan_in_fp32_has_nothing_safer_and_fails_clearly(tmp_path, photo_path):
-    engine = Engine(gpu_info=FakeGpuInfo.none(), output_dir=tmp_path / "out")
+    engine = Engine(gpu_info=FixedGpuInfo.none(), output_dir=tmp_path / "out")
     engine.load(make_request(photo_path))
     with nan_output(engine.backend.pipeline.vae.decoder), pytest.raises(NonFiniteOutputError, match="safest"):
         engine.generate(make_request(photo_path))

@@ -10,7 +10,7 @@ import torch
 
 from i2v.engine.engine import Engine
 from i2v.errors import GpuOutOfMemoryError
-from i2v.gpu.hardware import FakeGpuInfo
+from i2v.gpu.hardware import FixedGpuInfo
 from i2v.engine.request import GenerationRequest
 
 
@@ -39,7 +39,7 @@ def out_of_memory(module: torch.nn.Module, times: int | None):
 
 @pytest.fixture
 def engine(tmp_path, photo_path):
-    engine = Engine(gpu_info=FakeGpuInfo.none(), output_dir=tmp_path / "out")
+    engine = Engine(gpu_info=FixedGpuInfo.none(), output_dir=tmp_path / "out")
     engine.load(make_request(photo_path))
     return engine
 

@@ -8,7 +8,7 @@ import pytest
 
 from i2v.backends import spec_for
 from i2v.backends.i2vgen_xl.backend import I2VGEN_XL_SPEC
-from i2v.gpu.hardware import FakeGpuInfo, GpuDevice
+from i2v.gpu.hardware import FixedGpuInfo, GpuDevice
 from i2v.memory.planner import InsufficientMemoryError, MemoryPlanner
 from i2v.engine.presets import default_presets
 from i2v.memory.estimate import GIB
@@ -26,7 +26,7 @@ def preset_shape(name: str) -> tuple[int, int, int]:
 @pytest.mark.parametrize("card", CARDS_GIB)
 @pytest.mark.parametrize("preset", ["fast-check", "balanced", "high-quality"])
 def test_chosen_plan_is_the_best_that_fits_and_never_one_that_does_not(card, preset):
-    gpu_info = FakeGpuInfo.single(total_gib=card)
+    gpu_info = FixedGpuInfo.single(total_gib=card)
     planner = MemoryPlanner(gpu_info)
     gpu = gpu_info.devices()[0]
     width, height, frames = preset_shape(preset)
@@ -51,12 +51,12 @@ def test_chosen_plan_is_the_best_that_fits_and_never_one_that_does_not(card, pre
 def test_big_cards_run_every_preset_as_asked_and_small_ones_are_told_what_changed():
     for preset in ("fast-check", "balanced", "high-quality"):
         width, height, frames = preset_shape(preset)
-        decision = MemoryPlanner(FakeGpuInfo.single(total_gib=80)).plan(SPEC, width, height, frames, device=None,
+        decision = MemoryPlanner(FixedGpuInfo.single(total_gib=80)).plan(SPEC, width, height, frames, device=None,
                                                                          dtype="auto")
         assert (decision.width, decision.height, decision.frames) == (width, height, frames)
         assert decision.plan.cpu_offload == "none" and not decision.plan.vae_tiling
     width, height, frames = preset_shape("high-quality")
-    small = MemoryPlanner(FakeGpuInfo.single(total_gib=12, name="RTX 3060")).plan(
+    small = MemoryPlanner(FixedGpuInfo.single(total_gib=12, name="RTX 3060")).plan(
         SPEC, width, height, frames, device=None, dtype="auto")
     notice = next(n for n in small.notices if n.code == "plan.downgraded")
     assert "768×768 × 24 frames needs ~" in notice.message and "12.0 GiB free on RTX 3060" in notice.message
@@ -65,7 +65,7 @@ def test_big_cards_run_every_preset_as_asked_and_small_ones_are_told_what_change
 
 def test_quality_neutral_savings_come_before_lower_tiers():
     width, height, frames = preset_shape("balanced")
-    decision = MemoryPlanner(FakeGpuInfo.single(total_gib=8)).plan(SPEC, width, height, frames, device=None,
+    decision = MemoryPlanner(FixedGpuInfo.single(total_gib=8)).plan(SPEC, width, height, frames, device=None,
                                                                     dtype="auto")
     assert (decision.width, decision.height, decision.frames) == (512, 512, 16)  # still balanced
     assert decision.plan.cpu_offload == "model"
@@ -75,7 +75,7 @@ def test_quality_neutral_savings_come_before_lower_tiers():
 
 def test_refusal_names_the_figures():
     with pytest.raises(InsufficientMemoryError) as refused:
-        MemoryPlanner(FakeGpuInfo.single(total_gib=4, name="Tiny card")).plan(SPEC, 512, 512, 16, device=None,
+        MemoryPlanner(FixedGpuInfo.single(total_gib=4, name="Tiny card")).plan(SPEC, 512, 512, 16, device=None,
                                                                               dtype="auto")
     message = str(refused.value)
     assert "GiB" in message and "Tiny card has 4.0 GiB free" in message and "512×512 × 8 frames" in message
@@ -83,9 +83,9 @@ def test_refusal_names_the_figures():
 
 def test_used_memory_counts_not_total():
     width, height, frames = preset_shape("high-quality")
-    free = MemoryPlanner(FakeGpuInfo.single(total_gib=48, free_gib=48)).plan(SPEC, width, height, frames,
+    free = MemoryPlanner(FixedGpuInfo.single(total_gib=48, free_gib=48)).plan(SPEC, width, height, frames,
                                                                              device=None, dtype="auto")
-    busy = MemoryPlanner(FakeGpuInfo.single(total_gib=48, free_gib=14)).plan(SPEC, width, height, frames,
+    busy = MemoryPlanner(FixedGpuInfo.single(total_gib=48, free_gib=14)).plan(SPEC, width, height, frames,
                                                                              device=None, dtype="auto")
     assert not free.notices and busy.notices
 
@@ -97,7 +97,7 @@ def test_fp16_cards_predict_like_bf16_and_fp32_doubles_the_weights():
     fp32 = SPEC.memory.predict_peak(dtype="float32", **common)
     assert bf16.peak_bytes == fp16.peak_bytes
     assert fp32.weights_denoise_bytes == 2 * bf16.weights_denoise_bytes
-    decision = MemoryPlanner(FakeGpuInfo.single(total_gib=24, bf16=False)).plan(SPEC, 512, 512, 16, device=None,
+    decision = MemoryPlanner(FixedGpuInfo.single(total_gib=24, bf16=False)).plan(SPEC, 512, 512, 16, device=None,
                                                                                dtype="auto")
     assert decision.plan.dtype == "float16"
 
@@ -115,16 +115,16 @@ def test_several_gpus_job_goes_to_the_one_with_the_best_plan_and_skips_busy_ones
     small = GpuDevice(0, "small", 12 * GIB, 12 * GIB, (8, 6), True)
     large = GpuDevice(1, "large", 48 * GIB, 40 * GIB, (8, 9), True)
     width, height, frames = preset_shape("high-quality")
-    decision = MemoryPlanner(FakeGpuInfo([small, large])).plan(SPEC, width, height, frames, device=None,
+    decision = MemoryPlanner(FixedGpuInfo([small, large])).plan(SPEC, width, height, frames, device=None,
                                                                dtype="auto")
     assert decision.plan.device == "cuda:1" and not decision.notices
-    busy_large = MemoryPlanner(FakeGpuInfo([small, large]), busy=lambda device: device == "cuda:1")
+    busy_large = MemoryPlanner(FixedGpuInfo([small, large]), busy=lambda device: device == "cuda:1")
     decision = busy_large.plan(SPEC, width, height, frames, device=None, dtype="auto")
     assert decision.plan.device == "cuda:0" and decision.notices
 
 
 def test_each_oom_retry_needs_clearly_less_in_the_phase_that_failed():
-    planner = MemoryPlanner(FakeGpuInfo.single(total_gib=80))
+    planner = MemoryPlanner(FixedGpuInfo.single(total_gib=80))
     decision = planner.plan(SPEC, 512, 512, 16, device=None, dtype="auto")
     # The denoiser ran out of memory: smaller decode chunks change nothing there, so the first retry keeps the
     # 16 frames and takes the encoders off the GPU; only then fewer frames.
@@ -143,7 +143,7 @@ def test_each_oom_retry_needs_clearly_less_in_the_phase_that_failed():
 
 
 def test_cpu_plan_is_trivial_and_says_so():
-    decision = MemoryPlanner(FakeGpuInfo.none()).plan(spec_for("tiny"), 64, 64, 8, device=None, dtype="auto")
+    decision = MemoryPlanner(FixedGpuInfo.none()).plan(spec_for("tiny"), 64, 64, 8, device=None, dtype="auto")
     assert decision.plan.device == "cpu" and decision.plan.dtype == "float32"
     assert any(n.code == "plan.cpu" for n in decision.notices)
 

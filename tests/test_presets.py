@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from i2v.errors import BadInputError, DataFileError
-from i2v.gpu.hardware import FakeGpuInfo
+from i2v.gpu.hardware import FixedGpuInfo
 from i2v.paths import presets_dir
 from i2v.memory.plan import BasicPlanner
 from i2v.backends import registered_specs
@@ -138,7 +138,7 @@ def test_integer_guidance_in_a_preset_is_accepted_as_float(tmp_path):
 
 def _prepare(photo_path, **changes):
     request = GenerationRequest(image=photo_path, prompt="a sailboat drifting slowly to the left", model="tiny")
-    return prepare(request.with_changes(**changes), BasicPlanner(FakeGpuInfo.none()))
+    return prepare(request.with_changes(**changes), BasicPlanner(FixedGpuInfo.none()))
 
 
 def test_explicit_parameter_overrides_preset_and_the_rest_comes_from_it(photo_path):
@@ -189,7 +189,7 @@ def test_custom_preset_folder_is_used_by_prepare(tmp_path, photo_path):
     balanced.write_text(_set("frames", "12")(balanced.read_text(encoding="utf-8")), encoding="utf-8")
     presets = load_presets(folder)
     request = GenerationRequest(image=photo_path, prompt="waves rolling in", model="tiny", preset="balanced")
-    job = prepare(request, BasicPlanner(FakeGpuInfo.none()), presets=presets)
+    job = prepare(request, BasicPlanner(FixedGpuInfo.none()), presets=presets)
     assert job.params.frames == 12
     assert job.params.steps == 50
 
@@ -221,7 +221,7 @@ def test_every_tier_is_valid_for_every_model_without_a_change(spec):
 
 def test_a_request_takes_the_tier_values_for_its_model(photo_path):
     job = prepare(GenerationRequest(image=photo_path, prompt="waves", model="tiny-cogvideox", preset="high-quality"),
-                  BasicPlanner(FakeGpuInfo.none()))
+                  BasicPlanner(FixedGpuInfo.none()))
     assert (job.params.frames, job.params.steps, job.params.guidance) == (25, 12, 6.0)
     assert "frames.snapped" not in [n.code for n in job.notices]
 

@@ -335,7 +335,7 @@ def test_missing_library_file_names_the_file(tmp_path):
 def test_the_length_limit_is_the_chosen_models_text_encoder(photo_path):
     """CLIP reads 77 tokens; CogVideoX's T5 226 and Wan's UMT5 512: a long prompt is only "too long" for CLIP."""
     from i2v.backends import spec_for
-    from i2v.gpu.hardware import FakeGpuInfo
+    from i2v.gpu.hardware import FixedGpuInfo
     from i2v.memory.plan import BasicPlanner
     from i2v.engine.request import GenerationRequest
     from i2v.engine.resolve import prepare
@@ -345,7 +345,7 @@ def test_the_length_limit_is_the_chosen_models_text_encoder(photo_path):
     assert 77 < estimate_clip_tokens(prompt) < 226
     for model, expected in (("tiny", True), ("tiny-cogvideox", False), ("tiny-wan", False)):
         job = prepare(GenerationRequest(image=photo_path, prompt=prompt, model=model, steps=2),
-                      BasicPlanner(FakeGpuInfo.none()))
+                      BasicPlanner(FixedGpuInfo.none()))
         too_long = [w for w in job.warnings if w.code == "prompt.too_long"]
         assert bool(too_long) is expected, model
         if expected:

@@ -11,7 +11,7 @@ from conftest import photo_like
 from i2v.backends.i2vgen_xl.backend import I2VGEN_XL_SPEC
 from i2v.backends.i2vgen_xl.tiny import TINY_SPEC
 from i2v.errors import BadInputError
-from i2v.gpu.hardware import FakeGpuInfo
+from i2v.gpu.hardware import FixedGpuInfo
 from i2v.memory.plan import BasicPlanner, choose_device, choose_dtype, safer_dtypes
 from i2v.engine.request import MAX_SEED, GenerationRequest, seeds_for, validate_request
 from i2v.engine.resolve import prepare
@@ -260,7 +260,7 @@ def test_wide_image_is_cropped_end_to_end(tmp_path):
     path = tmp_path / "wide.png"
     photo_like(800, 200).save(path)
     request = GenerationRequest(image=path, prompt="a train crossing a bridge", model="tiny", resolution=256)
-    job = prepare(request, BasicPlanner(FakeGpuInfo.none()))
+    job = prepare(request, BasicPlanner(FixedGpuInfo.none()))
     assert "size.aspect_cropped" in _codes(job.notices)
     assert job.image.size == (job.params.width, job.params.height)
     assert job.params.width > job.params.height
@@ -270,7 +270,7 @@ def test_wide_image_is_cropped_end_to_end(tmp_path):
 
 def test_explicit_size_end_to_end_is_snapped(photo_path):
     request = GenerationRequest(image=photo_path, prompt="waves rolling in", model="tiny", width=100, height=70)
-    job = prepare(request, BasicPlanner(FakeGpuInfo.none()))
+    job = prepare(request, BasicPlanner(FixedGpuInfo.none()))
     assert (job.params.width, job.params.height) == (128, 64)
     assert job.params.resolution is None
     assert "size.snapped" in _codes(job.notices)
@@ -279,9 +279,9 @@ def test_explicit_size_end_to_end_is_snapped(photo_path):
 
 # -- device and dtype ------------------------------------------------------------------------------------
 
-BF16_GPU = FakeGpuInfo.single(name="Fake RTX 4090", bf16=True, compute_capability=(8, 9))
-OLD_GPU = FakeGpuInfo.single(name="Fake T4", bf16=False, compute_capability=(7, 5))
-NO_GPU = FakeGpuInfo.none()
+BF16_GPU = FixedGpuInfo.single(name="Fake RTX 4090", bf16=True, compute_capability=(8, 9))
+OLD_GPU = FixedGpuInfo.single(name="Fake T4", bf16=False, compute_capability=(7, 5))
+NO_GPU = FixedGpuInfo.none()
 
 
 def _plan(gpu_info, *, device=None, dtype="auto", frames=16):

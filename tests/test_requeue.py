@@ -11,7 +11,7 @@ from gradio_client import Client
 from i2v import cli
 from i2v.engine.engine import Engine
 from i2v.errors import BadInputError
-from i2v.gpu.hardware import FakeGpuInfo
+from i2v.gpu.hardware import FixedGpuInfo
 from i2v.service.jobs import JobManager, request_settings
 from i2v.service.jobstore import JobRecord, JobStore
 from i2v.engine.request import GenerationRequest
@@ -37,7 +37,7 @@ def crashed_job(outputs: Path, photo_path: Path, job_id: str = "dead0001", promp
 def test_an_interrupted_job_runs_again_with_its_settings_and_seed(tmp_path, photo_path):
     outputs = tmp_path / "outputs"
     old = crashed_job(outputs, photo_path)
-    jobs = JobManager(Engine(gpu_info=FakeGpuInfo.none(), output_dir=outputs))
+    jobs = JobManager(Engine(gpu_info=FixedGpuInfo.none(), output_dir=outputs))
     try:
         assert [r.id for r in jobs.recover()] == [old]
         assert jobs.interrupted() == [old]
@@ -63,7 +63,7 @@ def test_a_lost_picture_is_said_plainly(tmp_path, photo_path):
     outputs = tmp_path / "outputs"
     old = crashed_job(outputs, photo_path)
     (outputs / "inputs" / f"{old}.png").unlink()
-    jobs = JobManager(Engine(gpu_info=FakeGpuInfo.none(), output_dir=outputs))
+    jobs = JobManager(Engine(gpu_info=FixedGpuInfo.none(), output_dir=outputs))
     try:
         jobs.recover()
         with pytest.raises(BadInputError, match="picture of job dead0001 is gone"):

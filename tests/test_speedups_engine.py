@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from i2v.engine.engine import Engine
-from i2v.gpu.hardware import FakeGpuInfo
+from i2v.gpu.hardware import FixedGpuInfo
 from i2v.engine.request import GenerationRequest
 from i2v.speedups.speedups import Speedups
 
@@ -18,7 +18,7 @@ def _request(image, **changes) -> GenerationRequest:
 
 
 def test_step_cache_setting_runs_the_deep_blocks_on_every_nth_step_and_the_record_says_so(photo_path, tmp_path):
-    engine = Engine(gpu_info=FakeGpuInfo.none(), output_dir=tmp_path)
+    engine = Engine(gpu_info=FixedGpuInfo.none(), output_dir=tmp_path)
     plain = engine.generate(_request(photo_path), keep_frames=True).videos[0]
     assert plain.record["speedups"] == {**Speedups().to_dict(), "applied": []}
 
@@ -50,7 +50,7 @@ def test_step_cache_setting_runs_the_deep_blocks_on_every_nth_step_and_the_recor
 
 
 def test_resident_speedups_are_applied_and_reverted_on_the_warm_model(photo_path, tmp_path):
-    engine = Engine(gpu_info=FakeGpuInfo.none(), output_dir=tmp_path, speedups=Speedups(attention="classic",
+    engine = Engine(gpu_info=FixedGpuInfo.none(), output_dir=tmp_path, speedups=Speedups(attention="classic",
                                                                                         channels_last=True))
     first = engine.generate(_request(photo_path), keep_frames=True).videos[0]
     applied = " ".join(first.record["speedups"]["applied"])
@@ -67,6 +67,6 @@ def test_resident_speedups_are_applied_and_reverted_on_the_warm_model(photo_path
 
 
 def test_step_cache_on_a_transformer_model_is_reported_as_not_available(photo_path, tmp_path):
-    engine = Engine(gpu_info=FakeGpuInfo.none(), output_dir=tmp_path, speedups=Speedups(step_cache_interval=2))
+    engine = Engine(gpu_info=FixedGpuInfo.none(), output_dir=tmp_path, speedups=Speedups(step_cache_interval=2))
     video = engine.generate(_request(photo_path, model="tiny-cogvideox", resolution=None, frames=9, steps=2)).videos[0]
     assert "not available for this model" in video.record["speedups"]["step_cache"]

@@ -6,14 +6,14 @@ import pytest
 
 from i2v.engine.engine import Engine
 from i2v.errors import JobCancelled
-from i2v.gpu.hardware import FakeGpuInfo
+from i2v.gpu.hardware import FixedGpuInfo
 from i2v.engine.progress import CancelToken
 from i2v.engine.request import GenerationRequest
 
 
 @pytest.mark.parametrize("model", ["tiny-cogvideox", "tiny-wan", "tiny-easyanimate"])
 def test_cancel_during_denoising_stops_the_pipeline_and_writes_nothing(photo_path, tmp_path, model):
-    engine = Engine(gpu_info=FakeGpuInfo.none(), output_dir=tmp_path / "out")
+    engine = Engine(gpu_info=FixedGpuInfo.none(), output_dir=tmp_path / "out")
     token = CancelToken()
     steps = []
 

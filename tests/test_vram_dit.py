@@ -13,7 +13,7 @@ from conftest import photo_like
 
 from i2v.backends import spec_for
 from i2v.engine.engine import Engine
-from i2v.gpu.hardware import FakeGpuInfo
+from i2v.gpu.hardware import FixedGpuInfo
 from i2v.memory.planner import InsufficientMemoryError, MemoryPlanner, decision_table
 from i2v.engine.presets import default_presets, presets_for_model
 from i2v.engine.request import GenerationRequest
@@ -36,7 +36,7 @@ def prepare(model, card_gib, tmp_path, **request):
     width, height, _ = BALANCED[model]
     image = tmp_path / "picture.png"
     photo_like(width, height).save(image)
-    engine = Engine(gpu_info=FakeGpuInfo.single(name=f"Fake {card_gib} GiB", total_gib=card_gib),
+    engine = Engine(gpu_info=FixedGpuInfo.single(name=f"Fake {card_gib} GiB", total_gib=card_gib),
                     output_dir=tmp_path / "out")
     return engine.prepare(GenerationRequest(image=image, prompt="waves crashing on rocks, camera panning left",
                                             model=model, preset="balanced", **request))
@@ -123,13 +123,13 @@ def test_cogvideox_5b_at_49_frames_is_near_the_published_figures():
 def test_wan_14b_fits_an_80_gb_card_as_asked_and_is_refused_on_24_gb_with_the_figures():
     width, height, frames = BALANCED[WAN]
     spec = spec_for(WAN)
-    decision = MemoryPlanner(FakeGpuInfo.single(total_gib=80)).plan(spec, width, height, frames, device=None,
+    decision = MemoryPlanner(FixedGpuInfo.single(total_gib=80)).plan(spec, width, height, frames, device=None,
                                                                      dtype="auto")
     assert (decision.width, decision.height, decision.frames) == (width, height, frames)
     assert decision.plan.cpu_offload == "none" and not decision.notices
     assert 45 < decision.estimate.peak_gib < 70
     with pytest.raises(InsufficientMemoryError) as refused:
-        MemoryPlanner(FakeGpuInfo.single(total_gib=24, name="RTX 4090")).plan(spec, width, height, frames,
+        MemoryPlanner(FixedGpuInfo.single(total_gib=24, name="RTX 4090")).plan(spec, width, height, frames,
                                                                                device=None, dtype="auto")
     message = str(refused.value)
     assert "RTX 4090 has 24.0 GiB free" in message
@@ -141,7 +141,7 @@ def test_wan_14b_fits_an_80_gb_card_as_asked_and_is_refused_on_24_gb_with_the_fi
 def test_fewer_frames_respect_the_frame_rule_and_no_frame_chunks_are_offered(model, card, rule):
     width, height, frames = BALANCED[model]
     spec = spec_for(model)
-    planner = MemoryPlanner(FakeGpuInfo.single(total_gib=card))
+    planner = MemoryPlanner(FixedGpuInfo.single(total_gib=card))
     decision = planner.plan(spec, width, height, frames, device=None, dtype="auto")
     assert decision.frames < frames and (decision.frames - 1) % rule == 0
     assert (decision.width, decision.height) == (width, height)
@@ -159,7 +159,7 @@ def test_fewer_frames_respect_the_frame_rule_and_no_frame_chunks_are_offered(mod
 def test_the_oom_retry_walks_the_transformer_ladder():
     width, height, frames = BALANCED[EASYANIMATE]
     spec = spec_for(EASYANIMATE)
-    planner = MemoryPlanner(FakeGpuInfo.single(total_gib=80))
+    planner = MemoryPlanner(FixedGpuInfo.single(total_gib=80))
     decision = planner.plan(spec, width, height, frames, device=None, dtype="auto")
     retry = planner.next_down(spec, width, height, frames, decision)
     assert retry.plan.vae_tiling and retry.plan.cpu_offload == "none" and retry.frames == frames
@@ -182,7 +182,7 @@ def test_engine_prepare_gives_a_verdict_with_a_prediction_for_each_model(tmp_pat
 def test_easyanimate_on_16_gb_is_refused_because_qwen_and_the_vae_share_the_gpu_during_the_encode():
     width, height, frames = BALANCED[EASYANIMATE]
     with pytest.raises(InsufficientMemoryError, match=r"weights alone take 15\.\d GiB in bfloat16 \(encode stage\)"):
-        MemoryPlanner(FakeGpuInfo.single(total_gib=16)).plan(spec_for(EASYANIMATE), width, height, frames,
+        MemoryPlanner(FixedGpuInfo.single(total_gib=16)).plan(spec_for(EASYANIMATE), width, height, frames,
                                                              device=None, dtype="auto")
 
 
@@ -197,7 +197,7 @@ def test_test_models_are_planned_with_their_own_small_profile(tmp_path, model):
 
     image = tmp_path / "picture.png"
     photo_like(96, 64).save(image)
-    engine = Engine(gpu_info=FakeGpuInfo.single(total_gib=8), output_dir=tmp_path / "out")
+    engine = Engine(gpu_info=FixedGpuInfo.single(total_gib=8), output_dir=tmp_path / "out")
     job = engine.prepare(GenerationRequest(image=image, prompt="waves crashing", model=model, preset="balanced"))
     assert job.plan.device == "cuda:0" and job.plan.cpu_offload == "none"
     assert job.decision.estimate.peak_bytes < GIB  # the CUDA context and a few megabytes

@@ -26,7 +26,7 @@ from i2v.backends.wan.tiny import (
 from i2v.cli import main
 from i2v.engine.engine import Engine
 from i2v.errors import BadInputError, ModelLoadError, ModelNotAvailableError, NonFiniteOutputError
-from i2v.gpu.hardware import FakeGpuInfo
+from i2v.gpu.hardware import FixedGpuInfo
 from i2v.guidance.images import fit_to_size
 from i2v.memory.plan import ExecutionPlan
 from i2v.engine.presets import load_presets
@@ -231,7 +231,7 @@ def test_cli_generates_17_frames_for_16_with_a_notice(photo_path, tmp_path, caps
 
 
 def test_engine_run_is_reproducible_and_reports_progress(photo_path, tmp_path):
-    engine = Engine(gpu_info=FakeGpuInfo.none(), output_dir=tmp_path / "out")
+    engine = Engine(gpu_info=FixedGpuInfo.none(), output_dir=tmp_path / "out")
     events = []
     first = engine.generate(make_request(photo_path), on_progress=events.append)
     second = engine.generate(make_request(photo_path))
@@ -279,7 +279,7 @@ def test_flow_shift_follows_wans_rule_per_size(photo_path):
 
 
 def test_nan_in_bf16_transformer_is_retried_in_fp32(photo_path, tmp_path):
-    engine = Engine(gpu_info=FakeGpuInfo.none(), output_dir=tmp_path / "out")
+    engine = Engine(gpu_info=FixedGpuInfo.none(), output_dir=tmp_path / "out")
     request = make_request(photo_path, dtype="bfloat16")
     clean = engine.generate(request).videos[0].record["video"]["frames_sha256"]
     pipe = engine.backend.pipeline
@@ -305,7 +305,7 @@ def test_nan_in_bf16_transformer_is_retried_in_fp32(photo_path, tmp_path):
 
 def test_every_tier_runs_for_the_tiny_model_and_fits_the_real_one(photo_path, tmp_path):
     """Each preset tier is valid for Wan as it is (no refusal, no snapping) and the tiny one runs every tier."""
-    engine = Engine(gpu_info=FakeGpuInfo.none(), output_dir=tmp_path / "out")
+    engine = Engine(gpu_info=FixedGpuInfo.none(), output_dir=tmp_path / "out")
     for name, preset in load_presets().items():
         for spec in (WAN_SPEC, WAN_720P_SPEC):
             real = preset.for_model(spec.preset_key)

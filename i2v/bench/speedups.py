@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from i2v.bench.memory import nvml_peak_for
 from i2v.engine.engine import Engine
 from i2v.engine.request import GenerationRequest
+from i2v.memory.plan import PlanDecision
 from i2v.speedups.speedups import Speedups
 
 log = logging.getLogger(__name__)
@@ -115,17 +116,27 @@ def run_speedup_variants(engine: Engine, request: GenerationRequest, variants: l
 
 
 class _FixedDecodeChunk:
-    """The engine's planner with the frames per VAE decode call forced (the other decisions are its own)."""
+    """The engine's planner with the frames per VAE decode call forced (the other decisions are its own). After an
+    out-of-memory error the planner's own retry plans apply, asked about the plan it made."""
 
     def __init__(self, planner, chunk: int) -> None:
         self._planner, self._chunk = planner, chunk
+        self._last: tuple[PlanDecision, PlanDecision] | None = None  # (forced, the planner's own)
 
-    def plan(self, spec, width, height, frames, *, device, dtype):
+    def plan(self, spec, width, height, frames, *, device, dtype) -> PlanDecision:
         decision = self._planner.plan(spec, width, height, frames, device=device, dtype=dtype)
-        return dataclasses.replace(decision, plan=dataclasses.replace(decision.plan, decode_chunk_size=self._chunk))
+        forced = dataclasses.replace(decision, plan=dataclasses.replace(decision.plan, decode_chunk_size=self._chunk))
+        self._last = (forced, decision)
+        return forced
 
-    def next_down(self, *args, **kwargs):
-        return self._planner.next_down(*args, **kwargs)
+    def next_down(self, spec, width, height, frames, current, *, phase=None) -> PlanDecision | None:
+        return self._planner.next_down(spec, width, height, frames, self._own(current), phase=phase)
+
+    def smaller_decode(self, spec, width, height, frames, current) -> PlanDecision | None:
+        return self._planner.smaller_decode(spec, width, height, frames, self._own(current))
+
+    def _own(self, current: PlanDecision) -> PlanDecision:
+        return self._last[1] if self._last is not None and current == self._last[0] else current
 
 
 def _rows(variants, runs, frames, first) -> list[VariantRow]:

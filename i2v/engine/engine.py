@@ -26,7 +26,7 @@ from i2v.guidance.prompt_lint import KeywordLibrary
 from i2v.engine.request import GenerationRequest
 from i2v.engine.resolve import PreparedJob, prepare
 from i2v.speedups.speedups import Speedups
-from i2v.engine.run import GenerationResult, JobRun, VideoResult
+from i2v.engine.run import GenerationResult, JobRun, RunServices, VideoResult
 
 __all__ = ["Engine", "GenerationResult", "VideoResult", "device_lock"]
 
@@ -110,8 +110,10 @@ class Engine:
             log.info("request: %s", json.dumps(job.summary()["params"], ensure_ascii=False))
             with device_lock(job.plan.device):
                 cancel.raise_if_cancelled()
-                run = JobRun(self, job, job_id, started, on_progress, cancel, keep_frames)
-                return run.execute()
+                services = RunServices(backend=self._backend_for(job.params.model), planner=self.planner,
+                                       gpu=self.gpu_for(job.plan.device), output_dir=self.output_dir,
+                                       speedups=self.speedups)
+                return JobRun(services, job, job_id, started, on_progress, cancel, keep_frames).execute()
 
     def _backend_for(self, model: str) -> ModelBackend:
         """One model resident at a time: switching frees the previous one first."""

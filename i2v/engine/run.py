@@ -1,32 +1,35 @@
 """One job's execution, stage by stage: denoise, decode, checks, retries (NaN: safer precision; out of memory:
-smaller plan), files and records. ``Engine.generate`` builds a ``JobRun`` under the device lock."""
+smaller plan), files and records. ``Engine.generate`` builds a ``JobRun`` under the device lock and hands it what it
+works with (``RunServices``); the run never reaches back into the engine.
+
+A retry returns the job as it ran (``Rendered.job``: smaller after an out-of-memory retry) rather than changing a
+field, and an out-of-memory error says in which phase it happened (``OutOfMemoryDuring``)."""
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-import resource
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from i2v.engine import step_times
 from i2v.backends import DenoiseInputs, LoadReport, ModelBackend
-from i2v.errors import GpuOutOfMemoryError, JobCancelled, NonFiniteOutputError
-from i2v.findings import Finding
+from i2v.engine import step_times
+from i2v.engine.device_memory import (OutOfMemoryDuring, first_line, free_cached_memory, is_out_of_memory,
+                                      peak_memory, reset_peak_memory)
 from i2v.engine.numerics import ensure_finite, video_to_uint8
-from i2v.paths import cache_dir
-from i2v.memory.plan import ExecutionPlan, safer_dtypes
 from i2v.engine.progress import CancelToken, ProgressCallback, ProgressEvent
 from i2v.engine.record import SCHEMA, library_versions, reproduce_command, write_sidecar
 from i2v.engine.request import GenerationRequest
 from i2v.engine.resolve import PreparedJob
 from i2v.engine.video import write_mp4
-
-if TYPE_CHECKING:
-    from i2v.engine.engine import Engine
+from i2v.errors import GpuOutOfMemoryError, JobCancelled, NonFiniteOutputError
+from i2v.findings import Finding
+from i2v.gpu.hardware import GpuDevice
+from i2v.memory.plan import ExecutionPlan, PlanDecision, Planner, safer_dtypes
+from i2v.paths import cache_dir
+from i2v.speedups.speedups import Speedups
 
 log = logging.getLogger(__name__)
 
@@ -52,37 +55,56 @@ class GenerationResult:
     timings_s: dict[str, float] = field(default_factory=dict)
 
 
-class JobRun:
-    """One job's execution. Holds what the stages share, so each stage stays a short method."""
+@dataclass(frozen=True)
+class RunServices:
+    """What a job run works with, handed over by the engine."""
 
-    def __init__(self, engine: Engine, job: PreparedJob, job_id: str, started: float,
+    backend: ModelBackend  # the resident model, for this job's model
+    planner: Planner  # asked for a smaller plan after a real out-of-memory error
+    gpu: GpuDevice | None  # the plan's GPU (which precisions it has); None on the CPU
+    output_dir: Path
+    speedups: Speedups  # the settings the backend applies (the step-time estimates are kept per combination)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A candidate's frames and how they were made."""
+
+    job: PreparedJob  # the job as it ran: smaller after an out-of-memory retry
+    dtype: str  # the precision it ran in: safer after a NaN retry
+    frames: object  # uint8 (F, H, W, 3)
+
+
+class JobRun:
+    """One job's execution. Holds what the stages share (the services, the job's notices and files), so each stage
+    stays a short method; the job that runs is passed from stage to stage and returned."""
+
+    def __init__(self, services: RunServices, job: PreparedJob, job_id: str, started: float,
                  on_progress: ProgressCallback | None, cancel: CancelToken, keep_frames: bool = False):
-        self.engine = engine
-        self.job = job
+        self.services = services
+        self.backend = services.backend
+        self.job = job  # as prepared; each candidate returns the job it actually ran
         self.job_id = job_id
         self.started = started
         self.on_progress = on_progress
         self.cancel = cancel
-        self.notices = list(job.notices)
+        self.keep_frames = keep_frames
+        self.notices = list(job.notices)  # the job's, then each retry's
         self.timings: dict[str, float] = {"prepare": time.perf_counter() - started}
         self.written: list[Path] = []
-        self.candidate = 0
-        self.keep_frames = keep_frames
-        self.backend_speedups: dict = {}  # what the denoiser ran with (settings, applied, step-cache counts)
-        self._phase = "generate"  # "generate" or "decode": where an out-of-memory error happened
+        self.candidate = 0  # the candidate being made, for progress events and notices
 
     def execute(self) -> GenerationResult:
-        job = self.job
-        backend = self.engine._backend_for(job.params.model)
         self._progress("load", 0, 1)
         t0 = time.perf_counter()
-        report = backend.load(job.plan)
+        report = self.backend.load(self.job.plan)
         self.timings["load"] = time.perf_counter() - t0
-        videos: list[VideoResult] = []
+        job, videos = self.job, []
         try:
-            for index, seed in enumerate(job.params.seeds, start=1):
+            for index, seed in enumerate(self.job.params.seeds, start=1):
                 self.candidate = index
-                videos.append(self._candidate(backend, report, seed))
+                video, job = self._candidate(job, report, seed)  # later candidates keep a smaller plan
+                videos.append(video)
         except JobCancelled:
             self._discard_written()
             log.info("cancelled after %.1f s; removed %d finished file(s)", self._elapsed(), len(self.written))
@@ -96,128 +118,113 @@ class JobRun:
         self.timings["total"] = self._elapsed()
         self._progress("done", 1, 1)
         log.info("done in %.1f s: %s", self.timings["total"], ", ".join(str(v.path) for v in videos))
-        finished = self.job  # the plan that ran, smaller after an out-of-memory retry
         return GenerationResult(
-            job_id=self.job_id, videos=videos, params=finished.summary()["params"], plan=finished.plan.to_dict(),
-            notices=self.notices, warnings=list(finished.warnings), model_warnings=list(report.warnings),
+            job_id=self.job_id, videos=videos, params=job.summary()["params"], plan=job.plan.to_dict(),
+            notices=self.notices, warnings=list(job.warnings), model_warnings=list(report.warnings),
             timings_s={k: round(v, 4) for k, v in self.timings.items()},
         )
 
     # -- one candidate -------------------------------------------------------------------------------------
-    def _candidate(self, backend: ModelBackend, report: LoadReport, seed: int) -> VideoResult:
-        job, params = self.job, self.job.params
-        inputs = DenoiseInputs(
-            image=job.image, prompt=params.prompt, negative_prompt=params.negative_prompt, width=params.width,
-            height=params.height, frames=params.frames, steps=params.steps, guidance=params.guidance,
-            fps=params.fps, seed=seed,
-        )
-        _reset_peak_memory(job.plan.device)
+    def _candidate(self, job: PreparedJob, report: LoadReport, seed: int) -> tuple[VideoResult, PreparedJob]:
+        reset_peak_memory(job.plan.device)
         timings: dict[str, float] = {}
-        dtype_used, frames = self._frames_with_oom_retry(backend, inputs, timings)
+        rendered = self._render_with_oom_retry(job, seed, timings)
         self.cancel.raise_if_cancelled()
-        self.backend_speedups = backend.speedups_record()
-        done = self.job  # after an out-of-memory retry, the smaller plan that actually ran
-        try:
-            step_times.record(
-                cache_dir(), device_name=done.plan.gpu_name or "CPU", family=done.spec.family,
-                dtype=dtype_used, width=done.params.width, height=done.params.height, frames=done.params.frames,
-                steps=done.params.steps, seconds=timings.get("denoise", 0.0),
-                variant=step_times.speed_variant(self.engine.speedups),
-            )
-        except OSError as exc:  # only the time estimates are lost: no job may fail for this bookkeeping
-            log.warning("could not save the step timings in %s: %s", cache_dir(), exc)
+        speedups = self.backend.speedups_record()  # what the denoiser ran with (settings, applied, cache counts)
+        self._remember_step_time(rendered, timings)
 
         self._progress("encode", 0, 1)
-        record = self._record(report, seed, dtype_used, frames, timings)
-        path, sidecar = self._paths_for(seed)
+        record = self._record(rendered, report, seed, timings, speedups)
+        path, sidecar = self._paths_for(rendered.job, seed)
         record["video"]["file"] = path.name
         t0 = time.perf_counter()
-        write_mp4(frames, path, params.fps, comment=json.dumps(record, ensure_ascii=False, separators=(",", ":")))
+        write_mp4(rendered.frames, path, rendered.job.params.fps,
+                  comment=json.dumps(record, ensure_ascii=False, separators=(",", ":")))
         # Listed once written: a failed write leaves nothing of ours, and a file already at an --output path
         # must not be deleted for it.
         self.written.append(path)
         record["timings_s"]["encode"] = round(time.perf_counter() - t0, 4)
         write_sidecar(sidecar, record)
         self.written.append(sidecar)
-        return VideoResult(path=path, sidecar_path=sidecar, seed=seed, record=record,
-                           frames=frames if self.keep_frames else None)
+        video = VideoResult(path=path, sidecar_path=sidecar, seed=seed, record=record,
+                            frames=rendered.frames if self.keep_frames else None)
+        return video, rendered.job
 
-    def _frames_with_oom_retry(self, backend: ModelBackend, inputs: DenoiseInputs, timings: dict):
-        """A real out-of-memory error: free what the failed attempt held, retry once on the next plan down."""
-        outcome = self._attempt(backend, inputs, timings)
-        if isinstance(outcome, str):
-            inputs = self._smaller_plan_after_oom(backend, inputs, outcome)
-            outcome = self._attempt(backend, inputs, timings)
-            if isinstance(outcome, str):
-                free_cached_memory()
-                raise GpuOutOfMemoryError(
-                    f"The GPU ran out of memory, and again on the smaller plan ({outcome}). Lower the resolution "
-                    "or frames, or close other programs using the GPU; the app keeps running."
-                )
-        return outcome
-
-    def _attempt(self, backend: ModelBackend, inputs: DenoiseInputs, timings: dict):
-        """(dtype used, frames), or the first line of an out-of-memory error. Returning from the except block
-        drops the exception, and with it the traceback that pins the failed attempt's tensors."""
+    def _remember_step_time(self, rendered: Rendered, timings: dict) -> None:
+        params = rendered.job.params
         try:
-            return self._frames_with_nan_retry(backend, inputs, timings)
-        except Exception as exc:  # noqa: BLE001 - only out-of-memory errors are handled; the rest re-raised
-            if not is_out_of_memory(exc):
-                raise
-            return first_line(exc)
+            step_times.record(
+                cache_dir(), device_name=rendered.job.plan.gpu_name or "CPU", family=rendered.job.spec.family,
+                dtype=rendered.dtype, width=params.width, height=params.height, frames=params.frames,
+                steps=params.steps, seconds=timings.get("denoise", 0.0),
+                variant=step_times.speed_variant(self.services.speedups),
+            )
+        except OSError as exc:  # only the time estimates are lost: no job may fail for this bookkeeping
+            log.warning("could not save the step timings in %s: %s", cache_dir(), exc)
 
-    def _smaller_plan_after_oom(self, backend: ModelBackend, inputs: DenoiseInputs, error: str) -> DenoiseInputs:
+    # -- out of memory: one retry on a plan that needs clearly less in the phase that failed ---------------------
+    def _render_with_oom_retry(self, job: PreparedJob, seed: int, timings: dict) -> Rendered:
+        """A real out-of-memory error: free what the failed attempt held, retry once on the next plan down."""
+        try:
+            return self._render(job, denoise_inputs(job, seed), timings)
+        except OutOfMemoryDuring as oom:  # it holds no tensor (see OutOfMemoryDuring)
+            phase, error = oom.phase, oom.message
         free_cached_memory()
-        job = self.job
-        decision = job.decision
+        smaller = self._smaller_job(job, phase, error)
+        try:
+            return self._render(smaller, denoise_inputs(smaller, seed), timings)
+        except OutOfMemoryDuring as oom:
+            second = oom.message
+        free_cached_memory()
+        raise GpuOutOfMemoryError(
+            f"The GPU ran out of memory, and again on the smaller plan ({second}). Lower the resolution "
+            "or frames, or close other programs using the GPU; the app keeps running."
+        )
+
+    def _smaller_job(self, job: PreparedJob, phase: str, error: str) -> PreparedJob:
         smaller = None
-        if decision is not None:
-            smaller = self.engine.planner.next_down(job.spec, job.params.width, job.params.height,
-                                                    job.params.frames, decision, phase=self._phase)
+        if job.decision is not None:
+            smaller = self.services.planner.next_down(job.spec, job.params.width, job.params.height,
+                                                      job.params.frames, job.decision, phase=phase)
         if smaller is None:
             raise GpuOutOfMemoryError(
                 f"The GPU ran out of memory ({error}) and there is no plan that needs clearly less memory to retry "
                 "with. Lower the resolution or frames, or close other programs using the GPU; the app keeps running."
             )
-        log.warning("out of memory while %s (%s); retrying once with %s", self._phase, error,
+        log.warning("out of memory in the %s phase (%s); retrying once with %s", phase, error,
                     smaller.plan.to_dict())
-        self.job = job.with_decision(smaller)
-        self.notices.extend(smaller.notices)
-        backend.load(self.job.plan)
-        params = self.job.params
-        return replace(inputs, image=self.job.image, width=params.width, height=params.height,
-                       frames=params.frames)
+        return self._switch_to(job, smaller, smaller.plan)
 
-    def _decode_or_smaller(self, backend: ModelBackend, latents, plan: ExecutionPlan, timings: dict,
-                           dtype: str | None = None):
+    def _switch_to(self, job: PreparedJob, decision: PlanDecision, plan: ExecutionPlan) -> PreparedJob:
+        """The job on the planner's smaller decision, with its notices, and the model placed for ``plan``."""
+        self.notices.extend(decision.notices)
+        self.backend.load(plan)
+        return job.with_decision(decision)
+
+    def _decode_or_smaller(self, job: PreparedJob, latents, plan: ExecutionPlan, timings: dict,
+                           dtype: str | None = None) -> Rendered:
         """Decode; when the decode runs out of memory and a plan of the same shape decodes with clearly less, free
         memory and decode the same latents again with it: the video is the same and the denoising is not redone.
         That retry is the run's one retry: failing again ends the run."""
-        job = self.job
-        smaller = None
         try:
-            return self._decode(backend, latents, plan, timings, dtype=dtype)
-        except Exception as exc:  # noqa: BLE001 - only out-of-memory errors are handled; the rest re-raised
-            if not is_out_of_memory(exc) or job.decision is None:
-                raise
-            smaller = self.engine.planner.smaller_decode(job.spec, job.params.width, job.params.height,
-                                                         job.params.frames, job.decision)
-            if smaller is None:
-                raise  # the whole run is retried on a smaller shape (_frames_with_oom_retry)
-            error = first_line(exc)
+            return Rendered(job, dtype or plan.dtype, self._decode(latents, plan, timings, dtype=dtype))
+        except OutOfMemoryDuring as oom:
+            error = oom.message
+        smaller = None
+        if job.decision is not None:
+            smaller = self.services.planner.smaller_decode(job.spec, job.params.width, job.params.height,
+                                                           job.params.frames, job.decision)
+        if smaller is None:
+            raise OutOfMemoryDuring("decode", error)  # the whole run is retried on a smaller shape
         free_cached_memory()
         log.warning("out of memory while decoding (%s); decoding the same latents again with %s", error,
                     smaller.plan.to_dict())
-        self.job = job.with_decision(smaller)
-        self.notices.extend(smaller.notices)
-        retry_plan = self.job.plan.with_dtype(plan.dtype)  # a NaN retry may be decoding in a safer dtype
-        backend.load(retry_plan)
+        retry_plan = smaller.plan.with_dtype(plan.dtype)  # a NaN retry may be decoding in a safer dtype
+        job = self._switch_to(job, smaller, retry_plan)
         try:
-            return self._decode(backend, latents, retry_plan, timings, dtype=dtype)
-        except Exception as exc:  # noqa: BLE001 - only out-of-memory errors are turned into the clear message
-            if not is_out_of_memory(exc):
-                raise
-            second = first_line(exc)
+            return Rendered(job, dtype or plan.dtype, self._decode(latents, retry_plan, timings, dtype=dtype))
+        except OutOfMemoryDuring as oom:
+            second = oom.message
         free_cached_memory()
         raise GpuOutOfMemoryError(
             f"The GPU ran out of memory while decoding the video ({error}), and again decoding with less memory "
@@ -225,36 +232,37 @@ class JobRun:
             "running."
         )
 
-    def _frames_with_nan_retry(self, backend: ModelBackend, inputs: DenoiseInputs, timings: dict):
+    # -- NaN/Inf: one retry in a safer precision ---------------------------------------------------------------
+    def _render(self, job: PreparedJob, inputs: DenoiseInputs, timings: dict) -> Rendered:
         """Run in the plan's dtype; on NaN/Inf retry once in a safer one: the whole run when the latents went bad,
-        the VAE decode alone when only the frames did. Returns (dtype actually used, uint8 frames)."""
-        plan = self.job.plan
+        the VAE decode alone when only the frames did."""
+        plan = job.plan
         try:
-            latents = self._denoise(backend, inputs, timings)
+            latents = self._denoise(inputs, timings)
         except NonFiniteOutputError as bad_run:
-            retry = self._safer_dtype(bad_run)
+            retry = self._safer_dtype(plan, bad_run)
             log.warning("non-finite latents in %s (%s); running again in %s", plan.dtype, bad_run, retry)
-            backend.set_dtype(retry)
+            self.backend.set_dtype(retry)
             try:
-                latents = self._denoise(backend, inputs, timings)
-                frames = self._decode_or_smaller(backend, latents, plan.with_dtype(retry), timings)
+                latents = self._denoise(inputs, timings)
+                rendered = self._decode_or_smaller(job, latents, plan.with_dtype(retry), timings)
             except NonFiniteOutputError as second:
                 raise NonFiniteOutputError(
                     f"NaN/Inf in {plan.dtype} and again after retrying in {retry} ({second}); no video was written. "
                     "Try another seed, fewer steps or lower guidance."
                 ) from second
             finally:
-                backend.set_dtype(plan.dtype)  # the next run starts from the planned precision again
+                self.backend.set_dtype(plan.dtype)  # the next run starts from the planned precision again
             self._notice("numerics.run_retried",
                          f"the run produced NaN/Inf in {plan.dtype} ({bad_run}); it was run again in {retry}.")
-            return retry, frames
+            return rendered
         try:
-            return plan.dtype, self._decode_or_smaller(backend, latents, plan, timings)
+            return self._decode_or_smaller(job, latents, plan, timings)
         except NonFiniteOutputError as bad_decode:
-            retry = self._safer_dtype(bad_decode)
+            retry = self._safer_dtype(plan, bad_decode)
             log.warning("non-finite frames from the VAE in %s; decoding again in %s", plan.dtype, retry)
             try:
-                frames = self._decode_or_smaller(backend, latents, plan, timings, dtype=retry)
+                rendered = self._decode_or_smaller(job, latents, plan, timings, dtype=retry)
             except NonFiniteOutputError as second:
                 raise NonFiniteOutputError(
                     f"The VAE produced NaN/Inf in {plan.dtype} and again in {retry}; no video was written."
@@ -262,11 +270,10 @@ class JobRun:
             self._notice("numerics.decode_retried",
                          f"the VAE produced NaN/Inf in {plan.dtype} (that would be a black video); the frames were "
                          f"decoded again in {retry}.")
-            return retry, frames
+            return rendered
 
-    def _safer_dtype(self, error: NonFiniteOutputError) -> str:
-        plan = self.job.plan
-        safer = safer_dtypes(plan.dtype, self.engine.gpu_for(plan.device))
+    def _safer_dtype(self, plan: ExecutionPlan, error: NonFiniteOutputError) -> str:
+        safer = safer_dtypes(plan.dtype, self.services.gpu)
         if not safer:
             raise NonFiniteOutputError(
                 f"{error} This happened in {plan.dtype}, the safest precision, so there is nothing safer to retry "
@@ -278,8 +285,8 @@ class JobRun:
     def _notice(self, code: str, text: str) -> None:
         self.notices.append(Finding(code, f"Candidate {self.candidate}: {text}"))
 
-    def _denoise(self, backend: ModelBackend, inputs: DenoiseInputs, timings: dict):
-        self._phase = "generate"
+    # -- the two phases ------------------------------------------------------------------------------------
+    def _denoise(self, inputs: DenoiseInputs, timings: dict):
         def on_step(done: int, total: int, latents) -> None:
             self.cancel.raise_if_cancelled()
             # Stop at the first bad step rather than denoising garbage for the remaining ones.
@@ -287,24 +294,23 @@ class JobRun:
             self._progress("denoise", done, total)
 
         t0 = time.perf_counter()
-        latents = backend.denoise(inputs, on_step)
+        latents = _in_phase("generate", self.backend.denoise, inputs, on_step)
         ensure_finite(latents, "final latents")
         timings["denoise"] = time.perf_counter() - t0
         return latents
 
-    def _decode(self, backend: ModelBackend, latents, plan: ExecutionPlan, timings: dict, dtype: str | None = None):
+    def _decode(self, latents, plan: ExecutionPlan, timings: dict, dtype: str | None = None):
         self.cancel.raise_if_cancelled()
-        self._phase = "decode"
         self._progress("decode", 0, 1)
         t0 = time.perf_counter()
-        frames = video_to_uint8(backend.decode(latents, plan, dtype=dtype))
+        frames = video_to_uint8(_in_phase("decode", self.backend.decode, latents, plan, dtype=dtype))
         timings["decode"] = time.perf_counter() - t0
         return frames
 
     # -- records and files ---------------------------------------------------------------------------------
-    def _record(self, report: LoadReport, seed: int, dtype: str, frames, timings: dict) -> dict:
-        job, params = self.job, self.job.params
-        settings = params.for_seed(seed, dtype)
+    def _record(self, rendered: Rendered, report: LoadReport, seed: int, timings: dict, speedups: dict) -> dict:
+        job, frames, params = rendered.job, rendered.frames, rendered.job.params
+        settings = params.for_seed(seed, rendered.dtype)
         return {
             "schema": SCHEMA,
             "job_id": self.job_id,
@@ -324,29 +330,28 @@ class JobRun:
             "params": settings,
             "requested": _requested(job.request),
             "model": {**report.to_dict(), "family": job.spec.family, "random_weights": job.spec.random_weights},
-            "plan": {**job.plan.to_dict(), "dtype_used": dtype},
-            "speedups": self.backend_speedups,
+            "plan": {**job.plan.to_dict(), "dtype_used": rendered.dtype},
+            "speedups": speedups,
             "input_image": job.image_info(),
             "notices": [n.to_dict() for n in self.notices],
             "warnings": [w.to_dict() for w in job.warnings],
             "model_warnings": [w.to_dict() for w in report.warnings],
             "timings_s": {**{k: round(v, 4) for k, v in self.timings.items()},
                           **{k: round(v, 4) for k, v in timings.items()}},
-            "memory": _peak_memory(job.plan.device),
+            "memory": peak_memory(job.plan.device),
             "versions": library_versions(),
             "reproduce": reproduce_command(settings, _image_hint(job.request.image)),
         }
 
-    def _paths_for(self, seed: int) -> tuple[Path, Path]:
-        requested = self.job.request.output_path
-        count = len(self.job.params.seeds)
+    def _paths_for(self, job: PreparedJob, seed: int) -> tuple[Path, Path]:
+        requested = job.request.output_path
         if requested is not None:
             path = Path(requested)
-            if count > 1:
+            if len(job.params.seeds) > 1:
                 path = path.with_name(f"{path.stem}_{self.candidate:02d}{path.suffix}")
         else:
             now = datetime.now()
-            path = self.engine.output_dir / now.strftime("%Y%m%d") / (
+            path = self.services.output_dir / now.strftime("%Y%m%d") / (
                 f"{now.strftime('%H%M%S')}_{self.job_id}_{self.candidate:02d}_seed{seed}.mp4"
             )
         return path, path.with_suffix(".json")
@@ -375,6 +380,27 @@ class JobRun:
             log.exception("progress callback failed")
 
 
+def denoise_inputs(job: PreparedJob, seed: int) -> DenoiseInputs:
+    params = job.params
+    return DenoiseInputs(
+        image=job.image, prompt=params.prompt, negative_prompt=params.negative_prompt, width=params.width,
+        height=params.height, frames=params.frames, steps=params.steps, guidance=params.guidance,
+        fps=params.fps, seed=seed,
+    )
+
+
+def _in_phase(phase: str, call, *args, **kwargs):
+    """``call(...)``; a real out-of-memory error becomes ``OutOfMemoryDuring(phase)``, raised after the except block
+    so that it does not carry the original (whose traceback pins the failed attempt's tensors)."""
+    try:
+        return call(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - only out-of-memory errors are translated; the rest re-raised
+        if not is_out_of_memory(exc):
+            raise
+        message = first_line(exc)
+    raise OutOfMemoryDuring(phase, message)
+
+
 def _requested(request: GenerationRequest) -> dict:
     data = {k: v for k, v in request.__dict__.items() if k != "image"}
     data["seeds"] = list(request.seeds)
@@ -384,47 +410,3 @@ def _requested(request: GenerationRequest) -> dict:
 
 def _image_hint(image) -> str:
     return str(image) if isinstance(image, (str, Path)) else "INPUT_IMAGE"
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """torch's OOM error, and the allocation failures cuBLAS/cuDNN report as plain RuntimeErrors."""
-    import torch
-
-    if isinstance(exc, torch.OutOfMemoryError):
-        return True
-    text = str(exc)
-    return isinstance(exc, RuntimeError) and any(
-        marker in text for marker in ("CUDA out of memory", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED")
-    )
-
-
-def first_line(exc: BaseException) -> str:
-    """What an error says, in one line (torch's OOM message goes on with allocator advice)."""
-    return (str(exc).splitlines() or [""])[0] or type(exc).__name__
-
-
-def free_cached_memory() -> None:
-    import gc
-
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-def _reset_peak_memory(device: str) -> None:
-    if device.startswith("cuda"):
-        import torch
-
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def _peak_memory(device: str) -> dict:
-    usage = {"process_peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
-    if device.startswith("cuda"):
-        import torch
-
-        usage["cuda_peak_allocated_bytes"] = int(torch.cuda.max_memory_allocated(device))
-        usage["cuda_peak_reserved_bytes"] = int(torch.cuda.max_memory_reserved(device))
-    return usage

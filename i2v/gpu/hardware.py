@@ -58,8 +58,9 @@ class TorchCudaInfo:
 
 
 @dataclass
-class FakeGpuInfo:
-    """For tests: a configurable set of GPUs."""
+class FixedGpuInfo:
+    """A given set of GPUs instead of the machine's: a card the user asks about ("what if I had 16 GiB":
+    ``plan --gpu-memory``, the docs' VRAM tables) and the tests' GPUs."""
 
     gpus: list[GpuDevice]
 
@@ -72,12 +73,12 @@ class FakeGpuInfo:
         free_gib: float | None = None,
         bf16: bool = True,
         compute_capability: tuple[int, int] = (8, 9),
-    ) -> "FakeGpuInfo":
+    ) -> "FixedGpuInfo":
         free = total_gib if free_gib is None else free_gib
         return cls([GpuDevice(0, name, int(total_gib * 2**30), int(free * 2**30), compute_capability, bf16)])
 
     @classmethod
-    def none(cls) -> "FakeGpuInfo":
+    def none(cls) -> "FixedGpuInfo":
         return cls([])
 
     def devices(self) -> list[GpuDevice]:

@@ -45,14 +45,25 @@ class PlanDecision:
 
 
 class Planner(Protocol):
+    """Everything the engine asks a planner (``tests/test_planner_contract.py`` runs each implementation through
+    a real out-of-memory error in each phase)."""
+
     def plan(
         self, spec: ModelSpec, width: int, height: int, frames: int, *, device: str | None, dtype: str
     ) -> PlanDecision:
+        """The plan for a request, before anything loads (may downgrade it, with notices, or refuse it)."""
         ...
 
-    def next_down(self, spec: ModelSpec, width: int, height: int, frames: int, current: PlanDecision
-                  ) -> PlanDecision | None:
-        """A smaller plan to retry with after a real out-of-memory error, or None."""
+    def next_down(self, spec: ModelSpec, width: int, height: int, frames: int, current: PlanDecision, *,
+                  phase: str | None = None) -> PlanDecision | None:
+        """After a real out-of-memory error in ``phase`` ("generate" or "decode"): the plan to run the whole
+        candidate again with, or None when no plan needs clearly less."""
+        ...
+
+    def smaller_decode(self, spec: ModelSpec, width: int, height: int, frames: int, current: PlanDecision
+                       ) -> PlanDecision | None:
+        """After a real out-of-memory error in the VAE decode: a plan of the same shape whose decode needs clearly
+        less (the finished latents are decoded again), or None."""
         ...
 
 
@@ -124,6 +135,12 @@ class BasicPlanner:
         )
         return PlanDecision(plan, frames, width, height, tuple(notices))
 
-    def next_down(self, spec: ModelSpec, width: int, height: int, frames: int, current: PlanDecision
-                  ) -> PlanDecision | None:
+    # Without a memory model there is nothing to say that a smaller plan would fit: the run fails with the clear
+    # out-of-memory message instead of guessing.
+    def next_down(self, spec: ModelSpec, width: int, height: int, frames: int, current: PlanDecision, *,
+                  phase: str | None = None) -> PlanDecision | None:
+        return None
+
+    def smaller_decode(self, spec: ModelSpec, width: int, height: int, frames: int, current: PlanDecision
+                       ) -> PlanDecision | None:
         return None

@@ -271,14 +271,14 @@ def decode_description(spec: ModelSpec, plan: ExecutionPlan, *, short: bool = Fa
 def decision_table(spec: ModelSpec, presets: dict, cards_gib: tuple[int, ...], aspect: float = 1.0) -> str:
     """Markdown: what the planner does for each preset on each card size (an image of ``aspect`` width/height,
     square unless given; bf16, idle card). ``presets`` as the model sees them (``presets_for_model``)."""
-    from i2v.gpu.hardware import FakeGpuInfo
+    from i2v.gpu.hardware import FixedGpuInfo
 
     rows = ["| card (free GiB) | preset | runs as | decode | offload | predicted peak GiB |",
             "|---|---|---|---|---|---|"]
     for card in cards_gib:
         for preset in presets.values():
             (width, height), _ = spec.size_for_tier(preset.resolution, aspect)
-            planner = MemoryPlanner(FakeGpuInfo.single(total_gib=card))
+            planner = MemoryPlanner(FixedGpuInfo.single(total_gib=card))
             try:
                 decision = planner.plan(spec, width, height, preset.frames, device=None, dtype="auto")
             except InsufficientMemoryError:
