@@ -193,7 +193,7 @@ def _plan(args) -> int:
     from i2v.gpu.monitor import GpuMonitor
     from i2v.engine import step_times
     from i2v.paths import cache_dir
-    from i2v.memory.planner import MemoryPlanner, decode_description
+    from i2v.planning.planner import MemoryPlanner, decode_description
     from i2v.engine.presets import DEFAULT_PRESET, get_preset
     from i2v.engine.resolve import shape_for
 

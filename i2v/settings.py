@@ -207,7 +207,7 @@ class AppSettings:
     attention: str
 
     def speedups(self):
-        from i2v.speedups.speedups import Speedups
+        from i2v.speedups import Speedups
 
         return Speedups(step_cache_interval=self.step_cache, channels_last=self.channels_last, compile=self.compile,
                         attention=self.attention)

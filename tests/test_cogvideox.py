@@ -24,7 +24,7 @@ from i2v.cli import main
 from i2v.engine.engine import Engine
 from i2v.errors import ModelLoadError, ModelNotAvailableError, NonFiniteOutputError
 from i2v.gpu.hardware import FixedGpuInfo
-from i2v.memory.plan import ExecutionPlan
+from i2v.planning.plan import ExecutionPlan
 from i2v.engine.presets import load_presets
 from i2v.engine.request import GenerationRequest
 from i2v.engine.video import probe_mp4

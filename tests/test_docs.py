@@ -31,7 +31,7 @@ def test_every_generate_flag_is_documented():
 
 def test_vram_doc_table_matches_the_planner():
     from i2v.backends.i2vgen_xl.backend import I2VGEN_XL_SPEC
-    from i2v.memory.planner import decision_table
+    from i2v.planning.planner import decision_table
     from i2v.engine.presets import default_presets
 
     doc = (REPO / "docs" / "VRAM.md").read_text(encoding="utf-8")

@@ -121,7 +121,7 @@ def test_model_offload_plan_runs_every_family_on_gpu(photo_path, tmp_path, model
 
     from i2v.engine.engine import Engine
     from i2v.gpu.hardware import TorchCudaInfo
-    from i2v.memory.plan import BasicPlanner
+    from i2v.planning.plan import BasicPlanner
     from i2v.engine.request import GenerationRequest
 
     class OffloadPlanner(BasicPlanner):

@@ -17,7 +17,7 @@ from i2v.backends.i2vgen_xl.tiny import build_tiny_pipeline, tiny_folder
 from i2v.engine.engine import Engine
 from i2v.errors import BadInputError, ModelLoadError, ModelNotAvailableError
 from i2v.gpu.hardware import FixedGpuInfo
-from i2v.memory.plan import ExecutionPlan
+from i2v.planning.plan import ExecutionPlan
 from i2v.engine.request import GenerationRequest
 
 CPU_FP32 = ExecutionPlan(device="cpu", dtype="float32", decode_chunk_size=8)

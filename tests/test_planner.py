@@ -9,7 +9,7 @@ import pytest
 from i2v.backends import spec_for
 from i2v.backends.i2vgen_xl.backend import I2VGEN_XL_SPEC
 from i2v.gpu.hardware import FixedGpuInfo, GpuDevice
-from i2v.memory.planner import InsufficientMemoryError, MemoryPlanner
+from i2v.planning.planner import InsufficientMemoryError, MemoryPlanner
 from i2v.engine.presets import default_presets
 from i2v.memory.estimate import GIB
 

@@ -9,8 +9,8 @@ from i2v.bench.speedups import _FixedDecodeChunk
 from i2v.engine.engine import Engine
 from i2v.errors import GpuOutOfMemoryError
 from i2v.gpu.hardware import FixedGpuInfo
-from i2v.memory.plan import BasicPlanner, Planner
-from i2v.memory.planner import MemoryPlanner
+from i2v.planning.plan import BasicPlanner, Planner
+from i2v.planning.planner import MemoryPlanner
 from test_oom_recovery import make_request, out_of_memory
 
 PLANNERS = {

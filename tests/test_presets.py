@@ -11,7 +11,7 @@ import pytest
 from i2v.errors import BadInputError, DataFileError
 from i2v.gpu.hardware import FixedGpuInfo
 from i2v.paths import presets_dir
-from i2v.memory.plan import BasicPlanner
+from i2v.planning.plan import BasicPlanner
 from i2v.backends import registered_specs
 from i2v.engine.presets import get_preset, load_preset_file, load_presets
 from i2v.engine.request import GenerationRequest

@@ -336,7 +336,7 @@ def test_the_length_limit_is_the_chosen_models_text_encoder(photo_path):
     """CLIP reads 77 tokens; CogVideoX's T5 226 and Wan's UMT5 512: a long prompt is only "too long" for CLIP."""
     from i2v.backends import spec_for
     from i2v.gpu.hardware import FixedGpuInfo
-    from i2v.memory.plan import BasicPlanner
+    from i2v.planning.plan import BasicPlanner
     from i2v.engine.request import GenerationRequest
     from i2v.engine.resolve import prepare
 

@@ -12,7 +12,7 @@ from i2v.backends.i2vgen_xl.backend import I2VGEN_XL_SPEC
 from i2v.backends.i2vgen_xl.tiny import TINY_SPEC
 from i2v.errors import BadInputError
 from i2v.gpu.hardware import FixedGpuInfo
-from i2v.memory.plan import BasicPlanner, choose_device, choose_dtype, safer_dtypes
+from i2v.planning.plan import BasicPlanner, choose_device, choose_dtype, safer_dtypes
 from i2v.engine.request import MAX_SEED, GenerationRequest, seeds_for, validate_request
 from i2v.engine.resolve import prepare
 from i2v.spec import FrameRule

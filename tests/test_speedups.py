@@ -14,7 +14,7 @@ from PIL import Image
 
 from i2v.backends.i2vgen_xl.tiny import build_tiny_pipeline
 from i2v.errors import BadInputError
-from i2v.speedups.speedups import (
+from i2v.speedups import (
     Speedups,
     apply_speedups,
     compile_cache_dir,

@@ -7,7 +7,7 @@ import numpy as np
 from i2v.engine.engine import Engine
 from i2v.gpu.hardware import FixedGpuInfo
 from i2v.engine.request import GenerationRequest
-from i2v.speedups.speedups import Speedups
+from i2v.speedups import Speedups
 
 
 def _request(image, **changes) -> GenerationRequest:

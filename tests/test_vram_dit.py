@@ -14,7 +14,7 @@ from conftest import photo_like
 from i2v.backends import spec_for
 from i2v.engine.engine import Engine
 from i2v.gpu.hardware import FixedGpuInfo
-from i2v.memory.planner import InsufficientMemoryError, MemoryPlanner, decision_table
+from i2v.planning.planner import InsufficientMemoryError, MemoryPlanner, decision_table
 from i2v.engine.presets import default_presets, presets_for_model
 from i2v.engine.request import GenerationRequest
 from i2v.memory.estimate import GIB

@@ -1,24 +1,16 @@
-"""Model backends and how a model name picks one."""
+"""Model backends and how a model name picks one: the registry. One folder per family (``i2vgen_xl/``,
+``cogvideox/``, ``wan/``, ``easyanimate/``); what they share is written once: the backend interface (``base``), the
+diffusers-pipeline backend (``pipeline_backend``), hub and folder helpers (``hub``), the per-component folder loader
+(``folder_loader``), the built-in random-weight model shell (``builtin``) and the page's model menu (``catalog``).
+A new family is a new folder plus its lines below."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from i2v.errors import BadInputError, ModelLoadError
+from i2v.backends import cogvideox, easyanimate, i2vgen_xl, wan
 from i2v.backends.base import DenoiseInputs, LoadReport, ModelBackend
-from i2v.backends.cogvideox.backend import PIPELINE_CLASS as COGVIDEOX_PIPELINE
-from i2v.backends.cogvideox.backend import CogVideoXBackend, pipeline_class_in
-from i2v.backends.cogvideox.tiny import TINY_COGVIDEOX_NAME, TinyCogVideoXBackend
-from i2v.backends.easyanimate.backend import PIPELINE_CLASS as EASYANIMATE_PIPELINE
-from i2v.backends.easyanimate.backend import EasyAnimateBackend
-from i2v.backends.easyanimate.tiny import TINY_EASYANIMATE_NAME, TinyEasyAnimateBackend
-from i2v.backends.i2vgen_xl.backend import PIPELINE_CLASS as I2VGEN_XL_PIPELINE
-from i2v.backends.i2vgen_xl.backend import I2VGenXLBackend
-from i2v.backends.i2vgen_xl.full_size_random import FULL_SIZE_RANDOM_NAME, FullSizeRandomBackend
-from i2v.backends.pipeline_backend import looks_like_hub_id
-from i2v.backends.i2vgen_xl.tiny import TINY_NAME, TinyBackend
-from i2v.backends.wan.backend import Wan720PBackend, WanBackend, is_wan_i2v_hub_id, wan_backend_class
-from i2v.backends.wan.loading import PIPELINE_CLASS as WAN_PIPELINE
-from i2v.backends.wan.tiny import TINY_WAN_NAME, TinyWanBackend
+from i2v.backends.hub import looks_like_hub_id, pipeline_class_in
+from i2v.errors import BadInputError, ModelLoadError
 
 __all__ = ["BUILT_IN_MODELS", "DenoiseInputs", "LoadReport", "ModelBackend", "TEST_MODELS", "backend_for",
            "preset_keys", "registered_specs", "spec_for"]
@@ -26,26 +18,28 @@ __all__ = ["BUILT_IN_MODELS", "DenoiseInputs", "LoadReport", "ModelBackend", "TE
 # Built here from code, random weights: nothing to download. The test models are toy-sized (seconds on a CPU,
 # offered beside each other on the page); the full-size one is for GPU speed and memory figures only.
 _TEST_MODELS: dict[str, type[ModelBackend]] = {
-    TINY_NAME: TinyBackend,
-    TINY_COGVIDEOX_NAME: TinyCogVideoXBackend,
-    TINY_WAN_NAME: TinyWanBackend,
-    TINY_EASYANIMATE_NAME: TinyEasyAnimateBackend,
+    i2vgen_xl.TINY_NAME: i2vgen_xl.TinyBackend,
+    cogvideox.TINY_COGVIDEOX_NAME: cogvideox.TinyCogVideoXBackend,
+    wan.TINY_WAN_NAME: wan.TinyWanBackend,
+    easyanimate.TINY_EASYANIMATE_NAME: easyanimate.TinyEasyAnimateBackend,
 }
-_BUILT_IN: dict[str, type[ModelBackend]] = {**_TEST_MODELS, FULL_SIZE_RANDOM_NAME: FullSizeRandomBackend}
+_BUILT_IN: dict[str, type[ModelBackend]] = {
+    **_TEST_MODELS, i2vgen_xl.FULL_SIZE_RANDOM_NAME: i2vgen_xl.FullSizeRandomBackend,
+}
 TEST_MODELS = tuple(_TEST_MODELS)
 BUILT_IN_MODELS = tuple(_BUILT_IN)
 # model_index.json "_class_name" -> the backend that loads that pipeline.
 _BY_PIPELINE: dict[str, type[ModelBackend]] = {
-    I2VGEN_XL_PIPELINE: I2VGenXLBackend,
-    COGVIDEOX_PIPELINE: CogVideoXBackend,
-    EASYANIMATE_PIPELINE: EasyAnimateBackend,
-    WAN_PIPELINE: WanBackend,
+    i2vgen_xl.PIPELINE_CLASS: i2vgen_xl.I2VGenXLBackend,
+    cogvideox.PIPELINE_CLASS: cogvideox.CogVideoXBackend,
+    easyanimate.PIPELINE_CLASS: easyanimate.EasyAnimateBackend,
+    wan.PIPELINE_CLASS: wan.WanBackend,
 }
 
 
 def registered_specs() -> list:
     """The spec of every registered backend: each real family and each built-in test model."""
-    classes = list(_BY_PIPELINE.values()) + [Wan720PBackend] + list(_BUILT_IN.values())
+    classes = list(_BY_PIPELINE.values()) + [wan.Wan720PBackend] + list(_BUILT_IN.values())
     return list(dict.fromkeys(cls.spec for cls in classes))
 
 
@@ -69,10 +63,10 @@ def backend_class_for(model: str) -> type[ModelBackend]:
     if looks_like_hub_id(model):
         # A hub id cannot be inspected offline; the repo name says which family it is.
         if "easyanimate" in model.lower():
-            return EasyAnimateBackend
-        if is_wan_i2v_hub_id(model):  # "wan" as a word of its own and "i2v": see wan.is_wan_i2v_hub_id
-            return wan_backend_class(model)
-        return CogVideoXBackend if "cogvideox" in model.lower() else I2VGenXLBackend
+            return easyanimate.EasyAnimateBackend
+        if wan.is_wan_i2v_hub_id(model):  # "wan" as a word of its own and "i2v"
+            return wan.wan_backend_class(model)
+        return cogvideox.CogVideoXBackend if "cogvideox" in model.lower() else i2vgen_xl.I2VGenXLBackend
     raise BadInputError(
         f"Model '{model}' is neither one of {', '.join(repr(n) for n in _BUILT_IN)}, a local folder in diffusers "
         "layout, nor a hub id like 'ali-vilab/i2vgen-xl', 'THUDM/CogVideoX-5b-I2V', "
@@ -87,11 +81,11 @@ def _backend_for_folder(path: Path) -> type[ModelBackend]:
             f"{path} holds a {declared!r} pipeline; supported are {', '.join(sorted(_BY_PIPELINE))}."
         )
     backend = _BY_PIPELINE[declared]
-    if backend is WanBackend:  # the 480P and 720P checkpoints differ only in their weights: the name tells
+    if backend is wan.WanBackend:  # the 480P and 720P checkpoints differ only in their weights: the name tells
         parts = path.resolve().parts
         # A Hugging Face cache snapshot (models--Wan-AI--…-720P-Diffusers/snapshots/<hash>) is named by its repo.
         name = parts[-3] if len(parts) >= 3 and parts[-2] == "snapshots" else parts[-1]
-        return wan_backend_class(name)
+        return wan.wan_backend_class(name)
     return backend
 
 

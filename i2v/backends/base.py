@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from PIL import Image
 
 from i2v.findings import Finding
-from i2v.memory.plan import ExecutionPlan
+from i2v.planning.plan import ExecutionPlan
 from i2v.spec import ModelSpec
 
 # Called after every denoising step with (steps done, total steps, current latents).
@@ -80,7 +80,7 @@ class ModelBackend(ABC):
         """Free the model's memory."""
 
     def configure_speedups(self, speedups) -> None:
-        """Use ``speedups`` (``i2v.speedups.speedups.Speedups``) from now on; a backend without any ignores them."""
+        """Use ``speedups`` (``i2v.speedups.Speedups``) from now on; a backend without any ignores them."""
 
     def speedups_record(self) -> dict:
         """What the last run used, for its record: settings, what was applied, step-cache counts."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-import re
 import time
 from abc import abstractmethod
 from collections.abc import Iterator
@@ -15,13 +14,11 @@ from pathlib import Path
 
 from i2v.errors import BadInputError
 from i2v.findings import Finding
-from i2v.memory.plan import ExecutionPlan
+from i2v.planning.plan import ExecutionPlan
 from i2v.backends.base import LoadReport, ModelBackend
+from i2v.backends.hub import download_or_cached, looks_like_hub_id
 
 log = logging.getLogger(__name__)
-
-HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w.-]+)?$")
-
 
 def torch_dtype(name: str):
     import torch
@@ -29,15 +26,12 @@ def torch_dtype(name: str):
     return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
 
 
-def looks_like_hub_id(model: str) -> bool:
-    return bool(HUB_ID_PATTERN.match(model)) and not Path(model).exists()
-
-
 class PipelineBackend(ModelBackend):
     example_hub_id: str  # named in the message for a model that is neither a folder nor a hub id
+    hub_allow_patterns: list[str]  # the files of a hub snapshot the family's pipeline needs
 
     def __init__(self, model_id: str):
-        from i2v.speedups.speedups import Speedups
+        from i2v.speedups import Speedups
 
         self.model_id = model_id
         self._pipe = None
@@ -52,9 +46,9 @@ class PipelineBackend(ModelBackend):
     def _load_folder(self, folder: Path, dtype: str):
         """Load every component from ``folder``: (pipeline, warnings, component class names)."""
 
-    @abstractmethod
     def _download(self) -> tuple[Path, str, str | None]:
         """The hub model in the local cache (fetched unless offline): (folder, "hub", commit)."""
+        return download_or_cached(self.model_id, self.hub_allow_patterns)
 
     def _extra_warnings(self) -> tuple[Finding, ...]:
         return ()
@@ -118,7 +112,7 @@ class PipelineBackend(ModelBackend):
             self._apply_speedups()
 
     def _apply_speedups(self) -> None:
-        from i2v.speedups.speedups import apply_speedups
+        from i2v.speedups import apply_speedups
 
         # What the last change did to the resident pipeline (not a history: a record describes its own run).
         self._speedup_notes = apply_speedups(self._pipe, self.speedups)
@@ -135,6 +129,14 @@ class PipelineBackend(ModelBackend):
         if self._pipe is None:
             raise RuntimeError("model not loaded")
         return self._pipe
+
+    @property
+    def is_loaded(self) -> bool:
+        return self._pipe is not None
+
+    def folder(self) -> Path:
+        """Where the model's files are: a built-in model is built on first use, a hub model fetched unless cached."""
+        return self._resolve_folder()[0]
 
     def set_dtype(self, dtype: str) -> None:
         self.pipeline.to(dtype=torch_dtype(dtype))

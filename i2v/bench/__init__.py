@@ -1,0 +1,3 @@
+"""``python -m i2v bench``: our engine against the pipeline called plainly (``runner``), each speedup on and off
+(``speedups``), the tiny models' latency (``latency``), the NVML peak (``memory``) and frame similarity
+(``quality``). Figures go to docs/BENCHMARKS.md."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -21,6 +20,7 @@ import numpy as np
 
 from i2v.bench.latency import LatencyResult, markdown_section, splice_section, targets_met
 from i2v.bench.memory import nvml_peak_for
+from i2v.bench.quality import psnr
 from i2v.engine.engine import Engine
 from i2v.bench.speedups import markdown_section as speedups_section
 from i2v.bench.speedups import VariantRow, run_speedup_variants, variants_for
@@ -64,11 +64,6 @@ def synthetic_image(width: int = 640, height: int = 480):
     picture = np.stack([60 + 120 * x / width, 60 + 120 * y / height, 90 + 60 * np.sin(x / 9) * np.cos(y / 7)], -1)
     picture += rng.normal(0, 12, picture.shape)
     return Image.fromarray(np.clip(picture, 0, 255).astype(np.uint8))
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float | None:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return None if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
 def baseline_dtype(device: str) -> str:
@@ -141,7 +136,7 @@ def run_bench(*, model: str, presets: list[str], output_dir: Path, resolution: i
         params, plan = job.params, job.plan
         if baseline is None:
             engine.generate(request.with_changes(steps=2))  # warm-up: load, first-call allocations (excluded)
-            folder = engine.backend._resolve_folder()[0]
+            folder = engine.backend.folder()
             baseline = _baseline_pipeline(folder, baseline_dtype(plan.device), plan.device)
             _baseline_call(baseline, job.image, width=params.width, height=params.height, frames=params.frames,
                            steps=2, guidance=params.guidance, fps=params.fps, seed=BENCH_SEED)

@@ -16,10 +16,11 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from i2v.bench.memory import nvml_peak_for
+from i2v.bench.quality import psnr
 from i2v.engine.engine import Engine
 from i2v.engine.request import GenerationRequest
-from i2v.memory.plan import PlanDecision
-from i2v.speedups.speedups import Speedups
+from i2v.planning.plan import PlanDecision
+from i2v.speedups import Speedups
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def variants_for(*, on_gpu: bool, planner_dtype: str, with_compile: bool) -> lis
 def run_speedup_variants(engine: Engine, request: GenerationRequest, variants: list[Variant], *,
                          repeats: int) -> list[VariantRow]:
     """``request`` is one preset's request (its model already warm). Returns one row per variant, reference first."""
-    from i2v.speedups.speedups import revert_speedups
+    from i2v.speedups import revert_speedups
 
     runs: dict[str, list] = {v.name: [] for v in variants}
     frames: dict[str, object] = {}
@@ -110,8 +111,8 @@ def run_speedup_variants(engine: Engine, request: GenerationRequest, variants: l
             runs[variant.name].append((video, peak))
             frames[variant.name] = video.frames
     engine.speedups = Speedups()
-    if engine.backend is not None and getattr(engine.backend, "_pipe", None) is not None:
-        revert_speedups(engine.backend._pipe)  # leave the resident pipeline as the reference found it
+    if engine.backend is not None and engine.backend.is_loaded:
+        revert_speedups(engine.backend.pipeline)  # leave the resident pipeline as the reference found it
     return _rows(variants, runs, frames, first)
 
 
@@ -140,8 +141,6 @@ class _FixedDecodeChunk:
 
 
 def _rows(variants, runs, frames, first) -> list[VariantRow]:
-    from i2v.bench.runner import psnr
-
     reference = variants[0].name
     rows: list[VariantRow] = []
     for variant in variants:

@@ -18,14 +18,14 @@ from i2v.engine.disk import DEFAULT_RESERVE_BYTES, check_free_space, job_bytes
 from i2v.gpu.hardware import GpuDevice, GpuInfo, TorchCudaInfo
 from i2v.logs import job_context, new_job_id
 from i2v.paths import outputs_dir
-from i2v.memory.plan import Planner
-from i2v.memory.planner import MemoryPlanner
+from i2v.planning.plan import Planner
+from i2v.planning.planner import MemoryPlanner
 from i2v.engine.presets import Preset
 from i2v.engine.progress import CancelToken, ProgressCallback
 from i2v.guidance.prompt_lint import KeywordLibrary
 from i2v.engine.request import GenerationRequest
 from i2v.engine.resolve import PreparedJob, prepare
-from i2v.speedups.speedups import Speedups
+from i2v.speedups import Speedups
 from i2v.engine.run import GenerationResult, JobRun, RunServices, VideoResult
 
 __all__ = ["Engine", "GenerationResult", "VideoResult", "device_lock"]

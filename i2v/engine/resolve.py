@@ -17,7 +17,7 @@ from i2v.errors import BadInputError
 from i2v.findings import Finding
 from i2v.guidance.image_quality import ImageScores, assess_image
 from i2v.guidance.images import LoadedImage, enhance, fit_to_size, load_image
-from i2v.memory.plan import ExecutionPlan, PlanDecision, Planner
+from i2v.planning.plan import ExecutionPlan, PlanDecision, Planner
 from i2v.engine.presets import DEFAULT_PRESET, Preset, get_preset
 from i2v.guidance.prompt_lint import KeywordLibrary, lint_prompt
 from i2v.engine.request import MAX_SEED, GenerationRequest, seeds_for, validate_request

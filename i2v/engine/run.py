@@ -10,7 +10,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -27,9 +27,9 @@ from i2v.engine.video import write_mp4
 from i2v.errors import GpuOutOfMemoryError, JobCancelled, NonFiniteOutputError
 from i2v.findings import Finding
 from i2v.gpu.hardware import GpuDevice
-from i2v.memory.plan import ExecutionPlan, PlanDecision, Planner, safer_dtypes
+from i2v.planning.plan import ExecutionPlan, PlanDecision, Planner, safer_dtypes
 from i2v.paths import cache_dir
-from i2v.speedups.speedups import Speedups
+from i2v.speedups import Speedups
 
 log = logging.getLogger(__name__)
 

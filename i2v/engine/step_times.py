@@ -26,7 +26,7 @@ def _key(device_name: str, family: str, dtype: str, variant: str = "") -> str:
 
 
 def speed_variant(speedups) -> str:
-    """The part of ``speedups`` (``i2v.speedups.speedups.Speedups``) that changes how long a step takes, as a key suffix:
+    """The part of ``speedups`` (``i2v.speedups.Speedups``) that changes how long a step takes, as a key suffix:
     "" for the defaults, so estimates learned before speedups existed keep their key."""
     parts = []
     if speedups.step_cache_interval > 1:

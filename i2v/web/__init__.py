@@ -1,0 +1,3 @@
+"""The web layer, thin over the engine: the app and its routes (``server.create_app``), the Gradio page (``ui``,
+``forms``, ``render``, ``model_choice``), authentication (``auth``), the file guard (``file_guard``), the Prometheus
+metrics (``metrics``). Importing it imports Gradio: entry points only."""

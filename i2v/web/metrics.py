@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 FAILURE_KINDS = ("bad_input", "recoverable", "fatal", "internal")
 # From a seconds-long check on a big card to a high-quality run on a small one (up to ~30 min).
 GENERATION_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 180, 300, 450, 600, 900, 1200, 1800, float("inf"))
-# Result notice codes (i2v/memory/planner.py, i2v/engine/run.py) that mark what the engine did to save a job.
+# Result notice codes (i2v/planning/planner.py, i2v/engine/run.py) that mark what the engine did to save a job.
 DOWNGRADE_CODES = frozenset({"plan.downgraded"})
 NAN_RETRY_CODES = frozenset({"numerics.run_retried", "numerics.decode_retried"})
 OOM_RECOVERY_CODES = frozenset({"plan.oom_retry"})

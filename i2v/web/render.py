@@ -12,7 +12,7 @@ from i2v.backends import BUILT_IN_MODELS
 from i2v.errors import BadInputError
 from i2v.findings import Finding
 from i2v.service.jobs import JobStatus
-from i2v.memory.planner import InsufficientMemoryError
+from i2v.planning.planner import InsufficientMemoryError
 from i2v.engine.resolve import PreparedJob
 
 GIB = 1024**3

@@ -7,16 +7,16 @@ concatenated, so its input channels must be twice the VAE's latent channels).
 """
 from __future__ import annotations
 
-import json
 import logging
 from functools import lru_cache
 from pathlib import Path
 
 from i2v.errors import ModelLoadError
-from i2v.memory.plan import ExecutionPlan
+from i2v.planning.plan import ExecutionPlan
 from i2v.spec import FrameRule, ModelSpec
 from i2v.memory.transformer import TransformerMemoryProfile
 from i2v.backends.base import DenoiseInputs, StepCallback
+from i2v.backends import hub
 from i2v.backends.folder_loader import load_components
 from i2v.backends.pipeline_backend import PipelineBackend, latent_run_arguments
 
@@ -130,12 +130,10 @@ COGVIDEOX_SPEC = ModelSpec(
 class CogVideoXBackend(PipelineBackend):
     spec = COGVIDEOX_SPEC
     example_hub_id = "THUDM/CogVideoX-5b-I2V"
+    hub_allow_patterns = HUB_ALLOW_PATTERNS
 
     def _load_folder(self, folder: Path, dtype: str):
         return load_cogvideox_from_folder(folder, dtype, self.spec)
-
-    def _download(self) -> tuple[Path, str, str | None]:
-        return download_or_cached(self.model_id)
 
     def denoise(self, inputs: DenoiseInputs, on_step: StepCallback):
         import torch
@@ -169,34 +167,8 @@ class CogVideoXBackend(PipelineBackend):
 
 
 # -- loading helpers ---------------------------------------------------------------------------------------
-def download_or_cached(model: str) -> tuple[Path, str, str | None]:
-    """A hub id → local snapshot folder with CogVideoX's files (split weights, the T5 tokenizer model)."""
-    from i2v.backends.i2vgen_xl.backend import download_or_cached as download
-
-    return download(model, HUB_ALLOW_PATTERNS)
-
-
-def pipeline_class_in(folder: Path) -> str | None:
-    """The ``_class_name`` in ``folder``/model_index.json (None if it has none), with clear errors."""
-    index_path = folder / "model_index.json"
-    try:
-        index = json.loads(index_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelLoadError(f"{folder} has no model_index.json: it is not a diffusers pipeline folder.") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"{index_path} cannot be read: {exc}") from exc
-    if not isinstance(index, dict):
-        raise ModelLoadError(f"{index_path} is not a JSON object: it is not a diffusers pipeline folder.")
-    name = index.get("_class_name")
-    return name if isinstance(name, str) else None
-
-
 def read_model_index(folder: Path) -> dict:
-    if pipeline_class_in(folder) != PIPELINE_CLASS:
-        raise ModelLoadError(
-            f"{folder} holds a {pipeline_class_in(folder)!r} pipeline; this backend loads {PIPELINE_CLASS} only."
-        )
-    return json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    return hub.read_model_index(folder, PIPELINE_CLASS)
 
 
 def load_cogvideox_from_folder(folder: Path, dtype: str, spec: ModelSpec = COGVIDEOX_SPEC):

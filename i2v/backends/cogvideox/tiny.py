@@ -13,9 +13,8 @@ import logging
 import string
 from pathlib import Path
 
-from i2v.findings import Finding
+from i2v.backends.builtin import BuiltInModel, built_folder
 from i2v.backends.cogvideox.backend import COGVIDEOX_SPEC, CogVideoXBackend
-from i2v.backends.i2vgen_xl.tiny import build_key, built_folder
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +40,6 @@ TINY_COGVIDEOX_SPEC = dataclasses.replace(
                                         transformer_params=16_440, text_encoder_params=5_184, vae_params=65_195),
 )
 
-RANDOM_WEIGHTS_WARNING = Finding(
-    "model.random_weights",
-    f"The '{TINY_COGVIDEOX_NAME}' model has random weights: its videos are noise, made to test the app, not to "
-    "look at.",
-    "Use --model THUDM/CogVideoX-5b-I2V (or a local folder) for real videos.",
-)
 
 
 def build_tiny_tokenizer():
@@ -105,18 +98,8 @@ def tiny_cogvideox_folder() -> Path:
     return built_folder(TINY_COGVIDEOX_NAME, build_tiny_pipeline)
 
 
-class TinyCogVideoXBackend(CogVideoXBackend):
+class TinyCogVideoXBackend(BuiltInModel, CogVideoXBackend):
     spec = TINY_COGVIDEOX_SPEC
-
-    def __init__(self) -> None:
-        super().__init__(TINY_COGVIDEOX_NAME)
-
-    def _resolve_folder(self) -> tuple[Path, str, str | None]:
-        return tiny_cogvideox_folder(), "built-in", f"{TINY_COGVIDEOX_NAME}-{build_key()}"
-
-    def _extra_warnings(self) -> tuple[Finding, ...]:
-        return (RANDOM_WEIGHTS_WARNING,)
-
-    def count_tokens(self, text: str) -> int | None:
-        # The toy tokenizer is character-level: its counts say nothing about the real model's prompt length.
-        return None
+    built_in_name = TINY_COGVIDEOX_NAME
+    real_model = "THUDM/CogVideoX-5b-I2V"
+    build_pipeline = staticmethod(build_tiny_pipeline)

@@ -9,17 +9,16 @@ against each other (the transformer reads noise latents + mask + masked-video la
 """
 from __future__ import annotations
 
-import json
 import logging
 from functools import lru_cache
 from pathlib import Path
 
 from i2v.errors import ModelLoadError
-from i2v.memory.plan import ExecutionPlan
+from i2v.planning.plan import ExecutionPlan
 from i2v.spec import FrameRule, ModelSpec
 from i2v.memory.transformer import TransformerMemoryProfile
 from i2v.backends.base import DenoiseInputs, StepCallback
-from i2v.backends.cogvideox.backend import pipeline_class_in
+from i2v.backends import hub
 from i2v.backends.folder_loader import load_components
 from i2v.backends.pipeline_backend import PipelineBackend, latent_run_arguments
 
@@ -154,12 +153,10 @@ EASYANIMATE_SPEC = ModelSpec(
 class EasyAnimateBackend(PipelineBackend):
     spec = EASYANIMATE_SPEC
     example_hub_id = "alibaba-pai/EasyAnimateV5.1-7b-zh-InP-diffusers"
+    hub_allow_patterns = HUB_ALLOW_PATTERNS
 
     def _load_folder(self, folder: Path, dtype: str):
         return load_easyanimate_from_folder(folder, dtype, self.spec)
-
-    def _download(self) -> tuple[Path, str, str | None]:
-        return download_or_cached(self.model_id)
 
     def denoise(self, inputs: DenoiseInputs, on_step: StepCallback):
         import torch
@@ -220,21 +217,9 @@ def i2v_conditioning(image, frames: int):
 
 
 # -- loading helpers ---------------------------------------------------------------------------------------
-def download_or_cached(model: str) -> tuple[Path, str, str | None]:
-    """A hub id → local snapshot folder with EasyAnimate's files (split weights, Qwen2 tokenizer and template)."""
-    from i2v.backends.i2vgen_xl.backend import download_or_cached as download
-
-    return download(model, HUB_ALLOW_PATTERNS)
-
-
 def read_model_index(folder: Path) -> dict:
-    declared = pipeline_class_in(folder)
-    if declared != PIPELINE_CLASS:
-        raise ModelLoadError(
-            f"{folder} holds a {declared!r} pipeline; this backend loads {PIPELINE_CLASS} (EasyAnimate V5.1 "
-            "image-to-video, e.g. alibaba-pai/EasyAnimateV5.1-7b-zh-InP-diffusers) only."
-        )
-    return json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    return hub.read_model_index(folder, PIPELINE_CLASS, accepts=" (EasyAnimate V5.1 image-to-video, e.g. "
+                                "alibaba-pai/EasyAnimateV5.1-7b-zh-InP-diffusers)")
 
 
 def load_easyanimate_from_folder(folder: Path, dtype: str, spec: ModelSpec = EASYANIMATE_SPEC):

@@ -13,9 +13,8 @@ import logging
 import string
 from pathlib import Path
 
-from i2v.findings import Finding
+from i2v.backends.builtin import BuiltInModel, built_folder, byte_alphabet
 from i2v.backends.easyanimate.backend import EASYANIMATE_SPEC, SCHEDULER_CONFIG, EasyAnimateBackend, inpaint_in_channels
-from i2v.backends.i2vgen_xl.tiny import _bytes_to_unicode, build_key, built_folder
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +51,6 @@ TINY_EASYANIMATE_SPEC = dataclasses.replace(
                                           transformer_params=48_400, text_encoder_params=39_312, vae_params=63_511),
 )
 
-RANDOM_WEIGHTS_WARNING = Finding(
-    "model.random_weights",
-    f"The '{TINY_EASYANIMATE_NAME}' model has random weights: its videos are noise, made to test the app, not to "
-    "look at.",
-    "Use --model alibaba-pai/EasyAnimateV5.1-7b-zh-InP-diffusers (or a local folder) for real videos.",
-)
 
 
 def build_qwen2_tokenizer():
@@ -65,7 +58,7 @@ def build_qwen2_tokenizer():
     chat markers and a chat template: no download."""
     from transformers import Qwen2Tokenizer
 
-    vocab = {ch: i for i, ch in enumerate(_bytes_to_unicode())}
+    vocab = {ch: i for i, ch in enumerate(byte_alphabet())}
     for token in _SPECIAL_TOKENS:
         vocab[token] = len(vocab)
     tokenizer = Qwen2Tokenizer(vocab=vocab, merges=[])
@@ -148,18 +141,8 @@ def tiny_easyanimate_folder() -> Path:
     return built_folder(TINY_EASYANIMATE_NAME, build_tiny_pipeline)
 
 
-class TinyEasyAnimateBackend(EasyAnimateBackend):
+class TinyEasyAnimateBackend(BuiltInModel, EasyAnimateBackend):
     spec = TINY_EASYANIMATE_SPEC
-
-    def __init__(self) -> None:
-        super().__init__(TINY_EASYANIMATE_NAME)
-
-    def _resolve_folder(self) -> tuple[Path, str, str | None]:
-        return tiny_easyanimate_folder(), "built-in", f"{TINY_EASYANIMATE_NAME}-{build_key()}"
-
-    def _extra_warnings(self) -> tuple[Finding, ...]:
-        return (RANDOM_WEIGHTS_WARNING,)
-
-    def count_tokens(self, text: str) -> int | None:
-        # The toy tokenizer is byte-level: its counts say nothing about the real model's prompt length.
-        return None
+    built_in_name = TINY_EASYANIMATE_NAME
+    real_model = "alibaba-pai/EasyAnimateV5.1-7b-zh-InP-diffusers"
+    build_pipeline = staticmethod(build_tiny_pipeline)

@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 import warnings
 from pathlib import Path
 
-from i2v.errors import ModelLoadError, ModelNotAvailableError
-from i2v.memory.plan import ExecutionPlan
+from i2v.errors import ModelLoadError
+from i2v.planning.plan import ExecutionPlan
 from i2v.spec import FrameRule, ModelSpec
-from i2v.speedups.speedups import step_cache
+from i2v.speedups import step_cache
 from i2v.memory.unet import UNetMemoryProfile
 from i2v.backends.base import DenoiseInputs, StepCallback
+from i2v.backends import hub
 from i2v.backends.folder_loader import load_components
 from i2v.backends.pipeline_backend import PipelineBackend
 
@@ -68,12 +68,10 @@ I2VGEN_XL_SPEC = ModelSpec(
 class I2VGenXLBackend(PipelineBackend):
     spec = I2VGEN_XL_SPEC
     example_hub_id = "ali-vilab/i2vgen-xl"
+    hub_allow_patterns = HUB_ALLOW_PATTERNS
 
     def _load_folder(self, folder: Path, dtype: str):
         return load_pipeline_from_folder(folder, dtype)
-
-    def _download(self) -> tuple[Path, str, str | None]:
-        return download_or_cached(self.model_id)
 
     def denoise(self, inputs: DenoiseInputs, on_step: StepCallback):
         import torch
@@ -129,57 +127,8 @@ def _report_each_step(scheduler, total: int, on_step: StepCallback):
 
 
 # -- loading helpers ---------------------------------------------------------------------------------------
-def download_or_cached(model: str, allow_patterns: list[str] | None = None) -> tuple[Path, str, str | None]:
-    """A hub id → local snapshot folder (downloading what is missing unless offline), with its commit. Only the
-    files ``allow_patterns`` name are fetched (default: what an I2VGen-XL pipeline needs)."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    repo_id, _, revision = model.partition("@")
-    how_to_get = (
-        f"Download it once with `./start_app.sh download {repo_id}` on a machine with network access, "
-        "or pass a local folder in diffusers layout with --model PATH."
-    )
-    try:
-        folder = Path(snapshot_download(repo_id, revision=revision or None,
-                                        allow_patterns=allow_patterns or HUB_ALLOW_PATTERNS))
-    except LocalEntryNotFoundError as exc:
-        raise ModelNotAvailableError(
-            f"Model '{model}' is not in the local Hugging Face cache and the hub cannot be reached. {how_to_get}"
-        ) from exc
-    except (RepositoryNotFoundError, GatedRepoError) as exc:
-        raise ModelNotAvailableError(
-            f"Model '{repo_id}' was not found on the hub or needs access rights ({type(exc).__name__}). "
-            "Check the id, or log in with `hf auth login` if the model is gated."
-        ) from exc
-    except RevisionNotFoundError as exc:
-        raise ModelNotAvailableError(f"Revision '{revision}' of '{repo_id}' does not exist.") from exc
-    except (HfHubHTTPError, OSError) as exc:
-        raise ModelNotAvailableError(f"Could not fetch model '{model}': {exc}. {how_to_get}") from exc
-    return folder, "hub", folder.name  # snapshots/<commit hash>
-
-
 def read_model_index(folder: Path) -> dict:
-    index_path = folder / "model_index.json"
-    try:
-        index = json.loads(index_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelLoadError(
-            f"{folder} has no model_index.json: it is not a diffusers pipeline folder."
-        ) from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"{index_path} cannot be read: {exc}") from exc
-    if index.get("_class_name") != PIPELINE_CLASS:
-        raise ModelLoadError(
-            f"{folder} holds a {index.get('_class_name')!r} pipeline; this backend loads {PIPELINE_CLASS} only."
-        )
-    return index
+    return hub.read_model_index(folder, PIPELINE_CLASS)
 
 
 def load_pipeline_from_folder(folder: Path, dtype: str):

@@ -12,9 +12,9 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from i2v.findings import Finding
 from i2v.backends.i2vgen_xl.backend import I2VGEN_XL_SPEC, I2VGenXLBackend
-from i2v.backends.i2vgen_xl.tiny import build_key, build_tiny_pipeline, built_folder
+from i2v.backends.builtin import BuiltInModel, built_folder
+from i2v.backends.i2vgen_xl.tiny import build_tiny_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +28,6 @@ FULL_SIZE_RANDOM_SPEC = dataclasses.replace(
     notes=("Random weights at the real size: for speed and memory measurements; the output is noise.",),
 )
 
-RANDOM_WEIGHTS_WARNING = Finding(
-    "model.random_weights",
-    f"The '{FULL_SIZE_RANDOM_NAME}' model has random weights: its videos are noise, made to measure speed and "
-    "memory, not to look at.",
-    "Use --model ali-vilab/i2vgen-xl (or a local folder) for real videos.",
-)
 
 
 def build_full_size_pipeline():
@@ -70,17 +64,9 @@ def full_size_random_folder() -> Path:
     return built_folder(FULL_SIZE_RANDOM_NAME, build_full_size_pipeline)
 
 
-class FullSizeRandomBackend(I2VGenXLBackend):
+class FullSizeRandomBackend(BuiltInModel, I2VGenXLBackend):
     spec = FULL_SIZE_RANDOM_SPEC
-
-    def __init__(self) -> None:
-        super().__init__(FULL_SIZE_RANDOM_NAME)
-
-    def _resolve_folder(self) -> tuple[Path, str, str | None]:
-        return full_size_random_folder(), "built-in", f"{FULL_SIZE_RANDOM_NAME}-{build_key()}"
-
-    def _extra_warnings(self) -> tuple[Finding, ...]:
-        return (RANDOM_WEIGHTS_WARNING,)
-
-    def count_tokens(self, text: str) -> int | None:
-        return None  # the stand-in tokenizer is character-level
+    built_in_name = FULL_SIZE_RANDOM_NAME
+    real_model = "ali-vilab/i2vgen-xl"
+    made_for = "made to measure speed and memory"
+    build_pipeline = staticmethod(build_full_size_pipeline)

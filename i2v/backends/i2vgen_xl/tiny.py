@@ -5,18 +5,13 @@ loader as the real model, so every run on ``tiny`` also exercises the real loadi
 """
 from __future__ import annotations
 
-import contextlib
-
 import dataclasses
 import json
 import logging
-import os
-import shutil
 import tempfile
 from pathlib import Path
 
-from i2v.findings import Finding
-from i2v.paths import cache_dir
+from i2v.backends.builtin import BuiltInModel, built_folder, byte_alphabet
 from i2v.memory.unet import UNetMemoryProfile
 from i2v.backends.i2vgen_xl.backend import I2VGEN_XL_SPEC, I2VGenXLBackend
 
@@ -37,24 +32,6 @@ TINY_SPEC = dataclasses.replace(
                          image_encoder_params=2_976, unet_base_width=8, vae_decoder_width=8),
 )
 
-RANDOM_WEIGHTS_WARNING = Finding(
-    "model.random_weights",
-    "The 'tiny' model has random weights: its videos are noise, made to test the app, not to look at.",
-    "Use --model ali-vilab/i2vgen-xl (or a local folder) for real videos.",
-)
-
-
-def _bytes_to_unicode() -> list[str]:
-    """CLIP's byte-level alphabet (the 256 printable stand-ins for bytes), so any text tokenizes."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(
-        range(ord("®"), ord("ÿ") + 1)
-    )
-    chars, extra = printable[:], 0
-    for byte in range(256):
-        if byte not in printable:
-            chars.append(256 + extra)
-            extra += 1
-    return [chr(c) for c in chars]
 
 
 def build_tiny_pipeline():
@@ -70,7 +47,7 @@ def build_tiny_pipeline():
     )
     import transformers
 
-    alphabet = _bytes_to_unicode()
+    alphabet = byte_alphabet()
     vocab = {ch: i for i, ch in enumerate(alphabet)}
     vocab.update({ch + "</w>": len(alphabet) + i for i, ch in enumerate(alphabet)})
     vocab["<|startoftext|>"] = len(vocab)
@@ -121,67 +98,12 @@ def build_tiny_pipeline():
         )
 
 
-def build_key() -> str:
-    """Saved layouts differ across library versions (transformers ≥ 5.6 renamed text-encoder keys)."""
-    import diffusers
-    import transformers
-
-    return f"v1-diffusers{diffusers.__version__}-transformers{transformers.__version__}"
-
-
-@contextlib.contextmanager
-def _no_progress_bars():
-    from transformers.utils import logging as transformers_logging
-
-    enabled = transformers_logging.is_progress_bar_enabled()
-    transformers_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            transformers_logging.enable_progress_bar()
-
-
-def built_folder(name: str, build) -> Path:
-    """The saved built-in model ``name``, made by ``build()`` (a pipeline) on first use. Written to a temporary
-    folder and renamed, so a crash or a concurrent builder never leaves a half-written model behind."""
-    folder = cache_dir() / f"{name}-{build_key()}"
-    if (folder / "model_index.json").is_file():
-        return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{name}-build-", dir=folder.parent))
-    try:
-        pipeline = build()
-        with _no_progress_bars():  # transformers' "Writing model shards" bar would land in the CLI's output
-            pipeline.save_pretrained(scratch)
-        try:
-            os.rename(scratch, folder)
-        except OSError:
-            if not (folder / "model_index.json").is_file():  # lost a race only if the winner finished
-                raise
-    finally:
-        if scratch.exists():
-            shutil.rmtree(scratch, ignore_errors=True)
-    log.info("built the %s model in %s", name, folder)
-    return folder
-
-
 def tiny_folder() -> Path:
     return built_folder(TINY_NAME, build_tiny_pipeline)
 
 
-class TinyBackend(I2VGenXLBackend):
+class TinyBackend(BuiltInModel, I2VGenXLBackend):
     spec = TINY_SPEC
-
-    def __init__(self) -> None:
-        super().__init__(TINY_NAME)
-
-    def _resolve_folder(self) -> tuple[Path, str, str | None]:
-        return tiny_folder(), "built-in", f"tiny-{build_key()}"
-
-    def _extra_warnings(self) -> tuple[Finding, ...]:
-        return (RANDOM_WEIGHTS_WARNING,)
-
-    def count_tokens(self, text: str) -> int | None:
-        # The toy tokenizer is character-level: its counts say nothing about the real model's 77-token limit.
-        return None
+    built_in_name = TINY_NAME
+    real_model = "ali-vilab/i2vgen-xl"
+    build_pipeline = staticmethod(build_tiny_pipeline)

@@ -4,16 +4,12 @@ together and match the spec the model name implies (480P or 720P). Wan 2.2 and f
 the pipeline class and are refused by name here, before a weight is read."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from i2v.errors import ModelLoadError
-from i2v.backends.cogvideox.backend import pipeline_class_in
+from i2v.backends import hub
 from i2v.backends.folder_loader import load_components
-
-if TYPE_CHECKING:
-    from i2v.backends.wan.backend import WanSpec
+from i2v.backends.wan.spec import VAE_DTYPE, WanSpec
 
 PIPELINE_CLASS = "WanImageToVideoPipeline"
 # The transformer and the UMT5 text encoder are sharded (…-00001-of-00014.safetensors + an index json); the
@@ -21,9 +17,6 @@ PIPELINE_CLASS = "WanImageToVideoPipeline"
 HUB_ALLOW_PATTERNS = ["model_index.json", "*/*.json", "*/*.txt", "*/*.model",
                       "*/diffusion_pytorch_model*.safetensors", "*/model*.safetensors"]
 
-# The VAE runs in float32 whatever the plan's dtype: Wan's authors and the diffusers documentation decode in
-# float32 for quality, and it is 0.13 B parameters (0.5 GiB), small beside the 16 B transformer.
-VAE_DTYPE = "float32"
 
 # -- what a Wan 2.1 I2V folder holds ------------------------------------------------------------------------
 # Component -> (library, accepted class names). Anything else in model_index.json is refused, not imported.
@@ -40,19 +33,9 @@ _WEIGHTED = ("transformer", "vae", "text_encoder", "image_encoder")
 FLOW_SHIFT_KEYS = {"UniPCMultistepScheduler": "flow_shift", "FlowMatchEulerDiscreteScheduler": "shift"}
 
 
-def download_or_cached(model: str) -> tuple[Path, str, str | None]:
-    """A hub id → local snapshot folder with Wan's files (split weights, the UMT5 tokenizer, the image processor)."""
-    from i2v.backends.i2vgen_xl.backend import download_or_cached as download
-
-    return download(model, HUB_ALLOW_PATTERNS)
-
-
 def read_model_index(folder: Path) -> dict:
-    declared = pipeline_class_in(folder)
-    if declared != PIPELINE_CLASS:
-        hint = " (Wan text-to-video or Wan 2.2 TI2V-5B)" if declared == "WanPipeline" else ""
-        raise ModelLoadError(f"{folder} holds a {declared!r} pipeline{hint}; this backend loads {PIPELINE_CLASS} only.")
-    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    index = hub.read_model_index(folder, PIPELINE_CLASS,
+                                 hint={"WanPipeline": " (Wan text-to-video or Wan 2.2 TI2V-5B)"})
     _refuse_wan22(folder, index)
     return index
 

@@ -15,8 +15,7 @@ import logging
 import string
 from pathlib import Path
 
-from i2v.findings import Finding
-from i2v.backends.i2vgen_xl.tiny import build_key, built_folder
+from i2v.backends.builtin import BuiltInModel, built_folder
 from i2v.backends.wan.backend import WAN_SPEC, WanBackend
 from i2v.backends.wan.config import SCHEDULER_CONFIG
 
@@ -49,11 +48,6 @@ TINY_WAN_SPEC = dataclasses.replace(
     ), transformer_fp32_params=0),
 )
 
-RANDOM_WEIGHTS_WARNING = Finding(
-    "model.random_weights",
-    f"The '{TINY_WAN_NAME}' model has random weights: its videos are noise, made to test the app, not to look at.",
-    "Use --model Wan-AI/Wan2.1-I2V-14B-480P-Diffusers (or a local folder) for real videos.",
-)
 
 
 def build_tiny_tokenizer():
@@ -120,18 +114,8 @@ def tiny_wan_folder() -> Path:
     return built_folder(TINY_WAN_NAME, build_tiny_pipeline)
 
 
-class TinyWanBackend(WanBackend):
+class TinyWanBackend(BuiltInModel, WanBackend):
     spec = TINY_WAN_SPEC
-
-    def __init__(self) -> None:
-        super().__init__(TINY_WAN_NAME)
-
-    def _resolve_folder(self) -> tuple[Path, str, str | None]:
-        return tiny_wan_folder(), "built-in", f"{TINY_WAN_NAME}-{build_key()}"
-
-    def _extra_warnings(self) -> tuple[Finding, ...]:
-        return (RANDOM_WEIGHTS_WARNING,)
-
-    def count_tokens(self, text: str) -> int | None:
-        # The toy tokenizer is character-level: its counts say nothing about the real model's prompt length.
-        return None
+    built_in_name = TINY_WAN_NAME
+    real_model = "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers"
+    build_pipeline = staticmethod(build_tiny_pipeline)

@@ -24,7 +24,7 @@ from i2v.errors import BadInputError
 from i2v.findings import Finding
 from i2v.gpu.hardware import GpuDevice, GpuInfo
 from i2v.memory.estimate import GIB, VramEstimate
-from i2v.memory.plan import ExecutionPlan, PlanDecision, choose_device, choose_dtype
+from i2v.planning.plan import ExecutionPlan, PlanDecision, choose_device, choose_dtype
 from i2v.spec import ModelSpec
 
 log = logging.getLogger(__name__)
