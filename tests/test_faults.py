@@ -40,7 +40,6 @@ from i2v.settings import load_settings
 from i2v.engine.video import probe_mp4, write_mp4
 from i2v.web import render
 from i2v.web.server import ServerThread, create_app
-from i2v.web.ui import Studio
 
 from conftest import photo_like
 from test_numeric_safety import nan_output
@@ -435,7 +434,7 @@ def test_out_of_memory_on_the_server_is_recovered_and_shown(server, client, imag
     assert retry and "ran out of memory" in retry[0]["message"], result["notices"]
     status = server.app.jobs.status(result["job_id"])
     assert status.state == "done"
-    page = Studio._findings(status)  # the "What the app changed" box the page shows with the video
+    page = render.job_findings_html(status)  # the "What the app changed" box the page shows with the video
     assert 'data-code="plan.oom_retry"' in page and "ran out of memory" in page
     assert metric(server, "i2v_oom_recoveries_total") == recoveries + 1
 
@@ -461,7 +460,7 @@ def test_nan_on_the_server_is_retried_in_a_safer_precision_and_shown(server, ima
     assert status.result["plan"]["dtype"] == "bfloat16"
     retried = [n for n in status.result["notices"] if n["code"] == "numerics.run_retried"]
     assert retried and "float32" in retried[0]["message"], status.result["notices"]
-    page = Studio._findings(status)
+    page = render.job_findings_html(status)
     assert 'data-code="numerics.run_retried"' in page
     assert metric(server, "i2v_nan_retries_total") == retries + 1
 

@@ -45,7 +45,8 @@ def _uploaded_path(payload: Any) -> str | None:
 
 @dataclass(frozen=True)
 class FormValues:
-    """The controls in page order (the order of ``Studio.settings_inputs``)."""
+    """The settings controls. ``Page`` names its controls after these fields and ``Page.controls()`` lists them in
+    this order, so a handler of the form reads ``FormValues(*values)``."""
 
     image: Any
     prompt: str

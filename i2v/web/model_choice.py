@@ -45,14 +45,14 @@ def frames_info(spec: ModelSpec) -> str:
     return f"{spec.frame_rule.describe()}: {spec.min_frames}, {second} … {spec.max_frames}"
 
 
-def control_updates(spec: ModelSpec, values: tuple[int, int, int, float, int]) -> list[Any]:
-    """Resolution, frames, steps, guidance and fps for ``spec``, holding ``values``."""
+def control_updates(spec: ModelSpec, values: tuple[int, int, int, float, int]) -> dict[str, Any]:
+    """Resolution, frames, steps, guidance and fps for ``spec``, holding ``values``; keyed by ``FormValues``' names."""
     resolution, frames, steps, guidance, fps = values
-    return [
-        gr.Dropdown(choices=resolution_choices(spec), value=resolution),
-        gr.Slider(minimum=spec.min_frames, maximum=spec.max_frames, step=spec.frame_rule.step, value=frames,
-                  info=f"Frame counts this model takes: {frames_info(spec)}"),
-        gr.Slider(minimum=spec.steps_range[0], maximum=spec.steps_range[1], value=steps),
-        gr.Slider(minimum=spec.guidance_range[0], maximum=spec.guidance_range[1], value=guidance),
-        gr.Slider(minimum=spec.fps_range[0], maximum=spec.fps_range[1], value=fps),
-    ]
+    return {
+        "resolution": gr.Dropdown(choices=resolution_choices(spec), value=resolution),
+        "frames": gr.Slider(minimum=spec.min_frames, maximum=spec.max_frames, step=spec.frame_rule.step,
+                            value=frames, info=f"Frame counts this model takes: {frames_info(spec)}"),
+        "steps": gr.Slider(minimum=spec.steps_range[0], maximum=spec.steps_range[1], value=steps),
+        "guidance": gr.Slider(minimum=spec.guidance_range[0], maximum=spec.guidance_range[1], value=guidance),
+        "fps": gr.Slider(minimum=spec.fps_range[0], maximum=spec.fps_range[1], value=fps),
+    }

@@ -132,6 +132,14 @@ def _progress(status: JobStatus) -> str:
             f'<div class="progress-fill" style="width:{percent}%"></div></div>')
 
 
+def job_findings_html(status: JobStatus) -> str:
+    """The box beside a job's videos: what the app changed, warnings, and what the model's loader reported."""
+    result = status.result or {}
+    return (findings_html(result.get("notices", []), kind="notice")
+            + findings_html(result.get("warnings", []), kind="warning")
+            + findings_html(result.get("model_warnings", []), kind="model"))
+
+
 def video_caption(video: dict, params: dict) -> str:
     random_note = " · random weights: noise" if params.get("model") in BUILT_IN_MODELS else ""
     return (f"**Seed {video['seed']}** · {params.get('model')} · {params.get('width')}×{params.get('height')}, "
@@ -146,6 +154,15 @@ def history_caption(status: JobStatus) -> str:
     prompt = prompt if len(prompt) <= 60 else prompt[:57] + "…"
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(status.created_at))
     return f"{prompt} — {settings.get('model') or ''} {settings.get('preset') or 'custom'}, {when}"
+
+
+def history_detail(status: JobStatus) -> str:
+    """Markdown under the gallery for the past run the user selected."""
+    params = status.result.get("params", {})
+    return (f"**{status.settings.get('prompt', '')}** — {params.get('model')}, {params.get('preset') or 'custom'}, "
+            f"{params.get('width')}×{params.get('height')}, {params.get('frames')} frames, "
+            f"{params.get('steps')} steps, guidance {params.get('guidance')}, {params.get('fps')} fps, "
+            f"seeds {', '.join(str(v['seed']) for v in status.result['videos'])}")
 
 
 def history_table(statuses: list[JobStatus]) -> str:

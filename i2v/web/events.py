@@ -1,0 +1,288 @@
+"""What the page does: each event's wiring and the handler it calls. A handler with several outputs answers with
+``{component: value}`` for the components it changes (``page.py`` names them); every other output of its event
+stays as it is. Every action is a short call into the engine (``prepare`` for the verdict, ``lint_prompt`` as the
+user types, ``JobManager`` for jobs).
+
+Jobs belong to the server: the page keeps only the id of its last job (in the browser's local storage) and asks
+the ``JobManager`` for its state once a second while it is active, so a reload or a dropped connection shows
+the same job where it is.
+"""
+from __future__ import annotations
+
+import functools
+import html
+from typing import TYPE_CHECKING
+
+import gradio as gr
+from PIL import Image
+
+from i2v.engine.presets import DEFAULT_PRESET
+from i2v.engine.resolve import PreparedJob
+from i2v.errors import BadInputError
+from i2v.guidance.prompt_lint import lint_prompt
+from i2v.service.jobs import JobStatus, request_from_settings
+from i2v.web import render
+from i2v.web.forms import RANDOM_SEED, FormValues, next_tier, preset_values, to_request
+from i2v.web.model_choice import banner_html, control_updates, preset_choices
+from i2v.web.page import Page, Updates
+
+if TYPE_CHECKING:
+    from i2v.web.ui import Studio
+
+HISTORY_SIZE = 40
+
+
+def unchanged() -> dict:
+    """Leave every output as it is. Not ``{}``: Gradio takes an empty dict for one value, which an event with several
+    outputs refuses."""
+    return gr.skip()
+
+
+class PageEvents:
+    """The handlers of one built page: ``studio`` for the services, ``page`` for the components they update."""
+
+    def __init__(self, studio: Studio, page: Page):
+        self.studio = studio
+        self.jobs = studio.jobs
+        self.page = page
+
+    def wire(self, demo: gr.Blocks) -> None:
+        page = self.page
+        controls = page.controls()
+        settings_outputs = [page.verdict, page.image_report, page.preview, page.traps]
+        job_view = [page.status, page.timer, *page.on_screen()]
+        submitted = [page.job_id, page.browser_job, *job_view]
+        history = page.history_outputs()
+        quick = {"concurrency_limit": None, "show_progress": "hidden", "api_visibility": "private"}
+
+        # Preset → parameters (user clicks only, so loading settings does not get overwritten).
+        page.preset.input(self.fill_preset, [page.preset, page.model], page.numbers(), **quick)
+        # The verdict for a model change waits for the model's limits: fired beside choose_model it would send the
+        # old resolution, which the new model's resolution menu may no longer hold.
+        page.model.input(self.choose_model, [page.model, page.preset], [page.preset, *page.numbers(), page.banner],
+                         **quick).then(self.check_settings, controls, settings_outputs, **quick)
+        gr.on([c.change for c in controls if c not in (page.prompt, page.model)], self.check_settings, controls,
+              settings_outputs, trigger_mode="always_last", **quick)
+        # Lint as the user types: "always_last" drops the keystrokes that arrive while a lint is running.
+        lint_inputs = [page.prompt, page.negative_prompt, page.model]
+        gr.on([c.change for c in lint_inputs], self.lint, lint_inputs, page.lint, trigger_mode="always_last",
+              **quick)
+        for chip in page.chips:
+            chip.click(self.add_keyword, [chip, page.prompt], page.prompt, **quick)
+
+        page.generate_button.click(self.submit, controls, submitted, **quick)
+        page.cancel_button.click(self.cancel, page.job_id, page.status, **quick)
+        page.timer.tick(self.poll, [page.job_id, page.shown], [*job_view, *history], **quick)
+        for index, slot in enumerate(page.slots):
+            slot.use_seed.click(functools.partial(self.use_seed, index=index), page.shown,
+                                [page.seed, page.candidates], **quick)
+            slot.promote.click(functools.partial(self.promote, index=index), page.shown, controls, **quick).then(
+                self.submit, controls, submitted, **quick)
+
+        page.gallery.select(self.select_history, page.history_ids,
+                            [page.selected, page.history_detail, page.load_button, *page.on_screen()], **quick)
+        page.load_button.click(self.load_settings, page.selected, controls, **quick).then(
+            self.check_settings, controls, settings_outputs, **quick)
+        page.refresh_button.click(self.history, None, history, **quick)
+        page.requeue_button.click(self.requeue_interrupted, None, [*submitted, *history], **quick)
+        demo.load(self.restore, page.browser_job, [page.job_id, *job_view, *history], **quick)
+        demo.load(self.check_settings, controls, settings_outputs, **quick)
+        demo.load(self.lint, lint_inputs, page.lint, **quick)
+
+    # -- settings and guidance -----------------------------------------------------------------------------
+    def fill_preset(self, name: str, model: str) -> Updates:
+        spec = self.studio.option(model).spec
+        return self.page.named(control_updates(spec, preset_values(self.studio.presets_for(model)[name])))
+
+    def choose_model(self, model: str, preset: str) -> Updates:
+        """The user picked another model: its presets, its limits and the chosen tier's values for it."""
+        option, presets = self.studio.option(model), self.studio.presets_for(model)
+        preset = preset if preset in presets else DEFAULT_PRESET
+        page = self.page
+        return {page.preset: gr.Radio(choices=preset_choices(presets), value=preset),
+                **page.named(control_updates(option.spec, preset_values(presets[preset]))),
+                page.banner: banner_html(option, self.studio.runs_on)}
+
+    def check_settings(self, *values) -> Updates:
+        """The planner's verdict, image warnings, preview and parameter traps for the current controls."""
+        page, form = self.page, FormValues(*values)
+        assumed_square = form.image is None
+        if assumed_square:
+            form = FormValues(Image.new("RGB", (512, 512), (128, 128, 128)), *values[1:])
+        try:
+            request = to_request(form, self.studio.option(form.model).name)
+            job = self.studio.engine.prepare(request.with_changes(prompt=request.prompt or "placeholder"))
+        except BadInputError as exc:  # the image report and preview still describe the last good settings
+            return {page.verdict: render.verdict_html(None, exc), page.traps: ""}
+        expected = self.studio.expected_seconds(job) if self.studio.expected_seconds else None
+        traps = [w for w in job.warnings if w.code.startswith("params.")]
+        return {page.verdict: render.verdict_html(job, assumed_square=assumed_square, expected_s=expected),
+                page.image_report: "" if assumed_square else self._image_report(job),
+                page.preview: None if assumed_square else job.image,
+                page.traps: render.findings_html(traps, kind="warning")}
+
+    @staticmethod
+    def _image_report(job: PreparedJob) -> str:
+        image_findings = [f for f in job.warnings if f.code.startswith("image.")]
+        image_notices = [n for n in job.notices if n.code.startswith(("image.", "size."))]
+        report = render.findings_html(image_findings, kind="warning") + render.findings_html(image_notices,
+                                                                                             kind="notice")
+        if report:
+            return report
+        scores = job.image_scores
+        return (f'<div class="findings findings-ok" data-code="image.ok">✔ Image looks usable '
+                f"({scores.width}×{scores.height}).</div>")
+
+    def lint(self, prompt: str, negative: str, model: str | None = None) -> str:
+        if not (prompt or "").strip():
+            return '<div class="findings hint">Describe the subject and its motion; the keywords below help.</div>'
+        findings = lint_prompt(prompt, negative or "", self.studio.keywords,
+                               max_tokens=self.studio.option(model).spec.max_prompt_tokens)
+        if not findings:
+            return '<div class="findings findings-ok" data-code="prompt.ok">✔ Concrete motion: good.</div>'
+        return render.findings_html(findings, kind="warning")
+
+    @staticmethod
+    def add_keyword(sample: list[str], prompt: str) -> str:
+        keyword = sample[0] if isinstance(sample, (list, tuple)) else str(sample)
+        prompt = (prompt or "").rstrip()
+        if not prompt:
+            return keyword
+        return f"{prompt}{'' if prompt.endswith(',') else ','} {keyword}"
+
+    # -- jobs ----------------------------------------------------------------------------------------------
+    def submit(self, *values) -> Updates:
+        page = self.page
+        try:
+            form = FormValues(*values)
+            job_id = self.jobs.submit(to_request(form, self.studio.option(form.model).name))
+        except BadInputError as exc:  # the last job's videos stay on screen under the message
+            return {page.status: render.status_html(None, error=str(exc)), page.timer: gr.Timer(active=False)}
+        return {page.job_id: job_id, page.browser_job: job_id,
+                page.status: render.status_html(self.jobs.status(job_id)), page.timer: gr.Timer(active=True),
+                **self._on_screen(None)}
+
+    def cancel(self, job_id: str | None) -> str:
+        if not job_id or not self.jobs.cancel(job_id):
+            return gr.skip()
+        return render.status_html(self.jobs.status(job_id))
+
+    def poll(self, job_id: str | None, shown: dict | None) -> Updates:
+        page = self.page
+        status = self.jobs.status(job_id) if job_id else None
+        if status is None:
+            return {page.status: render.status_html(None), page.timer: gr.Timer(active=False)}
+        if not status.finished:
+            return {page.status: render.status_html(status)}
+        return {page.status: render.status_html(status), page.timer: gr.Timer(active=False),
+                **self._on_screen(status), **self.history()}
+
+    def restore(self, browser_job: str | None) -> Updates:
+        """Page (re)load: pick up the last job of this browser where it is now."""
+        page = self.page
+        status = self.jobs.status(browser_job) if browser_job else None
+        return {page.job_id: status.id if status else None, page.status: render.status_html(status),
+                page.timer: gr.Timer(active=status is not None and not status.finished),
+                **self._on_screen(status), **self.history()}
+
+    # -- iteration -----------------------------------------------------------------------------------------
+    def use_seed(self, shown: dict | None, index: int) -> Updates:
+        if not shown or index >= len(shown["videos"]):
+            return unchanged()
+        return {self.page.seed: shown["videos"][index]["seed"], self.page.candidates: 1}
+
+    def promote(self, shown: dict | None, index: int) -> Updates:
+        """Same picture, prompt, model and seed at the next tier up."""
+        if not shown or index >= len(shown["videos"]):
+            return unchanged()
+        page, settings = self.page, shown["settings"]
+        model = self.studio.still_offered(settings.get("model"))
+        presets = self.studio.presets_for(model)
+        higher = next_tier(presets, settings.get("preset")) or presets[settings.get("preset") or DEFAULT_PRESET]
+        return {page.image: shown["image"], page.prompt: settings["prompt"],
+                page.negative_prompt: settings.get("negative_prompt", ""), page.preset: higher.name,
+                **page.named(control_updates(self.studio.option(model).spec, preset_values(higher))),
+                page.seed: shown["videos"][index]["seed"], page.candidates: 1,
+                page.auto_enhance: settings.get("auto_enhance", False), page.model: model}
+
+    # -- history -------------------------------------------------------------------------------------------
+    def history(self) -> Updates:
+        """The gallery of finished runs (with their ids, which map a click back to a job), the table of every run
+        and the re-queue button."""
+        page = self.page
+        statuses = self.jobs.history(HISTORY_SIZE)
+        done = [s for s in statuses if s.state == "done" and s.result and s.result["videos"]]
+        waiting_again = len(self.jobs.interrupted())
+        return {page.gallery: [(s.result["videos"][0]["poster"] or s.image_path, render.history_caption(s))
+                               for s in done],
+                page.history_ids: [s.id for s in done],
+                page.history_table: render.history_table(statuses),
+                page.requeue_button: gr.Button(f"Re-queue {waiting_again} interrupted "
+                                               f"job{'s' if waiting_again > 1 else ''}", visible=waiting_again > 0)}
+
+    def requeue_interrupted(self) -> Updates:
+        """One click: every interrupted job goes back into the queue; the page follows the first one."""
+        page = self.page
+        requeued, errors = self.studio.requeue_all()
+        if not requeued:
+            error = " ".join(errors) or "There is no interrupted job to re-queue."
+            return {page.status: render.status_html(None, error=error), page.timer: gr.Timer(active=False),
+                    **self.history()}
+        first = next(iter(requeued.values()))
+        problems = "".join(f'<div class="findings warning">{html.escape(e)}</div>' for e in errors)
+        return {page.job_id: first, page.browser_job: first,
+                page.status: render.status_html(self.jobs.status(first)), page.timer: gr.Timer(active=True),
+                **self._on_screen(None), page.findings: problems, **self.history()}
+
+    def select_history(self, history_ids: list[str], event: gr.SelectData) -> Updates:
+        page = self.page
+        job_id = history_ids[event.index] if history_ids and event.index < len(history_ids) else None
+        status = self.jobs.status(job_id) if job_id else None
+        if status is None:
+            return {page.selected: None, page.history_detail: "That run is no longer in the history.",
+                    page.load_button: gr.Button(interactive=False), **self._on_screen(None)}
+        return {page.selected: job_id, page.history_detail: render.history_detail(status),
+                page.load_button: gr.Button(interactive=True), **self._on_screen(status)}
+
+    def load_settings(self, job_id: str | None) -> Updates:
+        status = self.jobs.status(job_id) if job_id else None
+        if status is None:
+            return unchanged()
+        page = self.page
+        request = request_from_settings(status.settings, status.image_path)
+        params = (status.result or {}).get("params", {})
+        model = self.studio.still_offered(request.model)
+        presets = self.studio.presets_for(model)
+        preset = presets.get(request.preset or DEFAULT_PRESET, presets[DEFAULT_PRESET])
+        # The job ran with these numbers; a number the request left to the preset comes from the preset now.
+        values = (params.get("resolution") or request.resolution or preset.resolution,
+                  params.get("frames") or request.frames or preset.frames,
+                  request.steps or params.get("steps") or preset.steps,
+                  request.guidance or params.get("guidance") or preset.guidance,
+                  request.fps or params.get("fps") or preset.fps)
+        return {page.image: status.image_path, page.prompt: request.prompt,
+                page.negative_prompt: request.negative_prompt, page.preset: request.preset or DEFAULT_PRESET,
+                **page.named(control_updates(self.studio.option(model).spec, values)),
+                page.seed: request.seeds[0] if request.seeds else RANDOM_SEED, page.candidates: request.candidates,
+                page.auto_enhance: request.auto_enhance, page.model: model}
+
+    # -- what shows a job's outcome ------------------------------------------------------------------------
+    def _on_screen(self, status: JobStatus | None) -> Updates:
+        """The candidates, findings and ``shown`` state for ``status``: empty for none or a job not done yet."""
+        done = status is not None and status.state == "done"
+        videos = (status.result or {}).get("videos", []) if done else []
+        params = (status.result or {}).get("params", {}) if status else {}
+        can_promote = next_tier(self.studio.presets, status.settings.get("preset") if status else None) is not None
+        updates: Updates = {}
+        for index, slot in enumerate(self.page.slots):
+            updates |= slot.show(videos[index], params, can_promote=can_promote) if index < len(videos) else slot.hide()
+        return {**updates, self.page.findings: render.job_findings_html(status) if status else "",
+                self.page.shown: self._shown(status) if done else None}
+
+    @staticmethod
+    def _shown(status: JobStatus) -> dict | None:
+        """What the slots' buttons need of the job on screen: its seeds, settings and picture."""
+        if not status.result:
+            return None
+        return {"id": status.id, "videos": [{"seed": v["seed"]} for v in status.result["videos"]],
+                "settings": status.settings, "image": status.image_path}
