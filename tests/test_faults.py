@@ -32,7 +32,8 @@ from i2v.engine.engine import Engine
 from i2v.errors import OutputWriteError
 from i2v.gpu.hardware import FixedGpuInfo
 from i2v.guidance.keywords import load_keyword_library
-from i2v.gpu.monitor import FakeGpuMonitor, GpuMonitor
+from i2v.gpu.fake_monitor import FakeGpuMonitor
+from i2v.gpu.monitor import GpuMonitor
 from i2v.paths import cache_dir
 from i2v.engine.presets import load_presets
 from i2v.engine.request import GenerationRequest

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from i2v.gpu.monitor import FakeGpuMonitor
+from i2v.gpu.fake_monitor import FakeGpuMonitor
 from i2v.engine.request import GenerationRequest
 from i2v.web.metrics import Metrics
 

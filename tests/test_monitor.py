@@ -14,15 +14,9 @@ from types import SimpleNamespace
 import pytest
 
 from i2v.gpu.hardware import GpuDevice
-from i2v.gpu.monitor import (
-    INIT_RETRY_SECONDS,
-    FakeGpu,
-    FakeGpuMonitor,
-    GpuMonitor,
-    ProcessMemory,
-    Snapshot,
-    torch_memory,
-)
+from i2v.gpu.fake_monitor import FakeGpu, FakeGpuMonitor
+from i2v.gpu.monitor import GpuMonitor
+from i2v.gpu.snapshot import INIT_RETRY_SECONDS, ProcessMemory, Snapshot, torch_memory
 
 pynvml = pytest.importorskip("pynvml")
 

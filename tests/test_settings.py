@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from i2v.gpu.monitor import FakeGpuMonitor
+from i2v.gpu.fake_monitor import FakeGpuMonitor
 from i2v.settings import SETTINGS, AppSettings, load_settings
 from i2v.web.server import choose_model
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from gradio_client import handle_file
 
-from i2v.gpu.monitor import FakeGpuMonitor
+from i2v.gpu.fake_monitor import FakeGpuMonitor
 from i2v.engine.video import probe_mp4
 
 from conftest import photo_like

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from i2v.gpu.monitor import FakeGpuMonitor
+from i2v.gpu.fake_monitor import FakeGpuMonitor
 
 from web_support import CHROMIUM, CHROMIUM_FLAGS, running_app
 

@@ -11,23 +11,39 @@ from __future__ import annotations
 
 import functools
 import html
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Protocol
 
 import gradio as gr
 from PIL import Image
 
-from i2v.engine.presets import DEFAULT_PRESET
+from i2v.backends.catalog import ModelOption
+from i2v.engine.engine import Engine
+from i2v.engine.presets import DEFAULT_PRESET, Preset
 from i2v.engine.resolve import PreparedJob
 from i2v.errors import BadInputError
-from i2v.guidance.prompt_lint import lint_prompt
-from i2v.service.jobs import JobStatus, request_from_settings
+from i2v.guidance.prompt_lint import KeywordLibrary, lint_prompt
+from i2v.service.jobs import JobManager, JobStatus, request_from_settings
 from i2v.web import render
 from i2v.web.forms import RANDOM_SEED, FormValues, next_tier, preset_values, to_request
 from i2v.web.model_choice import banner_html, control_updates, preset_choices
 from i2v.web.page import Page, Updates
 
-if TYPE_CHECKING:
-    from i2v.web.ui import Studio
+
+class StudioServices(Protocol):
+    """What the page's handlers use of the app (``ui.Studio`` is the one implementation)."""
+
+    jobs: JobManager
+    engine: Engine
+    presets: dict[str, Preset]
+    keywords: KeywordLibrary
+    runs_on: str
+    expected_seconds: Callable[[PreparedJob], float | None] | None
+
+    def option(self, name: str | None) -> ModelOption: ...
+    def presets_for(self, model: str | None) -> dict[str, Preset]: ...
+    def still_offered(self, model: str | None) -> str: ...
+    def requeue_all(self) -> tuple[dict[str, str], list[str]]: ...
 
 HISTORY_SIZE = 40
 
@@ -41,7 +57,7 @@ def unchanged() -> dict:
 class PageEvents:
     """The handlers of one built page: ``studio`` for the services, ``page`` for the components they update."""
 
-    def __init__(self, studio: Studio, page: Page):
+    def __init__(self, studio: StudioServices, page: Page):
         self.studio = studio
         self.jobs = studio.jobs
         self.page = page
