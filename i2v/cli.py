@@ -11,6 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
+from i2v.backends import FAMILIES
 from i2v.service import jobs_cli
 from i2v.errors import BadInputError, I2VError, JobCancelled
 from i2v.logs import configure_logging
@@ -25,6 +26,10 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse prints usage + message; we promise one clear line
         print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT)
+
+
+FAMILY_HELP = ("the model family, for a hub id whose name and Hugging Face cache do not tell (a fine-tune): one of "
+               + ", ".join(FAMILIES))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--candidates", type=int, default=1, help="videos per prompt, seeds counting up")
     gen.add_argument("--auto-enhance", action="store_true", help="contrast ×1.2, sharpness ×1.1 before the run")
     gen.add_argument("--model", default=None, help=f"hub id, local folder or 'tiny' (default: {default_model()})")
+    gen.add_argument("--family", help=FAMILY_HELP)
     gen.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto")
     gen.add_argument("--device", help="cpu or cuda[:N] (default: the first GPU, else CPU)")
     gen.add_argument("--output", type=Path, help="output .mp4 (default: outputs/DATE/…)")
@@ -66,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--frames", type=int)
     plan.add_argument("--steps", type=int)
     plan.add_argument("--model", default=None)
+    plan.add_argument("--family", help=FAMILY_HELP)
     plan.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto")
     plan.add_argument("--gpu-memory", type=float, metavar="GB",
                       help="plan for a hypothetical GPU with this much free memory (GiB) instead of the local one")
@@ -103,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     presets.add_argument("--model", default="tiny", help="show the tiers' values for this model (default: tiny)")
     download = sub.add_parser("download", help="fetch a hub model into the Hugging Face cache (resumable)")
     download.add_argument("model", nargs="?", default=None, help="hub id (default: ali-vilab/i2vgen-xl)")
+    download.add_argument("--family", help=FAMILY_HELP)
     jobs_cli.add_parsers(sub)
     lint = sub.add_parser("lint", help="check a prompt for wording the model does not understand")
     lint.add_argument("prompt")
@@ -166,7 +174,7 @@ def _download(args) -> int:
     if model in BUILT_IN_MODELS or Path(model).expanduser().is_dir():
         raise BadInputError(f"'{model}' is not a hub model: there is nothing to download.")
     # Each family fetches its own files (split weights, its tokenizer's files): the backend's own download.
-    backend = backend_class_for(model)(model)
+    backend = backend_class_for(model, args.family)(model)
     try:
         folder, _source, commit = backend._download()
     except ModelNotAvailableError as exc:
@@ -188,7 +196,7 @@ def _presets(model: str) -> int:
 
 
 def _plan(args) -> int:
-    from i2v.backends import spec_for
+    from i2v.backends import identify
     from i2v.gpu.hardware import FixedGpuInfo
     from i2v.gpu.monitor import GpuMonitor
     from i2v.engine import step_times
@@ -198,7 +206,8 @@ def _plan(args) -> int:
     from i2v.engine.resolve import shape_for
 
     model = args.model or default_model()
-    spec = spec_for(model)
+    identified = identify(model, args.family)
+    spec = identified.backend.spec
     preset = get_preset(args.preset or DEFAULT_PRESET, preset_key=spec.preset_key)
     if (args.width is None) != (args.height is None):
         raise BadInputError("Give both --width and --height, or neither.")
@@ -222,6 +231,9 @@ def _plan(args) -> int:
     )
     report = {
         "model": model,
+        "family": identified.family,
+        "family_name": spec.family,
+        "family_known_by": identified.how,
         "steps": steps,
         "expected_denoise_seconds": round(expected, 1) if expected is not None else None,
         "requested": {"width": width, "height": height, "frames": frames},
@@ -235,7 +247,8 @@ def _plan(args) -> int:
         return EXIT_OK
     plan = decision.plan
     where = plan.gpu_name or "CPU"
-    print(f"{model} on {where}: {decision.width}×{decision.height} × {decision.frames} frames, {plan.dtype}, "
+    print(f"{model}: {spec.family} (family {identified.family}, known by {identified.how})")
+    print(f"on {where}: {decision.width}×{decision.height} × {decision.frames} frames, {plan.dtype}, "
           f"{decode_description(spec, plan)}"
           f"{', model offload' if plan.cpu_offload == 'model' else ''}")
     if decision.estimate:
@@ -354,7 +367,7 @@ def _requests(args) -> list[GenerationRequest]:
             resolution=args.resolution, width=args.width, height=args.height, frames=args.frames,
             steps=args.steps, guidance=args.guidance, fps=args.fps, seeds=tuple(args.seed),
             candidates=args.candidates, auto_enhance=args.auto_enhance, model=args.model or default_model(),
-            dtype=args.dtype, device=args.device, output_path=output,
+            family=args.family, dtype=args.dtype, device=args.device, output_path=output,
         )
         for prompt, output in zip(args.prompt, outputs)
     ]

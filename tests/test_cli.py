@@ -126,7 +126,8 @@ def test_unknown_model_is_bad_input(photo_path, capsys):
 def test_missing_model_offline_fails_with_how_to_get_it(photo_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     status = main(["generate", "--image", str(photo_path), "--prompt", "waves crashing",
-                   "--model", "someone/absent-model", "--resolution", "512", "--frames", "8", "--steps", "2"])
+                   "--model", "someone/absent-model", "--family", "i2vgen-xl", "--resolution", "512",
+                   "--frames", "8", "--steps", "2"])
     err = capsys.readouterr().err
     assert status == 1
     assert "start_app.sh download someone/absent-model" in err and "Traceback" not in err

@@ -132,7 +132,7 @@ def test_folders_that_are_not_i2vgen_xl_are_refused(saved_tiny, tmp_path):
 
 def test_uncached_hub_model_offline_says_how_to_get_it(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    backend = backend_for("someone/not-downloaded-i2v")
+    backend = backend_for("someone/not-downloaded-i2v", "i2vgen-xl")
     with pytest.raises(ModelNotAvailableError, match=r"start_app\.sh download someone/not-downloaded-i2v"):
         backend.load(CPU_FP32)
 

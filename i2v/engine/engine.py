@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from i2v.backends import LoadReport, ModelBackend, backend_for
+from i2v.backends import LoadReport, ModelBackend, backend_class_for, backend_for
 from i2v.engine.disk import DEFAULT_RESERVE_BYTES, check_free_space, job_bytes
 from i2v.gpu.hardware import GpuDevice, GpuInfo, TorchCudaInfo
 from i2v.logs import job_context, new_job_id
@@ -83,7 +83,7 @@ class Engine:
         """Load the request's model for its plan now (keeps it warm for the next job)."""
         job = self.prepare(request)
         with device_lock(job.plan.device):
-            return self._backend_for(job.params.model).load(job.plan)
+            return self._backend_for(job.params.model, job.params.family).load(job.plan)
 
     @property
     def backend(self) -> ModelBackend | None:
@@ -110,19 +110,20 @@ class Engine:
             log.info("request: %s", json.dumps(job.summary()["params"], ensure_ascii=False))
             with device_lock(job.plan.device):
                 cancel.raise_if_cancelled()
-                services = RunServices(backend=self._backend_for(job.params.model), planner=self.planner,
+                services = RunServices(backend=self._backend_for(job.params.model, job.params.family), planner=self.planner,
                                        gpu=self.gpu_for(job.plan.device), output_dir=self.output_dir,
                                        speedups=self.speedups)
                 return JobRun(services, job, job_id, started, on_progress, cancel, keep_frames).execute()
 
-    def _backend_for(self, model: str) -> ModelBackend:
+    def _backend_for(self, model: str, family: str | None = None) -> ModelBackend:
         """One model resident at a time: switching frees the previous one first."""
+        wanted = backend_class_for(model, family)
         with self._backend_guard:
-            if self._backend is not None and self._backend.model_id != model:
+            if self._backend is not None and (self._backend.model_id != model or type(self._backend) is not wanted):
                 self._backend.unload()
                 self._backend = None
             if self._backend is None:
-                self._backend = backend_for(model)
+                self._backend = backend_for(model, family)
             self._backend.configure_speedups(self.speedups)
             return self._backend
 

@@ -32,6 +32,7 @@ def reproduce_command(params: dict, image_hint: str) -> str:
         "--image", image_hint,
         "--prompt", params["prompt"],
         "--model", params["model"],
+        *(["--family", params["family"]] if params.get("family") else []),
         "--width", str(params["width"]),
         "--height", str(params["height"]),
         "--frames", str(params["frames"]),

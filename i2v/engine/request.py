@@ -51,6 +51,7 @@ class GenerationRequest:
     candidates: int = 1
     auto_enhance: bool = False
     model: str = field(default_factory=default_model)
+    family: str | None = None  # a family id (backends.FAMILIES) for a hub id whose name and cache do not tell
     dtype: str = "auto"
     device: str | None = None  # None: CUDA when present, else CPU
     output_path: Path | None = None  # explicit file for one video; several get _01, _02… suffixes
@@ -91,6 +92,8 @@ def validate_request(request: GenerationRequest) -> None:
         raise BadInputError(f"At most {MAX_CANDIDATES} seeds per request.")
     if not isinstance(request.auto_enhance, bool):
         raise BadInputError("auto_enhance must be true or false.")
+    if request.family is not None and not isinstance(request.family, str):
+        raise BadInputError("family must be a model family id such as 'wan2.1-i2v-480p'.")
     if not isinstance(request.model, str) or not request.model.strip():
         raise BadInputError("model must be a hub id (owner/name), a local folder, or 'tiny'.")
     if request.dtype not in DTYPE_CHOICES:

@@ -32,6 +32,7 @@ class ResolvedParams:
     """The parameters a run uses, after preset, snapping and plan. Recorded in every sidecar."""
 
     model: str
+    family: str | None  # as given (None: known from the model's folder, cache or name)
     preset: str | None
     prompt: str
     negative_prompt: str
@@ -102,7 +103,7 @@ def prepare(
     token_counter: Callable[[str], int] | None = None,
 ) -> PreparedJob:
     validate_request(request)
-    spec = spec_for(request.model)
+    spec = spec_for(request.model, request.family)
     preset_name = request.preset or DEFAULT_PRESET
     preset = get_preset(preset_name, presets, preset_key=spec.preset_key)
     notices: list[Finding] = []
@@ -142,6 +143,7 @@ def prepare(
 
     params = ResolvedParams(
         model=request.model,
+        family=request.family,
         preset=request.preset,
         prompt=request.prompt,
         negative_prompt=request.negative_prompt,
