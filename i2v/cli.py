@@ -28,6 +28,7 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_BAD_INPUT)
 
 
+OFFLOAD_WORDS = {"none": "", "model": ", model offload", "group": ", blocks streamed from CPU RAM (group offload)"}
 FAMILY_HELP = ("the model family, for a hub id whose name and Hugging Face cache do not tell (a fine-tune): one of "
                + ", ".join(FAMILIES))
 
@@ -77,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--gpu-memory", type=float, metavar="GB",
                       help="plan for a hypothetical GPU with this much free memory (GiB) instead of the local one")
     plan.add_argument("--no-bf16", action="store_true", help="with --gpu-memory: the card has no bfloat16")
+    plan.add_argument("--ram", type=float, metavar="GB",
+                      help="with --gpu-memory: the system RAM (GiB) for weights streamed from the CPU (default: not checked)")
     plan.add_argument("--json", action="store_true")
 
     sub.add_parser("gpu-status", help="print the GPU monitor's snapshot (the /gpu_status payload) as JSON")
@@ -219,7 +222,7 @@ def _plan(args) -> int:
         if not 0.5 <= args.gpu_memory <= 1024:
             raise BadInputError("--gpu-memory is the card's free memory in GiB, e.g. 12.")
         gpu_info = FixedGpuInfo.single(name=f"a {args.gpu_memory:g} GiB GPU", total_gib=args.gpu_memory,
-                                      bf16=not args.no_bf16)
+                                      bf16=not args.no_bf16, ram_gib=args.ram)
     else:
         gpu_info = GpuMonitor()  # NVML: no torch import, no CUDA context
     decision = MemoryPlanner(gpu_info).plan(spec, width, height, frames, device=None, dtype=args.dtype)
@@ -250,7 +253,7 @@ def _plan(args) -> int:
     print(f"{model}: {spec.family} (family {identified.family}, known by {identified.how})")
     print(f"on {where}: {decision.width}×{decision.height} × {decision.frames} frames, {plan.dtype}, "
           f"{decode_description(spec, plan)}"
-          f"{', model offload' if plan.cpu_offload == 'model' else ''}")
+          f"{OFFLOAD_WORDS[plan.cpu_offload]}{', transformer weights in fp8' if plan.fp8_weights else ''}")
     if decision.estimate:
         print(f"predicted peak VRAM: {decision.estimate.peak_gib:.1f} GiB ({decision.estimate.stage} stage)")
     if expected is not None:

@@ -35,7 +35,8 @@ class PipelineBackend(ModelBackend):
 
         self.model_id = model_id
         self._pipe = None
-        self._loaded_key: tuple[str, str, str] | None = None
+        self._loaded_key: tuple[str, str, tuple] | None = None
+        self._loaded_plan: ExecutionPlan | None = None
         self._report: LoadReport | None = None
         self.speedups = Speedups()
         self._speedup_notes: list[str] = []  # what apply_speedups changed on the resident pipeline
@@ -55,13 +56,14 @@ class PipelineBackend(ModelBackend):
 
     # -- loading -----------------------------------------------------------------------------------------
     def load(self, plan: ExecutionPlan) -> LoadReport:
-        key = (plan.device, plan.dtype, plan.cpu_offload)
+        key = (plan.device, plan.dtype, placement(plan))
         if self._pipe is not None and self._loaded_key == key:
             return self._report
-        if self._pipe is not None and self._loaded_key[2] == plan.cpu_offload:
+        if self._pipe is not None and self._loaded_key[2] == placement(plan) and movable(plan):
             # Same offload mode: moving/casting in place is much cheaper than reading the weights again.
             self._pipe.to(plan.device, torch_dtype(plan.dtype))
             self._loaded_key = key
+            self._loaded_plan = plan
             return self._report
         self.unload()
         started = time.perf_counter()
@@ -73,6 +75,7 @@ class PipelineBackend(ModelBackend):
         self._speedup_notes = []
         self._apply_speedups()
         self._loaded_key = key
+        self._loaded_plan = plan
         self._report = LoadReport(
             model_id=self.model_id,
             source=source,
@@ -88,8 +91,20 @@ class PipelineBackend(ModelBackend):
         return self._report
 
     def _place(self, pipe, plan: ExecutionPlan) -> None:
+        if plan.fp8_weights:  # stored in fp8, each layer upcast to the plan's dtype when it runs
+            import torch
+
+            pipe.transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn,
+                                                      compute_dtype=torch_dtype(plan.dtype))
         if plan.cpu_offload == "model":
             pipe.enable_model_cpu_offload(device=plan.device)
+        elif plan.cpu_offload == "group":
+            import torch
+
+            # Block by block from pinned CPU RAM, the next block copied on a CUDA stream while one runs.
+            pipe.enable_group_offload(onload_device=torch.device(plan.device), offload_device=torch.device("cpu"),
+                                      offload_type="block_level", num_blocks_per_group=1,
+                                      use_stream=plan.device.startswith("cuda"))
         else:
             pipe.to(plan.device)
 
@@ -139,7 +154,11 @@ class PipelineBackend(ModelBackend):
         return self._resolve_folder()[0]
 
     def set_dtype(self, dtype: str) -> None:
+        if not movable(self._loaded_plan):  # hooks hold the weights' places and dtypes: load again in ``dtype``
+            self.load(self._loaded_plan.with_dtype(dtype))
+            return
         self.pipeline.to(dtype=torch_dtype(dtype))
+        self._loaded_plan = self._loaded_plan.with_dtype(dtype)
         if self._loaded_key is not None:
             self._loaded_key = (self._loaded_key[0], dtype, self._loaded_key[2])
 
@@ -181,6 +200,17 @@ class PipelineBackend(ModelBackend):
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
         log.info("unloaded %s", self.model_id)
+
+
+def placement(plan: ExecutionPlan) -> tuple[str, bool]:
+    """What decides how the weights are placed: changing it means loading again."""
+    return plan.cpu_offload, plan.fp8_weights
+
+
+def movable(plan: ExecutionPlan) -> bool:
+    """Whether a loaded pipeline can change device and dtype in place: not under group offload or fp8 storage, whose
+    hooks hold the weights' places and dtypes."""
+    return plan.cpu_offload in ("none", "model") and not plan.fp8_weights
 
 
 def latent_run_arguments(inputs, generator, on_step) -> dict:

@@ -64,6 +64,9 @@ class FakeGpuMonitor:
         }
         return make_snapshot(gpus, self._reason, host)
 
+    def host_memory(self) -> int | None:
+        return None  # simulated GPUs on a real machine: its RAM says nothing about the simulated one
+
     def devices(self) -> list[GpuDevice]:
         # Simulated GPUs are all "visible": CUDA_VISIBLE_DEVICES describes the real machine, not these.
         return to_devices(self.snapshot().gpus)

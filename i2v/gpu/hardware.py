@@ -27,14 +27,36 @@ class GpuDevice:
         return f"cuda:{self.index}"
 
 
+def read_meminfo(path: str = "/proc/meminfo") -> tuple[int | None, int | None]:
+    """(total, available) system RAM in bytes; None for what cannot be read (not Linux, old kernels)."""
+    values: dict[str, int] = {}
+    try:
+        with open(path, encoding="ascii") as handle:
+            for line in handle:
+                key, _, rest = line.partition(":")
+                parts = rest.split()
+                if key in ("MemTotal", "MemAvailable") and parts and parts[0].isdigit():
+                    values[key] = int(parts[0]) * 1024  # /proc/meminfo says "kB" but means KiB
+    except (OSError, UnicodeDecodeError) as exc:
+        log.debug("Cannot read %s: %s", path, exc)
+    return values.get("MemTotal"), values.get("MemAvailable")
+
+
 class GpuInfo(Protocol):
     def devices(self) -> list[GpuDevice]:
         """Every usable CUDA device, with free memory read now. Empty without a GPU; never raises."""
         ...
 
+    def host_memory(self) -> int | None:
+        """System RAM available now in bytes (where group offload keeps weights), None when unknown."""
+        ...
+
 
 class TorchCudaInfo:
     """The real implementation, through torch (imported on first use)."""
+
+    def host_memory(self) -> int | None:
+        return read_meminfo()[1]
 
     def devices(self) -> list[GpuDevice]:
         try:
@@ -63,6 +85,7 @@ class FixedGpuInfo:
     ``plan --gpu-memory``, the docs' VRAM tables) and the tests' GPUs."""
 
     gpus: list[GpuDevice]
+    host_bytes: int | None = None  # the system RAM to plan with; None: unknown, not checked
 
     @classmethod
     def single(
@@ -73,9 +96,14 @@ class FixedGpuInfo:
         free_gib: float | None = None,
         bf16: bool = True,
         compute_capability: tuple[int, int] = (8, 9),
+        ram_gib: float | None = None,
     ) -> "FixedGpuInfo":
         free = total_gib if free_gib is None else free_gib
-        return cls([GpuDevice(0, name, int(total_gib * 2**30), int(free * 2**30), compute_capability, bf16)])
+        host = None if ram_gib is None else int(ram_gib * 2**30)
+        return cls([GpuDevice(0, name, int(total_gib * 2**30), int(free * 2**30), compute_capability, bf16)], host)
+
+    def host_memory(self) -> int | None:
+        return self.host_bytes
 
     @classmethod
     def none(cls) -> "FixedGpuInfo":

@@ -87,6 +87,9 @@ class GpuMonitor:
             self._cached, self._cached_at = snap, now
             return snap
 
+    def host_memory(self) -> int | None:
+        return self.snapshot().system_ram_available_bytes
+
     def devices(self) -> list[GpuDevice]:
         """The ``hardware.GpuInfo`` protocol: usable CUDA devices with free memory (at most ``cache_seconds`` old),
         numbered as CUDA numbers them in this process. Empty without a GPU; never raises."""

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from i2v.gpu.hardware import GpuDevice
+from i2v.gpu.hardware import GpuDevice, read_meminfo
 
 log = logging.getLogger(__name__)
 
@@ -148,21 +148,6 @@ class Snapshot:
 
 # ---------------------------------------------------------------------------------------------------------------
 # Reading the host: /proc and an already-running torch
-
-
-def read_meminfo(path: str = "/proc/meminfo") -> tuple[int | None, int | None]:
-    """(total, available) system RAM in bytes; None for what cannot be read (not Linux, old kernels)."""
-    values: dict[str, int] = {}
-    try:
-        with open(path, encoding="ascii") as handle:
-            for line in handle:
-                key, _, rest = line.partition(":")
-                parts = rest.split()
-                if key in ("MemTotal", "MemAvailable") and parts and parts[0].isdigit():
-                    values[key] = int(parts[0]) * 1024  # /proc/meminfo says "kB" but means KiB
-    except (OSError, UnicodeDecodeError) as exc:
-        log.debug("Cannot read %s: %s", path, exc)
-    return values.get("MemTotal"), values.get("MemAvailable")
 
 
 def process_name(pid: int) -> str | None:

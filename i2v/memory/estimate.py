@@ -51,11 +51,14 @@ class VramEstimate:
 
 class MemoryProfile(Protocol):
     decodes_in_frame_chunks: bool  # False: the VAE takes the whole clip (causal 3-D VAE), only tiling applies
+    streams_blocks: bool  # True: group offload and fp8 weights are rungs for it (``host_bytes`` then required)
 
     def frame_rungs(self, frames: int) -> tuple[int, ...]:
         """Fewer-frames counts the planner may fall back to, largest first (before the frame rule snaps them)."""
         ...
 
     def predict_peak(self, *, width: int, height: int, frames: int, dtype: str, decode_chunk_size: int = 1,
-                     vae_tiling: bool = False, cpu_offload: str = "none", guidance: bool = True) -> VramEstimate:
+                     vae_tiling: bool = False, cpu_offload: str = "none", fp8_weights: bool = False,
+                     guidance: bool = True) -> VramEstimate:
+        """``cpu_offload``: "none" | "model" | "group"; ``fp8_weights``: the transformer's weights stored in fp8."""
         ...

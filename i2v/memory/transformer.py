@@ -18,7 +18,11 @@ Weights on the GPU per stage: all of them without offload. With model offload (d
 a chain in which a model leaves the GPU only when the next model of the chain starts) the pipelines encode the
 conditioning before the transformer's first call, so the model before the VAE is still there (the text encoder; for
 Wan the image encoder), and the VAE stays through the denoising; the pipeline offloads everything when it returns,
-so our decode has the VAE alone.
+so our decode has the VAE alone. With group offload (diffusers' block-level ``enable_group_offload`` on every
+component, CUDA streams) each model is on the GPU only while it runs, and the transformer only in part: what lies
+outside its repeated blocks, the block running and the next one (prefetched). Every weight then waits in pinned CPU
+RAM (``host_bytes``). With fp8 weights (``enable_layerwise_casting``) the blocks' weights are stored in one byte each
+and upcast one layer at a time.
 
 Activation figures are for 2-byte values (float32 doubles them); the VAE figures are for the VAE's own dtype in a
 bfloat16 plan (Wan's VAE always runs in float32). They come from tracing the full-size models on PyTorch's meta
@@ -61,6 +65,8 @@ class TransformerMemoryProfile:
     vae_tile: tuple[int, int] = (512, 512)  # width × height of the VAE's decode tiles
     decode_tiled_per_call_pixel: int = 0
     decode_tiled_per_frame_pixel: int = 0
+    transformer_blocks: int = 0  # the repeated blocks group offload streams (0: the rung is not offered)
+    transformer_block_params: int = 0  # the parameters inside those blocks, all together
 
     # A causal 3-D VAE decodes the whole clip with a temporal cache: frame chunks change nothing, tiling does.
     decodes_in_frame_chunks = False
@@ -70,20 +76,18 @@ class TransformerMemoryProfile:
         so the plan keeps as many frames as fit."""
         return tuple(range(frames - 1, 0, -1))
 
+    @property
+    def streams_blocks(self) -> bool:
+        return self.transformer_blocks > 0
+
     def predict_peak(self, *, width: int, height: int, frames: int, dtype: str, decode_chunk_size: int = 1,
-                     vae_tiling: bool = False, cpu_offload: str = "none", guidance: bool = True
-                     ) -> "TransformerVramEstimate":
+                     vae_tiling: bool = False, cpu_offload: str = "none", fp8_weights: bool = False,
+                     guidance: bool = True) -> "TransformerVramEstimate":
         """``decode_chunk_size`` is accepted for the common interface and ignored (see ``decodes_in_frame_chunks``)."""
         scale = BYTES_PER_VALUE[dtype] / 2  # the activation constants are for 2-byte values
         vae_dtype = self.vae_dtype or dtype
         vae_scale = BYTES_PER_VALUE[vae_dtype] / BYTES_PER_VALUE[self.vae_dtype or "bfloat16"]
-        weights = self.weights(dtype)
-        if cpu_offload == "model":
-            resident = {"text": ("text_encoder",), "encode": self.encode_resident, "denoise": ("transformer", "vae"),
-                        "decode": ("vae",)}
-        else:
-            resident = {stage: tuple(weights) for stage in STAGES}
-        on_gpu = {stage: sum(weights[name] for name in names) for stage, names in resident.items()}
+        on_gpu = self._weights_on_gpu(dtype, cpu_offload, fp8_weights)
 
         batch = self.cfg_batch if guidance else 1
         tokens = self.tokens(width, height, frames)
@@ -129,11 +133,42 @@ class TransformerMemoryProfile:
         side = self.vae_scale_factor * self.patch_size
         return self.latent_frames(frames) * (height // side) * (width // side)
 
-    def weights(self, dtype: str) -> dict[str, int]:
+    def _weights_on_gpu(self, dtype: str, cpu_offload: str, fp8_weights: bool) -> dict[str, int]:
+        """Bytes of weights on the GPU in each stage (module docstring)."""
+        weights = self.weights(dtype, fp8_weights=fp8_weights)
+        if cpu_offload == "model":
+            resident = {"text": ("text_encoder",), "encode": self.encode_resident, "denoise": ("transformer", "vae"),
+                        "decode": ("vae",)}
+        elif cpu_offload == "group":
+            resident = {"text": ("text_encoder",), "encode": ("image_encoder", "vae"), "denoise": (),
+                        "decode": ("vae",)}
+        else:
+            resident = {stage: tuple(weights) for stage in STAGES}
+        on_gpu = {stage: sum(weights[name] for name in names) for stage, names in resident.items()}
+        if cpu_offload == "group":
+            on_gpu["denoise"] = self.streamed_transformer_bytes(dtype, fp8_weights)
+        return on_gpu
+
+    def streamed_transformer_bytes(self, dtype: str, fp8_weights: bool = False) -> int:
+        """The transformer's weights on the GPU while group offload streams it: what lies outside its blocks, the
+        block running and the next one (prefetched on a CUDA stream); with fp8 storage also one block's weights
+        upcast to the compute dtype (an upper bound: diffusers upcasts a layer at a time)."""
+        value = BYTES_PER_VALUE[dtype]
+        block = self.transformer_block_params // max(self.transformer_blocks, 1)
+        outside = self.weights(dtype)["transformer"] - self.transformer_block_params * value
+        return outside + 2 * block * (1 if fp8_weights else value) + (block * value if fp8_weights else 0)
+
+    def host_bytes(self, dtype: str, fp8_weights: bool = False) -> int:
+        """CPU RAM that group offload pins for the weights while they wait."""
+        return sum(self.weights(dtype, fp8_weights=fp8_weights).values())
+
+    def weights(self, dtype: str, *, fp8_weights: bool = False) -> dict[str, int]:
         value = BYTES_PER_VALUE[dtype]
         fp32 = self.transformer_fp32_params
+        # fp8 storage (layerwise casting) keeps one byte per weight inside the blocks; the rest keeps its dtype.
+        fp8_saving = self.transformer_block_params * (value - 1) if fp8_weights else 0
         return {
-            "transformer": (self.transformer_params - fp32) * value + fp32 * BYTES_PER_VALUE["float32"],
+            "transformer": (self.transformer_params - fp32) * value + fp32 * BYTES_PER_VALUE["float32"] - fp8_saving,
             "text_encoder": self.text_encoder_params * value,
             "image_encoder": self.image_encoder_params * value,
             "vae": self.vae_params * BYTES_PER_VALUE[self.vae_dtype or dtype],
@@ -146,6 +181,9 @@ class TransformerMemoryProfile:
         def times(value: int, ratio: float) -> int:
             return int(value * ratio)
 
+        if "transformer_params" in params and "transformer_block_params" not in params:  # the same share in blocks
+            params["transformer_block_params"] = times(self.transformer_block_params,
+                                                       params["transformer_params"] / self.transformer_params)
         return dataclasses.replace(
             self, **params,
             denoise_fixed=times(self.denoise_fixed, transformer_width),

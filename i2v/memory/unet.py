@@ -53,13 +53,15 @@ class UNetMemoryProfile:
 
     # 2-D VAE: the plan's frame chunks set the decode's memory (a pixel-for-pixel same video).
     decodes_in_frame_chunks = True
+    streams_blocks = False  # group offload and fp8 weights are planned for the transformers only
 
     def frame_rungs(self, frames: int) -> tuple[int, ...]:
         """Frame counts the planner may fall back to (before the model's frame rule snaps them)."""
         return tuple(n for n in FEWER_FRAMES if n < frames)
 
     def predict_peak(self, *, width: int, height: int, frames: int, dtype: str, decode_chunk_size: int = 1,
-                     vae_tiling: bool = False, cpu_offload: str = "none", guidance: bool = True) -> VramEstimate:
+                     vae_tiling: bool = False, cpu_offload: str = "none", fp8_weights: bool = False,
+                     guidance: bool = True) -> VramEstimate:
         value = BYTES_PER_VALUE[dtype]
         scale = value / 2  # the activation constants are for 2-byte values
         batch = 2 if guidance else 1

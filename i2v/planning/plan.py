@@ -24,7 +24,10 @@ class ExecutionPlan:
     decode_chunk_size: int  # frames decoded by the VAE at once; the VAE is 2D, so this changes memory, not output
     vae_slicing: bool = False
     vae_tiling: bool = False
-    cpu_offload: str = "none"  # "none" | "model"
+    # "none"; "model": one model on the GPU at a time (diffusers' model CPU offload); "group": every model's blocks
+    # stream from pinned CPU RAM while it runs (diffusers' block-level group offload, CUDA streams)
+    cpu_offload: str = "none"
+    fp8_weights: bool = False  # the transformer's weights stored in float8 e4m3, computed in ``dtype``
     gpu_name: str | None = None
 
     def with_dtype(self, dtype: str) -> "ExecutionPlan":

@@ -34,6 +34,7 @@ MARGIN_FRACTION = 0.05
 DECODE_CHUNKS = (8, 4, 2, 1)
 RETRY_MIN_FREED_BYTES = GIB  # an out-of-memory retry must free this much in the phase that failed,
 RETRY_MIN_FREED_FRACTION = 0.10  # or this fraction of that phase's prediction when that is less
+HOST_MARGIN_FRACTION = 0.10  # of the CPU RAM available, kept free beside the weights group offload pins there
 
 
 def _decodes_in_frame_chunks(spec: ModelSpec) -> bool:
@@ -82,7 +83,7 @@ class MemoryPlanner:
         gpus = self._gpus_to_consider(device)
         if not gpus:
             chosen, notices = choose_dtype(spec, None, dtype)
-            plan = next(self._savings(frames, None, chosen))[0]
+            plan = next(self._savings(spec, frames, None, chosen))[0]
             slow = "" if spec.random_weights else " The real model takes minutes per step on a CPU; use a GPU."
             notices = list(notices) + [Finding("plan.cpu", f"Running on the CPU: no GPU memory to plan for.{slow}")]
             return PlanDecision(plan, frames, width, height, tuple(notices))
@@ -160,11 +161,13 @@ class MemoryPlanner:
     def candidates(self, spec: ModelSpec, width: int, height: int, frames: int, gpu: GpuDevice | None,
                    dtype: str) -> Iterator[Candidate]:
         for w, h, f, shape_changes in self._shapes(spec, width, height, frames):
-            for plan, plan_changes in self._savings(f, gpu, dtype, chunks=_decodes_in_frame_chunks(spec)):
+            for plan, plan_changes in self._savings(spec, f, gpu, dtype):
+                if not self._host_holds(spec, plan):
+                    continue
                 estimate = spec.memory.predict_peak(
                     width=w, height=h, frames=f, dtype=plan.dtype,
                     decode_chunk_size=plan.decode_chunk_size, vae_tiling=plan.vae_tiling,
-                    cpu_offload=plan.cpu_offload,
+                    cpu_offload=plan.cpu_offload, fp8_weights=plan.fp8_weights,
                 ) if spec.memory else None
                 yield Candidate(w, h, f, plan, estimate, shape_changes + plan_changes)
 
@@ -187,20 +190,23 @@ class MemoryPlanner:
                     changes.append(f"{frames} → {f} frames")
                 yield w, h, f, tuple(changes)
 
-    def _savings(self, frames: int, gpu: GpuDevice | None, dtype: str, *, chunks: bool = True):
-        """``chunks=False``: the VAE decodes the whole clip with a temporal cache (causal 3-D VAEs), so the plan's
-        chunk size changes nothing and only tiling and offload are offered."""
+    def _savings(self, spec: ModelSpec, frames: int, gpu: GpuDevice | None, dtype: str):
+        """The memory savings for one shape, cheapest first. A causal 3-D VAE (``decodes_in_frame_chunks`` False)
+        decodes the whole clip with a temporal cache, so chunk sizes change nothing and only tiling and offload are
+        offered; a transformer whose blocks can stream (``streams_blocks``) gets the group-offload and fp8 rungs."""
         device = gpu.torch_device if gpu else "cpu"
         name = gpu.name if gpu else None
         # Decoding more than 8 frames per call saves no measurable time but costs ~0.38 GiB per 512² frame.
         first_chunk = min(frames, DECODE_CHUNKS[0])
         yield ExecutionPlan(device, dtype, first_chunk, gpu_name=name), ()
-        if not chunks:
+        if not _decodes_in_frame_chunks(spec):
             tiled = ExecutionPlan(device, dtype, first_chunk, vae_tiling=True, gpu_name=name)
             yield tiled, ("decoding in tiles",)
             if gpu is not None:
                 yield (replace(tiled, cpu_offload="model"),
                        ("decoding in tiles", "keeping only the active model on the GPU"))
+                if spec.memory is not None and spec.memory.streams_blocks:
+                    yield from _streaming_rungs(spec, tiled)
             return
         for chunk in DECODE_CHUNKS:
             if chunk < first_chunk:
@@ -212,6 +218,14 @@ class MemoryPlanner:
                    ("decoding 1 frame at a time in tiles", "keeping only the active model on the GPU"))
 
     # -- helpers -------------------------------------------------------------------------------------------
+    def _host_holds(self, spec: ModelSpec, plan: ExecutionPlan) -> bool:
+        """Group offload pins every weight in CPU RAM: a rung whose weights do not fit there is not offered."""
+        # Unknown RAM (None) is not checked: the plan's notice says what it needs.
+        available = self.gpu_info.host_memory() if plan.cpu_offload == "group" else None
+        if available is None:
+            return True
+        return spec.memory.host_bytes(plan.dtype, plan.fp8_weights) <= available * (1 - HOST_MARGIN_FRACTION)
+
     def budget(self, gpu: GpuDevice) -> int:
         return int(gpu.free_bytes * (1 - self.margin_fraction)) - self.margin_bytes
 
@@ -257,6 +271,22 @@ class MemoryPlanner:
         )
 
 
+def _streaming_rungs(spec: ModelSpec, tiled: ExecutionPlan):
+    """Past model offload, for transformers: stream the blocks from CPU RAM (no quality cost, slower), then store the
+    transformer's weights in fp8 (a slight quality cost), then both. Each says what it costs."""
+    ram = spec.memory.host_bytes(tiled.dtype) / GIB
+    ram_fp8 = spec.memory.host_bytes(tiled.dtype, fp8_weights=True) / GIB
+    streaming = f"streaming the models' blocks from CPU RAM (slower: weights cross PCIe every step; ~{ram:.0f} GiB RAM)"
+    fp8 = "storing the transformer's weights in fp8 (slight quality cost)"
+    if tiled.dtype == "float32":  # fp8 storage is for half-precision compute
+        yield replace(tiled, cpu_offload="group"), ("decoding in tiles", streaming)
+        return
+    yield replace(tiled, cpu_offload="group"), ("decoding in tiles", streaming)
+    yield replace(tiled, cpu_offload="model", fp8_weights=True), ("decoding in tiles", "keeping only the active model on the GPU", fp8)
+    yield (replace(tiled, cpu_offload="group", fp8_weights=True),
+           ("decoding in tiles", streaming.replace(f"~{ram:.0f} GiB", f"~{ram_fp8:.0f} GiB"), fp8))
+
+
 def decode_description(spec: ModelSpec, plan: ExecutionPlan, *, short: bool = False) -> str:
     """How the plan decodes, in words: frames per VAE call for a 2-D VAE; a causal 3-D VAE takes the whole clip
     with a temporal cache, so only tiling applies."""
@@ -289,6 +319,7 @@ def decision_table(spec: ModelSpec, presets: dict, cards_gib: tuple[int, ...], a
             if (decision.width, decision.height, decision.frames) != (width, height, preset.frames):
                 shape += " (downgraded)"
             decode = decode_description(spec, plan, short=True)
-            rows.append(f"| {card} | {preset.name} | {shape} | {decode} | {plan.cpu_offload} | "
+            offload = plan.cpu_offload + (" + fp8 weights" if plan.fp8_weights else "")
+            rows.append(f"| {card} | {preset.name} | {shape} | {decode} | {offload} | "
                         f"{decision.estimate.peak_gib:.1f} |")
     return "\n".join(rows)

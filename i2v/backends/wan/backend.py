@@ -23,7 +23,7 @@ from pathlib import Path
 
 from i2v.planning.plan import ExecutionPlan
 from i2v.backends.base import DenoiseInputs, LoadReport, StepCallback
-from i2v.backends.pipeline_backend import PipelineBackend, latent_run_arguments, torch_dtype
+from i2v.backends.pipeline_backend import PipelineBackend, latent_run_arguments, movable, placement, torch_dtype
 from i2v.backends.wan.loading import FLOW_SHIFT_KEYS, HUB_ALLOW_PATTERNS, load_wan_from_folder
 from i2v.backends.wan.spec import TEXT_TOKENS, WAN_720P_SPEC, WAN_SPEC, WanSpec, is_720p_checkpoint
 
@@ -44,20 +44,26 @@ class WanBackend(PipelineBackend):
         return load_wan_from_folder(folder, dtype, self.spec)
 
     def load(self, plan: ExecutionPlan) -> LoadReport:
-        key = (plan.device, plan.dtype, plan.cpu_offload)
-        if self._pipe is not None and self._loaded_key not in (None, key) and self._loaded_key[2] == plan.cpu_offload:
+        key = (plan.device, plan.dtype, placement(plan))
+        if (self._pipe is not None and self._loaded_key not in (None, key) and self._loaded_key[2] == placement(plan)
+                and movable(plan)):
             # The base class would .to(device, dtype) the whole pipeline: that casts the VAE too, and the parts of
             # the transformer diffusers keeps in float32. Move, then cast the way a fresh load would have.
             self._pipe.to(plan.device)
             self.set_dtype(plan.dtype)
             self._loaded_key = key
+            self._loaded_plan = plan
             return self._report
         return super().load(plan)
 
     def set_dtype(self, dtype: str) -> None:
+        if not movable(self._loaded_plan):
+            super().set_dtype(dtype)  # loads again in ``dtype``
+            return
         pipe = self.pipeline
         for name in ("transformer", "text_encoder", "image_encoder"):  # the VAE stays in VAE_DTYPE
             cast_as_loaded(getattr(pipe, name), torch_dtype(dtype))
+        self._loaded_plan = self._loaded_plan.with_dtype(dtype)
         if self._loaded_key is not None:
             self._loaded_key = (self._loaded_key[0], dtype, self._loaded_key[2])
 
