@@ -22,6 +22,7 @@ from i2v.planning.plan import Planner
 from i2v.planning.planner import MemoryPlanner
 from i2v.engine.presets import Preset
 from i2v.engine.progress import CancelToken, ProgressCallback
+from i2v.guidance.images import DecodedImages
 from i2v.guidance.prompt_lint import KeywordLibrary
 from i2v.engine.request import GenerationRequest
 from i2v.engine.resolve import PreparedJob, prepare
@@ -62,6 +63,7 @@ class Engine:
         self.min_free_bytes = min_free_bytes
         self.speedups = speedups or Speedups()  # settings; a change reaches the resident model at the next job
         self._backend: ModelBackend | None = None
+        self._pictures = DecodedImages()  # the page prepares the same upload on every change of a control
         self._backend_guard = threading.Lock()
 
     # -- before the run ------------------------------------------------------------------------------------
@@ -72,7 +74,8 @@ class Engine:
         counter = None
         if backend is not None and backend.model_id == request.model and backend.count_tokens("") is not None:
             counter = backend.count_tokens
-        job = prepare(request, self.planner, presets=self.presets, keywords=self.keywords, token_counter=counter)
+        job = prepare(request, self.planner, presets=self.presets, keywords=self.keywords, token_counter=counter,
+                      load=self._pictures.load)
         params = job.params
         folder = Path(request.output_path).parent if request.output_path is not None else self.output_dir
         check_free_space(folder, job_bytes(params.width, params.height, params.frames, len(params.seeds)),

@@ -101,7 +101,9 @@ def prepare(
     presets: dict[str, Preset] | None = None,
     keywords: KeywordLibrary | None = None,
     token_counter: Callable[[str], int] | None = None,
+    load: Callable[[object], LoadedImage] = load_image,
 ) -> PreparedJob:
+    """``load`` decodes the picture (the engine passes its cache of recently decoded files)."""
     validate_request(request)
     spec = spec_for(request.model, request.family)
     preset_name = request.preset or DEFAULT_PRESET
@@ -115,7 +117,7 @@ def prepare(
     _check_range("steps", steps, spec.steps_range, spec)
     _check_range("guidance", guidance, spec.guidance_range, spec)
     _check_range("fps", fps, spec.fps_range, spec)
-    source = load_image(request.image)
+    source = load(request.image)
     notices += source.notices
     width, height, frames, resolution, shape_notices = shape_for(
         spec, preset, frames=request.frames, resolution=request.resolution, width=request.width,

@@ -46,6 +46,7 @@ class StudioServices(Protocol):
     def requeue_all(self) -> tuple[dict[str, str], list[str]]: ...
 
 HISTORY_SIZE = 40
+PICTURE_CONCURRENCY = 2  # page events decoding the picture at once, over all tabs
 
 
 def unchanged() -> dict:
@@ -70,15 +71,18 @@ class PageEvents:
         submitted = [page.job_id, page.browser_job, *job_view]
         history = page.history_outputs()
         quick = {"concurrency_limit": None, "show_progress": "hidden", "api_visibility": "private"}
+        # Events that decode the picture (a 40 MP upload is ~120 MB and a second each) share one small bound, so
+        # many tabs or a script cannot make the app decode dozens at once; the rest are cheap and stay unbounded.
+        picture = {**quick, "concurrency_limit": PICTURE_CONCURRENCY, "concurrency_id": "picture"}
 
         # Preset → parameters (user clicks only, so loading settings does not get overwritten).
         page.preset.input(self.fill_preset, [page.preset, page.model], page.numbers(), **quick)
         # The verdict for a model change waits for the model's limits: fired beside choose_model it would send the
         # old resolution, which the new model's resolution menu may no longer hold.
         page.model.input(self.choose_model, [page.model, page.preset], [page.preset, *page.numbers(), page.banner],
-                         **quick).then(self.check_settings, controls, settings_outputs, **quick)
+                         **quick).then(self.check_settings, controls, settings_outputs, **picture)
         gr.on([c.change for c in controls if c not in (page.prompt, page.model)], self.check_settings, controls,
-              settings_outputs, trigger_mode="always_last", **quick)
+              settings_outputs, trigger_mode="always_last", **picture)
         # Lint as the user types: "always_last" drops the keystrokes that arrive while a lint is running.
         lint_inputs = [page.prompt, page.negative_prompt, page.model]
         gr.on([c.change for c in lint_inputs], self.lint, lint_inputs, page.lint, trigger_mode="always_last",
@@ -86,23 +90,23 @@ class PageEvents:
         for chip in page.chips:
             chip.click(self.add_keyword, [chip, page.prompt], page.prompt, **quick)
 
-        page.generate_button.click(self.submit, controls, submitted, **quick)
+        page.generate_button.click(self.submit, controls, submitted, **picture)
         page.cancel_button.click(self.cancel, page.job_id, page.status, **quick)
         page.timer.tick(self.poll, [page.job_id, page.shown], [*job_view, *history], **quick)
         for index, slot in enumerate(page.slots):
             slot.use_seed.click(functools.partial(self.use_seed, index=index), page.shown,
                                 [page.seed, page.candidates], **quick)
             slot.promote.click(functools.partial(self.promote, index=index), page.shown, controls, **quick).then(
-                self.submit, controls, submitted, **quick)
+                self.submit, controls, submitted, **picture)
 
         page.gallery.select(self.select_history, page.history_ids,
                             [page.selected, page.history_detail, page.load_button, *page.on_screen()], **quick)
         page.load_button.click(self.load_settings, page.selected, controls, **quick).then(
-            self.check_settings, controls, settings_outputs, **quick)
+            self.check_settings, controls, settings_outputs, **picture)
         page.refresh_button.click(self.history, None, history, **quick)
         page.requeue_button.click(self.requeue_interrupted, None, [*submitted, *history], **quick)
         demo.load(self.restore, page.browser_job, [page.job_id, *job_view, *history], **quick)
-        demo.load(self.check_settings, controls, settings_outputs, **quick)
+        demo.load(self.check_settings, controls, settings_outputs, **picture)
         demo.load(self.lint, lint_inputs, page.lint, **quick)
 
     # -- settings and guidance -----------------------------------------------------------------------------

@@ -134,8 +134,8 @@ class Page:
             self.gallery = gr.Gallery(label="Past runs", columns=8, height="auto", object_fit="contain",
                                       allow_preview=False, elem_id="history-gallery")
             with gr.Row():
-                self.history_detail = gr.Markdown("Select a past run to see it and load its settings.",
-                                                  elem_id="history-detail")
+                self.history_detail = gr.HTML("Select a past run to see it and load its settings.",
+                                              elem_id="history-detail")
                 self.load_button = gr.Button("Load these settings", interactive=False, elem_id="load-settings")
                 self.refresh_button = gr.Button("Refresh", elem_id="refresh-history", size="sm")
                 self.requeue_button = gr.Button("Re-queue interrupted jobs", visible=False, elem_id="requeue",

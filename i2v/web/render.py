@@ -157,12 +157,14 @@ def history_caption(status: JobStatus) -> str:
 
 
 def history_detail(status: JobStatus) -> str:
-    """Markdown under the gallery for the past run the user selected."""
+    """HTML under the gallery for the past run the user selected. The prompt is text, whoever wrote it: rendered as
+    Markdown, ``![x](http://…)`` in someone's prompt would load from outside for everyone who opens the run."""
     params = status.result.get("params", {})
-    return (f"**{status.settings.get('prompt', '')}** — {params.get('model')}, {params.get('preset') or 'custom'}, "
-            f"{params.get('width')}×{params.get('height')}, {params.get('frames')} frames, "
-            f"{params.get('steps')} steps, guidance {params.get('guidance')}, {params.get('fps')} fps, "
-            f"seeds {', '.join(str(v['seed']) for v in status.result['videos'])}")
+    seeds = ", ".join(str(v["seed"]) for v in status.result["videos"])
+    return (f"<b>{esc(status.settings.get('prompt', ''))}</b> — {esc(params.get('model'))}, "
+            f"{esc(params.get('preset') or 'custom')}, {esc(params.get('width'))}×{esc(params.get('height'))}, "
+            f"{esc(params.get('frames'))} frames, {esc(params.get('steps'))} steps, guidance "
+            f"{esc(params.get('guidance'))}, {esc(params.get('fps'))} fps, seeds {esc(seeds)}")
 
 
 def history_table(statuses: list[JobStatus]) -> str:
