@@ -159,3 +159,59 @@ def test_history_survives_a_new_manager_and_unfinished_jobs_become_interrupted(t
     assert again_request.seeds == tuple(history[1].settings["seeds"]) and again_request.frames == 4
     assert again.wait(again.submit(again_request), timeout=120).state == "done"
     again.shutdown()
+
+
+# -- what a submission writes (red-team items 1 and 2) ---------------------------------------------------------
+
+PAGE = b"<!doctype html><html><body><script>fetch('/gradio_api/info')</script></body></html>\n"
+
+
+def refused_files(folder: Path) -> list[Path]:
+    """Every kind of file the engine refuses, plus an HTML page sent as "the picture"."""
+    import hostile_corpus as corpus
+
+    files = [folder / item.filename for item in corpus.REFUSED]
+    for item, path in zip(corpus.REFUSED, files):
+        path.write_bytes(item.build())
+    page = folder / "page.html"
+    page.write_bytes(PAGE)
+    return [*files, page]
+
+
+def test_a_refused_submission_writes_nothing_under_outputs(tmp_path, photo_path):
+    """Bombs, truncated, text, SVG, HTML, empty files, and a job refused for lack of disk space: each is refused
+    and leaves no copy of its upload behind (the copies were served from the app's origin, and on a nearly full
+    disk refused jobs filled it past the reserve)."""
+    outputs = tmp_path / "outputs"
+    jobs = JobManager(Engine(gpu_info=FakeGpuInfo.none(), output_dir=outputs), max_queue=2)
+    tight = JobManager(Engine(gpu_info=FakeGpuInfo.none(), output_dir=outputs, min_free_bytes=2**60), max_queue=2)
+    try:
+        for path in refused_files(tmp_path):
+            with pytest.raises(BadInputError):
+                jobs.submit(tiny(path))
+        for seed in range(4):  # four distinct pictures refused for the disk reserve
+            picture = tmp_path / f"photo{seed}.png"
+            Image.effect_noise((256, 256), 40 + seed).convert("RGB").save(picture)
+            with pytest.raises(BadInputError, match="Not enough free disk space"):
+                tight.submit(tiny(picture))
+    finally:
+        jobs.shutdown()
+        tight.shutdown()
+    written = sorted(p.relative_to(outputs).as_posix() for p in outputs.rglob("*") if p.is_file())
+    assert [name for name in written if not name.startswith("jobs.sqlite3")] == []
+    assert jobs.history() == []
+
+
+def test_the_kept_picture_is_named_by_its_detected_format_not_by_the_upload(manager, tmp_path, photo_path):
+    """A valid PNG with a page appended, named .html, is a picture: it runs, and its copy is a .png, which the
+    file route serves as an image, never as a page of the app's origin."""
+    disguised = tmp_path / "page.html"
+    disguised.write_bytes(photo_path.read_bytes() + PAGE)
+    as_gif = tmp_path / "photo.gif"
+    Image.open(photo_path).convert("RGB").save(as_gif, format="JPEG")
+
+    kept = [Path(manager.status(manager.submit(tiny(path))).image_path) for path in (disguised, as_gif)]
+
+    assert [path.suffix for path in kept] == [".png", ".jpg"]
+    assert kept[0].read_bytes() == disguised.read_bytes()  # the very bytes that were checked
+    assert not list(kept[0].parent.glob("*.html")) and not list(kept[0].parent.glob("*.gif"))

@@ -23,6 +23,7 @@ from PIL import Image
 
 from i2v.engine.engine import Engine
 from i2v.errors import BadInputError, I2VError, JobCancelled, OutputWriteError
+from i2v.guidance.images import check_file_size
 from i2v.service.jobstore import JobRecord, JobStore
 from i2v.logs import job_context, new_job_id
 from i2v.engine.progress import CancelToken, ProgressEvent
@@ -34,6 +35,9 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_QUEUE = 8
 POSTER_SUFFIX = ".jpg"
 INPUTS_FOLDER = "inputs"
+# Pillow's format name -> the kept copy's suffix (the file route serves a type guessed from the suffix).
+KEPT_SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "MPO": ".jpg", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp",
+                 "TIFF": ".tiff"}
 # Request fields a history entry needs to "load these settings" (the image is kept as a file beside them).
 SETTING_FIELDS = ("prompt", "negative_prompt", "preset", "resolution", "width", "height", "frames", "steps",
                   "guidance", "fps", "seeds", "candidates", "auto_enhance", "model", "dtype", "device")
@@ -143,14 +147,18 @@ class JobManager:
 
     # -- submitting ----------------------------------------------------------------------------------------
     def submit(self, request: GenerationRequest) -> str:
-        """Queue a job and return its id. Bad input and a full queue raise ``BadInputError`` right here."""
+        """Queue a job and return its id. Bad input and a full queue raise ``BadInputError`` right here, and a
+        refused request writes nothing: the picture is kept only once every check has passed."""
         validate_request(request)
-        self._refuse_when_full()  # at once, before copying the picture and planning (checked again below)
+        self._refuse_when_full()  # at once, before reading the picture and planning (checked again below)
         if not request.seeds:
             # Fixed now so the page can show the seed while the job waits, and a retry reproduces it.
             request = replace(request, seeds=(secrets.randbelow(MAX_SEED + 1),))
-        request = replace(request, image=self._keep_input(request.image))
-        self.engine.prepare(request)  # every check a run makes before loading: fail now, not in the queue
+        data = _input_bytes(request.image)
+        # The checks run on the very bytes that will be kept (the upload may change or vanish meanwhile), and the
+        # copy counts against the disk reserve like the videos.
+        job = self.engine.prepare(replace(request, image=data), extra_bytes=len(data))
+        request = replace(request, image=self._keep_input(data, job.source.source_format))
         job_id = new_job_id()
         with self._changed:
             waiting = len(self._queue)
@@ -174,20 +182,12 @@ class JobManager:
                     "Try again in a few minutes."
                 )
 
-    def _keep_input(self, image: Any) -> Path:
-        """Copy the picture into outputs/inputs/ (named by content), so the job and its history entry survive the
-        upload's temporary file."""
+    def _keep_input(self, data: bytes, source_format: str) -> Path:
+        """Copy the checked picture into outputs/inputs/, named by content, so the job and its history entry
+        survive the upload's temporary file. The suffix comes from the format Pillow found, never from the
+        uploader's file name: a copy named ``.html`` or ``.svg`` would be served as a page of the app's origin."""
         folder = self.engine.output_dir / INPUTS_FOLDER
-        if isinstance(image, Image.Image):
-            data = _png_bytes(image)
-            suffix = ".png"
-        elif isinstance(image, bytes):
-            data, suffix = image, ".img"
-        else:
-            source = Path(image)
-            if not source.is_file():
-                raise BadInputError(f"The image file {source.name!r} does not exist; upload it again.")
-            data, suffix = source.read_bytes(), source.suffix.lower() or ".img"
+        suffix = KEPT_SUFFIXES.get(source_format, ".img")
         kept = folder / f"{hashlib.sha256(data).hexdigest()[:24]}{suffix}"
         if not kept.exists():
             partial = kept.with_name(f".{kept.name}.partial")
@@ -442,6 +442,19 @@ def _stored_status(record: JobRecord) -> JobStatus:
         result=record.result, error_kind=record.error_kind, error_message=record.error_message,
         image_path=record.image_path, started_at=record.started_at, finished_at=record.finished_at,
     )
+
+
+def _input_bytes(image: Any) -> bytes:
+    """The picture as the bytes of a file: what is checked, hashed and kept."""
+    if isinstance(image, Image.Image):
+        return _png_bytes(image)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return bytes(image)
+    source = Path(image)
+    if not source.is_file():
+        raise BadInputError(f"The image file {source.name!r} does not exist; upload it again.")
+    check_file_size(source.stat().st_size)  # before reading: the size limit is about memory too
+    return source.read_bytes()
 
 
 def _png_bytes(image: Image.Image) -> bytes:

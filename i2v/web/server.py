@@ -155,7 +155,7 @@ def create_app(settings: AppSettings, *, monitor=None, engine: Engine | None = N
                          "idle_stop_in_s": None if seconds_left is None else round(seconds_left)}
         return JSONResponse(status, headers={"Cache-Control": "no-store"})
 
-    @api.get("/healthz")
+    @api.api_route("/healthz", methods=["GET", "HEAD"])  # uptime checks often probe with HEAD
     def healthz() -> JSONResponse:
         return JSONResponse({"ok": True, "model": model, "uptime_s": round(studio_app.uptime_seconds(), 1),
                              "queue": jobs.queue_length()}, headers={"Cache-Control": "no-store"})
