@@ -1,6 +1,7 @@
 """Jobs on the server: queue, progress, cancel, results, history that survives a new manager (= an app restart)."""
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 
@@ -215,3 +216,43 @@ def test_the_kept_picture_is_named_by_its_detected_format_not_by_the_upload(mana
     assert [path.suffix for path in kept] == [".png", ".jpg"]
     assert kept[0].read_bytes() == disguised.read_bytes()  # the very bytes that were checked
     assert not list(kept[0].parent.glob("*.html")) and not list(kept[0].parent.glob("*.gif"))
+
+
+# -- a job database that cannot be written (red-team item 3) ----------------------------------------------------
+
+
+def full_database(monkeypatch, store: JobStore, *, writes=("add", "_update")) -> None:
+    """Writes fail as SQLite fails on a full disk; reads work."""
+    def refuse(*_args, **_kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    for name in writes:
+        monkeypatch.setattr(store, name, refuse)
+
+
+def test_an_outcome_the_database_never_took_is_shown_then_marked_interrupted_at_the_next_start(tmp_path, photo_path,
+                                                                                               monkeypatch):
+    outputs = tmp_path / "outputs"
+    jobs = JobManager(Engine(gpu_info=FakeGpuInfo.none(), output_dir=outputs))
+    job_id = jobs.submit(tiny(photo_path))
+    full_database(monkeypatch, jobs.store, writes=("_update",))  # from here on: mark_running, mark_done fail
+
+    ended = jobs.wait(job_id, timeout=60)
+
+    assert ended.state == "failed" and "job database could not be written" in ended.error_message
+    assert "database or disk is full" in ended.error_message and "Free some space" in ended.error_message
+    assert [h.state for h in jobs.history()] == ["failed"]  # the page's history says the same
+    jobs.shutdown()  # the disk is still full: the outcome never reached the database
+    monkeypatch.undo()
+    again = JobManager(Engine(gpu_info=FakeGpuInfo.none(), output_dir=outputs))
+    assert [r.id for r in again.recover()] == [job_id]
+    assert again.status(job_id).state == "interrupted"
+    again.shutdown()
+
+
+def test_a_submission_the_database_cannot_take_is_refused_and_writes_nothing(manager, photo_path, monkeypatch):
+    full_database(monkeypatch, manager.store, writes=("add",))
+    with pytest.raises(BadInputError, match="job database could not be written .* so the job was not queued"):
+        manager.submit(tiny(photo_path))
+    assert not (manager.engine.output_dir / "inputs").exists() or not any(
+        (manager.engine.output_dir / "inputs").iterdir())

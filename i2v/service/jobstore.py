@@ -96,15 +96,17 @@ class JobStore:
     def mark_running(self, job_id: str) -> None:
         self._update(job_id, state="running", started_at=time.time())
 
-    def mark_done(self, job_id: str, result: dict[str, Any]) -> None:
-        self._update(job_id, state="done", finished_at=time.time(), result=json.dumps(result))
+    # ``finished_at``: when the job ended, if that was earlier than now (a write retried after a full disk).
+    def mark_done(self, job_id: str, result: dict[str, Any], *, finished_at: float | None = None) -> None:
+        self._update(job_id, state="done", finished_at=finished_at or time.time(), result=json.dumps(result))
 
-    def mark_failed(self, job_id: str, kind: str, message: str, result: dict[str, Any] | None = None) -> None:
-        self._update(job_id, state="failed", finished_at=time.time(), error_kind=kind, error_message=message,
-                     result=json.dumps(result) if result is not None else None)
+    def mark_failed(self, job_id: str, kind: str, message: str, result: dict[str, Any] | None = None, *,
+                    finished_at: float | None = None) -> None:
+        self._update(job_id, state="failed", finished_at=finished_at or time.time(), error_kind=kind,
+                     error_message=message, result=json.dumps(result) if result is not None else None)
 
-    def mark_cancelled(self, job_id: str) -> None:
-        self._update(job_id, state="cancelled", finished_at=time.time())
+    def mark_cancelled(self, job_id: str, *, finished_at: float | None = None) -> None:
+        self._update(job_id, state="cancelled", finished_at=finished_at or time.time())
 
     def mark_unfinished_interrupted(self) -> list[JobRecord]:
         """At start-up: jobs a previous process left queued or running did not finish. Returns them."""
