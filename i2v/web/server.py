@@ -35,6 +35,7 @@ from i2v.engine.request import DEFAULT_MODEL
 from i2v.settings import AppSettings
 from i2v.web.auth import BasicAuthMiddleware
 from i2v.web.file_guard import guard_files
+from i2v.web.hosts import HostCheckMiddleware, allowed_host_names
 from i2v.web.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from i2v.web.metrics import Metrics
 from i2v.web.ui import Studio
@@ -181,6 +182,8 @@ def create_app(settings: AppSettings, *, monitor=None, engine: Engine | None = N
         # Outermost, so it guards the Gradio mount and our routes alike (only /healthz stays open).
         api.add_middleware(BasicAuthMiddleware, credentials=settings.auth)
         log.info("HTTP Basic auth on for user %r (every route but /healthz)", settings.auth.user)
+    # Outermost of all: a rebound host name gets nothing, not even the login challenge.
+    api.add_middleware(HostCheckMiddleware, names=allowed_host_names(settings.host, settings.allowed_hosts))
     studio_app = StudioApp(api, blocks, jobs, monitor, model, started_at, idle=idle, folder_lock=folder_lock)
     return studio_app
 
