@@ -122,6 +122,8 @@ def assert_failed_clearly(status, message: str, *needles: str) -> None:
     assert not status.error_message.startswith("Internal error"), status.error_message
     for needle in needles:
         assert needle in status.error_message, status.error_message
+    # Over HTTP the outputs folder is "outputs/…": the server's own paths are for its log (red-team item 10).
+    assert not re.search(r"/(tmp|home|root|var|work|srv)/", status.error_message), status.error_message
     assert status.error_message in message  # what gradio_client raised
     page = render.status_html(status)
     assert 'data-state="failed"' in page and html.escape(status.error_message) in page
@@ -223,7 +225,7 @@ def test_disk_full_while_the_video_is_written(server, client, image, outputs, wa
 
     message, status = generate_fails(server, client, image)
 
-    assert_failed_clearly(status, message, "disk is full", "the video", str(outputs), "Free some space",
+    assert_failed_clearly(status, message, "disk is full", "the video", "saved in outputs/", "Free some space",
                           "--output-dir")
     assert_nothing_left(outputs, before)
     monkeypatch.undo()
@@ -237,7 +239,7 @@ def test_disk_full_while_the_record_is_written(server, client, image, outputs, w
 
     message, status = generate_fails(server, client, image)
 
-    assert_failed_clearly(status, message, "disk is full", "record", str(outputs), "Free some space")
+    assert_failed_clearly(status, message, "disk is full", "record", "saved in outputs/", "Free some space")
     # The mp4 was complete, but a video without its record is half a result: it goes too.
     assert_nothing_left(outputs, before)
     monkeypatch.undo()
@@ -277,7 +279,8 @@ def test_disk_full_while_the_upload_is_kept(server, client, outputs, warm, monke
         monkeypatch.undo()
         for partial in inputs.glob("*partial*"):  # so the other tests' "nothing left" checks stay meaningful
             partial.unlink()
-    assert "disk is full" in str(refused.value) and str(inputs) in str(refused.value), str(refused.value)
+    assert "disk is full" in str(refused.value) and "saved in outputs/inputs" in str(refused.value), str(refused.value)
+    assert str(outputs) not in str(refused.value)  # the server's folders are not the caller's business
     assert not left, left
 
 
@@ -343,7 +346,8 @@ def test_unwritable_video_folder(server, client, image, outputs, warm, monkeypat
         today.chmod(0o755)
         monkeypatch.undo()
 
-    assert_failed_clearly(status, message, f"The folder {today} is not writable", "chmod u+w", "--output-dir")
+    assert_failed_clearly(status, message, f"The folder outputs/{today.name} is not writable", "chmod u+w",
+                          "--output-dir")
     assert_nothing_left(outputs, before)
     assert_still_serving(client, image)
 

@@ -24,7 +24,8 @@ from typing import Any
 from PIL import Image
 
 from i2v.engine.engine import Engine
-from i2v.errors import BadInputError, I2VError, JobCancelled, OutputWriteError
+from i2v.errors import (BadInputError, I2VError, JobCancelled, NotEnoughDiskSpaceError, OutputWriteError,
+                        without_server_paths)
 from i2v.guidance.images import check_file_size
 from i2v.service.jobstore import JobRecord, JobStore
 from i2v.logs import job_context, new_job_id
@@ -181,7 +182,30 @@ class JobManager:
     # -- submitting ----------------------------------------------------------------------------------------
     def submit(self, request: GenerationRequest) -> str:
         """Queue a job and return its id. Bad input and a full queue raise ``BadInputError`` right here, and a
-        refused request writes nothing: the picture is kept only once every check has passed."""
+        refused request writes nothing: the picture is kept only once every check has passed. Messages name no
+        server path (``public``)."""
+        try:
+            return self._submit(request)
+        except BadInputError as exc:
+            raise self._public_error(exc) from None
+
+    def prepare(self, request: GenerationRequest):
+        """``Engine.prepare`` (what a run would do, for the page's verdict) with messages fit for any visitor."""
+        try:
+            return self.engine.prepare(request)
+        except BadInputError as exc:
+            raise self._public_error(exc) from None
+
+    def public(self, message: str) -> str:
+        """A message for people who reach the app over HTTP: no server paths (the log has them)."""
+        return without_server_paths(message, self.engine.output_dir)
+
+    def _public_error(self, exc: BadInputError) -> BadInputError:
+        if isinstance(exc, (NotEnoughDiskSpaceError, InputNotKeptError, JobNotRecordedError)):
+            log.warning("refused a job: %s", exc)  # the machine's trouble: the operator needs the full paths
+        return type(exc)(self.public(str(exc)))
+
+    def _submit(self, request: GenerationRequest) -> str:
         validate_request(request)
         self._refuse_when_full()  # at once, before reading the picture and planning (checked again below)
         if not request.seeds:
@@ -400,12 +424,12 @@ class JobManager:
             return _Outcome("cancelled"), None
         except I2VError as exc:
             log.warning("failed (%s): %s", exc.kind, exc)
-            return _Outcome("failed", exc.kind, str(exc)), None
+            return _Outcome("failed", exc.kind, self.public(str(exc))), None
         except Exception as exc:  # a bug or an unexpected library error: the worker must keep serving
             log.exception("failed with an unexpected error")
             message = (f"Internal error ({type(exc).__name__}: {exc}). The app keeps running; the log has details "
                        f"under job {live.id}.")
-            return _Outcome("failed", "internal", message), None
+            return _Outcome("failed", "internal", self.public(message)), None
         return _Outcome("done", summary=summary), result
 
     def _end(self, live: _LiveJob, outcome: _Outcome) -> None:

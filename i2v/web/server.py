@@ -38,6 +38,7 @@ from i2v.web.file_guard import guard_files
 from i2v.web.hosts import HostCheckMiddleware, allowed_host_names
 from i2v.web.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from i2v.web.metrics import Metrics
+from i2v.web.plain_errors import plain_input_errors
 from i2v.web.ui import Studio
 
 log = logging.getLogger(__name__)
@@ -174,10 +175,12 @@ def create_app(settings: AppSettings, *, monitor=None, engine: Engine | None = N
         blocked_paths=[str(outputs / JOBS_DB), str(outputs / f"{JOBS_DB}-wal"), str(outputs / f"{JOBS_DB}-shm")],
         max_file_size=f"{settings.max_upload_mb}mb",
         footer_links=["api"],
+        show_error=False,  # an unexpected exception's text (paths, library internals) stays in the log
         css=(STATIC / "studio.css").read_text(encoding="utf-8"),
         head=f"<script>{(STATIC / 'gpu_panel.js').read_text(encoding='utf-8')}</script>",
     )
     guard_files(api, blocks, outputs)  # inside auth: only the app's own files, inputs only from uploads
+    plain_input_errors(blocks)
     if settings.auth is not None:
         # Outermost, so it guards the Gradio mount and our routes alike (only /healthz stays open).
         api.add_middleware(BasicAuthMiddleware, credentials=settings.auth)

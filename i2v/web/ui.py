@@ -274,7 +274,7 @@ class Studio:
         try:
             request = to_request(form, self.option(form.model).name)
             request = request.with_changes(prompt=request.prompt or "placeholder")
-            job = self.engine.prepare(request)
+            job = self.jobs.prepare(request)  # its messages name no server path
         except BadInputError as exc:
             return render.verdict_html(None, exc), gr.skip(), gr.skip(), ""
         expected = self.expected_seconds(job) if self.expected_seconds else None
