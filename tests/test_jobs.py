@@ -256,3 +256,25 @@ def test_a_submission_the_database_cannot_take_is_refused_and_writes_nothing(man
         manager.submit(tiny(photo_path))
     assert not (manager.engine.output_dir / "inputs").exists() or not any(
         (manager.engine.output_dir / "inputs").iterdir())
+
+
+def test_the_history_stays_readable_when_a_full_disk_stops_sqlite_opening_it(tmp_path, photo_path, monkeypatch):
+    """Measured on a real full 20 MB disk: SQLite could not even open the WAL database for reading ("disk I/O
+    error", it must create -wal and -shm), so the page's history and the job states raised as well."""
+    jobs = JobManager(Engine(gpu_info=FakeGpuInfo.none(), output_dir=tmp_path / "outputs"))
+    done = jobs.wait(jobs.submit(tiny(photo_path)), timeout=120)
+    jobs.shutdown()
+    real_connect = sqlite3.connect
+
+    def full_disk(target, *args, **kwargs):
+        if kwargs.get("uri"):
+            return real_connect(target, *args, **kwargs)
+        error = sqlite3.OperationalError("disk I/O error")
+        error.sqlite_errorcode = 10  # SQLITE_IOERR, as SQLite reports it
+        raise error
+
+    monkeypatch.setattr(sqlite3, "connect", full_disk)
+    assert [h.state for h in jobs.history()] == ["done"]
+    assert jobs.status(done.id).result["videos"] == done.result["videos"]
+    with pytest.raises(sqlite3.Error):  # writes still fail, and the job layer keeps them in memory
+        jobs.store.mark_cancelled(done.id)

@@ -24,6 +24,7 @@ FILE_NAME = "jobs.sqlite3"
 STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 FINISHED_STATES = ("done", "failed", "cancelled", "interrupted")
 SCHEMA_VERSION = 1
+SQLITE_IOERR, SQLITE_FULL = 10, 13  # primary result codes (an extended code's low byte)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -76,14 +77,31 @@ class JobStore:
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            db = sqlite3.connect(self.path, timeout=10)
+            db = self._open()
             try:
-                db.execute("PRAGMA journal_mode=WAL")
                 db.row_factory = sqlite3.Row
                 with db:  # one transaction: committed on success, rolled back on error
                     yield db
             finally:
                 db.close()
+
+    def _open(self) -> sqlite3.Connection:
+        """A connection in WAL mode. On a full disk SQLite cannot even open the database that way: the last
+        connection to close checkpointed the log and removed ``-wal`` and ``-shm``, and creating them again needs
+        space ("disk I/O error"). The file then holds everything, so it is opened read-only as it stands: the
+        history and the job states stay readable, and writes fail as they would anyway."""
+        db = None
+        try:
+            db = sqlite3.connect(self.path, timeout=10)
+            db.execute("PRAGMA journal_mode=WAL")
+            return db
+        except sqlite3.OperationalError as exc:
+            if db is not None:
+                db.close()
+            if (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF not in (SQLITE_IOERR, SQLITE_FULL):
+                raise
+            log.warning("the job database cannot be opened for writing (%s): read as it stands", exc)
+            return sqlite3.connect(f"{self.path.absolute().as_uri()}?immutable=1", uri=True)
 
     # -- writes --------------------------------------------------------------------------------------------
     def add(self, record: JobRecord) -> None:
