@@ -3,6 +3,8 @@ what to show a user (bad input), what was handled (recoverable) and what is fata
 from __future__ import annotations
 
 import errno
+import os
+import re
 from pathlib import Path
 
 
@@ -96,3 +98,46 @@ def _nearest_existing_folder(folder: Path) -> Path:
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     return folder
+
+
+# -- showing values and paths in messages ----------------------------------------------------------------------
+
+_SHOWN_CHARS = 40
+# An absolute POSIX path in a message: starts after a space or quote, never inside a URL ("https://…/x") or a word.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/[^\s'\"()<>\[\]{},;]+")
+
+
+def shown(value: object) -> str:
+    """``value`` as a one-line message may echo it: a whole number beyond 24 digits in short form (``1e+300``, not
+    301 digits), text cut after 40 characters with its length, anything else cut the same way."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**24:
+        try:
+            return f"{value:.3g}"
+        except OverflowError:  # beyond a float's range
+            return f"a {len(str(abs(value)))}-digit number"
+    if isinstance(value, str) and len(value) > _SHOWN_CHARS:
+        return f"{value[:_SHOWN_CHARS]!r}… ({len(value)} characters)"
+    text = repr(value)
+    return text if len(text) <= 2 * _SHOWN_CHARS else text[: 2 * _SHOWN_CHARS] + "…"
+
+
+def without_server_paths(message: str, outputs: Path) -> str:
+    """``message`` for someone who reached the app over HTTP: paths inside the outputs folder become
+    ``outputs/…``, the folder itself "the outputs folder", and any other absolute path its last part. The operator
+    finds the full paths in the log."""
+    roots = {str(Path(outputs).absolute()), os.path.realpath(outputs)}
+
+    def public(match: re.Match) -> str:
+        path = match.group(0)
+        tail = path[len(path.rstrip(".:")):]  # a sentence's full stop or colon after the path stays
+        path = path[: len(path) - len(tail)]
+        for root in roots:
+            if path == root:
+                return "the outputs folder" + tail
+            if path.startswith(root + "/"):
+                return "outputs/" + path[len(root) + 1:] + tail
+            if root.startswith(path.rstrip("/") + "/"):
+                return "the disk of the outputs folder" + tail
+        return (os.path.basename(path.rstrip("/")) or "/") + tail
+
+    return _ABSOLUTE_PATH.sub(public, message)

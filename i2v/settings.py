@@ -85,6 +85,12 @@ def _model_list(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
 
 
+def _host_names(text: str) -> tuple[str, ...]:
+    """Comma-separated host names (no ports), compared without case and final dot; ``*``: any."""
+    names = (part.strip().lower().rstrip(".") for part in text.split(","))
+    return tuple(dict.fromkeys(name for name in names if name))
+
+
 def _step_cache(text: str) -> int:
     value = int(text)
     if not 1 <= value <= 10:
@@ -145,6 +151,8 @@ def _auth(text: str) -> Credentials | None:
 SETTINGS: tuple[Setting, ...] = (
     Setting("host", "127.0.0.1", "address to listen on (0.0.0.0 exposes the app to the network)"),
     Setting("port", 7860, "TCP port of the web UI", _port),
+    Setting("allowed_hosts", (), "host names the app answers to besides localhost, 127.0.0.1 and [::1] "
+            "(comma-separated; '*': any); bound to the network without a list, any name is served", _host_names),
     Setting("model", "", "hub id, local folder or 'tiny'; empty: ali-vilab/i2vgen-xl with a CUDA GPU, tiny without"),
     Setting("models", (), "more models the page offers, comma-separated hub ids or folders (the configured model, "
             "known models in the Hugging Face cache and, beside a test model, the other test models are always "
@@ -185,6 +193,7 @@ SETTINGS: tuple[Setting, ...] = (
 class AppSettings:
     host: str
     port: int
+    allowed_hosts: tuple[str, ...]
     model: str
     models: tuple[str, ...]
     output_dir: str

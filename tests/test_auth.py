@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
+import time
 from pathlib import Path
 
 import httpx
@@ -12,11 +14,11 @@ from gradio_client import Client, handle_file
 
 from i2v.settings import Credentials, load_settings
 from i2v.engine.video import probe_mp4
-from i2v.web.auth import BasicAuthMiddleware, basic_auth_header
+from i2v.web.auth import FREE_FAILURES, BasicAuthMiddleware, FailureThrottle, basic_auth_header
 from i2v.web.server import ServerThread, create_app
 
 from conftest import photo_like
-from web_support import free_port
+from web_support import free_port, running_app
 
 USER, PASSWORD = "studio", "s3cret:with-colon"
 PROTECTED = ["/", "/gpu_status", "/metrics", "/config", "/gradio_api/info"]
@@ -153,3 +155,64 @@ def test_gradio_client_with_the_basic_auth_header_generates_a_video(server, tmp_
 def test_gradio_client_without_credentials_cannot_connect(server):
     with pytest.raises(Exception):  # noqa: B017 - gradio_client wraps the 401 in varying exception types
         Client(server.url, verbose=False)
+
+
+# -- log lines and guessing (red-team items 7 and 8) ---------------------------------------------------------------
+
+
+def test_a_refused_path_cannot_forge_a_log_line(server, caplog):
+    forged = "2026-12-04 12:00:00,000 WARNING [job 1a2b3c4d] i2v.service.jobs: queued (0 ahead)"
+    target = "/gpu_status%0A" + forged.replace(" ", "%20").replace("[", "%5B").replace("]", "%5D")
+    with caplog.at_level(logging.DEBUG, logger="i2v.web.auth"), httpx.Client(timeout=30) as client:
+        request = client.build_request("GET", server.url, extensions={"target": target.encode("ascii")},
+                                       headers={"Authorization": "Basic " + base64.b64encode(b"x:y").decode()})
+        assert client.send(request).status_code == 401
+    lines = [record.getMessage() for record in caplog.records if record.name == "i2v.web.auth"]
+    assert lines, "the refusal was not logged"
+    assert all("\n" not in line and "\r" not in line for line in lines), lines
+    assert any("\\n" + forged in line for line in lines), lines  # still there, visibly escaped
+
+
+def test_wrong_passwords_are_throttled_per_client(tmp_path):
+    """Before: 50 wrong passwords were answered in 0.06 s. After FREE_FAILURES the client waits, and while it
+    waits no password is even checked (the right one included), so guessing gains nothing."""
+    with running_app(tmp_path / "outputs", extra_args=["--auth", f"{USER}:{PASSWORD}"]) as app, \
+            httpx.Client(base_url=app.url, timeout=30) as http:
+        answers = [http.get("/gpu_status", auth=(USER, f"guess{n}")) for n in range(FREE_FAILURES + 1)]
+        right_too_soon = http.get("/gpu_status", auth=(USER, PASSWORD))  # within a second of the 10th failure
+        answers += [http.get("/gpu_status", auth=(USER, f"guess{n}")) for n in range(50 - len(answers))]
+        anonymous = http.get("/gpu_status")
+        for _ in range(10):  # wait as told until the right password is checked again
+            right_later = http.get("/gpu_status", auth=(USER, PASSWORD))
+            if right_later.status_code != 429:
+                break
+            time.sleep(float(right_later.headers["retry-after"]))
+        wrong_after_success = http.get("/gpu_status", auth=(USER, "guess"))
+
+    codes = [answer.status_code for answer in answers]
+    assert codes[:FREE_FAILURES + 1] == [401] * FREE_FAILURES + [429], codes
+    # Checked again only after each wait (1, 2, 4 … s): in 50 quick tries, at most a few more.
+    assert codes.count(401) <= FREE_FAILURES + 3 and codes.count(429) >= 50 - FREE_FAILURES - 3, codes
+    waited = [answer for answer in answers if answer.status_code == 429]
+    assert all(1 <= int(a.headers["retry-after"]) <= 60 and "wait" in a.text.lower() for a in waited)
+    assert right_too_soon.status_code == 429
+    assert anonymous.status_code == 401  # a visitor without a password still gets the login prompt
+    assert right_later.status_code == 200
+    assert wrong_after_success.status_code == 401  # a success starts the count again
+
+
+def test_the_wait_doubles_per_failure_up_to_a_minute_and_is_per_client():
+    now = {"t": 1000.0}
+    throttle = FailureThrottle(clock=lambda: now["t"])
+    for _ in range(FREE_FAILURES):
+        assert throttle.wait_seconds("10.0.0.1") == 0
+        throttle.failed("10.0.0.1")
+    waits = []
+    for _ in range(8):
+        waits.append(throttle.wait_seconds("10.0.0.1"))
+        now["t"] += waits[-1]
+        throttle.failed("10.0.0.1")
+    assert waits == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert throttle.wait_seconds("10.0.0.2") == 0  # another client is not slowed down
+    throttle.succeeded("10.0.0.1")
+    assert throttle.wait_seconds("10.0.0.1") == 0

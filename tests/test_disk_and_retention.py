@@ -134,3 +134,24 @@ def test_retention_off_deletes_nothing(tmp_path):
     video, _ = _job(store, outputs, "ancient", "done", 3000, now)
     assert prune_outputs(outputs, store, 0, now=now).jobs == []
     assert video.exists() and store.get("ancient") is not None
+
+
+def test_the_app_refuses_without_showing_server_paths_and_logs_them(tmp_path, photo_path, caplog):
+    """Whoever reaches the app over HTTP learns what to do, not where the server keeps its files; the operator
+    finds the folder in the log."""
+    outputs = tmp_path / "srv" / "outputs"
+    outputs.mkdir(parents=True)
+    jobs = JobManager(Engine(gpu_info=FakeGpuInfo.none(), output_dir=outputs, min_free_bytes=2**60))
+    try:
+        with caplog.at_level(logging.WARNING, logger="i2v.service.jobs"):
+            with pytest.raises(NotEnoughDiskSpaceError) as refused:
+                jobs.submit(tiny(photo_path))
+        with pytest.raises(NotEnoughDiskSpaceError) as verdict:
+            jobs.prepare(tiny(photo_path))  # the page's verdict on the settings
+    finally:
+        jobs.shutdown()
+    for message in (str(refused.value), str(verdict.value)):
+        assert str(tmp_path) not in message and "/srv" not in message, message
+        assert "Not enough free disk space for this job in the outputs folder:" in message, message
+        assert "I2V_MIN_FREE_MB" in message and "Free some space" in message
+    assert any(str(outputs) in record.getMessage() for record in caplog.records)

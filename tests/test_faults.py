@@ -15,6 +15,7 @@ import html
 import io
 import os
 import re
+import sqlite3
 import sys
 import threading
 import time
@@ -121,6 +122,8 @@ def assert_failed_clearly(status, message: str, *needles: str) -> None:
     assert not status.error_message.startswith("Internal error"), status.error_message
     for needle in needles:
         assert needle in status.error_message, status.error_message
+    # Over HTTP the outputs folder is "outputs/…": the server's own paths are for its log (red-team item 10).
+    assert not re.search(r"/(tmp|home|root|var|work|srv)/", status.error_message), status.error_message
     assert status.error_message in message  # what gradio_client raised
     page = render.status_html(status)
     assert 'data-state="failed"' in page and html.escape(status.error_message) in page
@@ -222,7 +225,7 @@ def test_disk_full_while_the_video_is_written(server, client, image, outputs, wa
 
     message, status = generate_fails(server, client, image)
 
-    assert_failed_clearly(status, message, "disk is full", "the video", str(outputs), "Free some space",
+    assert_failed_clearly(status, message, "disk is full", "the video", "saved in outputs/", "Free some space",
                           "--output-dir")
     assert_nothing_left(outputs, before)
     monkeypatch.undo()
@@ -236,7 +239,7 @@ def test_disk_full_while_the_record_is_written(server, client, image, outputs, w
 
     message, status = generate_fails(server, client, image)
 
-    assert_failed_clearly(status, message, "disk is full", "record", str(outputs), "Free some space")
+    assert_failed_clearly(status, message, "disk is full", "record", "saved in outputs/", "Free some space")
     # The mp4 was complete, but a video without its record is half a result: it goes too.
     assert_nothing_left(outputs, before)
     monkeypatch.undo()
@@ -276,8 +279,52 @@ def test_disk_full_while_the_upload_is_kept(server, client, outputs, warm, monke
         monkeypatch.undo()
         for partial in inputs.glob("*partial*"):  # so the other tests' "nothing left" checks stay meaningful
             partial.unlink()
-    assert "disk is full" in str(refused.value) and str(inputs) in str(refused.value), str(refused.value)
+    assert "disk is full" in str(refused.value) and "saved in outputs/inputs" in str(refused.value), str(refused.value)
+    assert str(outputs) not in str(refused.value)  # the server's folders are not the caller's business
     assert not left, left
+
+
+def database_full(monkeypatch, store) -> None:
+    """The job database refuses to record how jobs end, as SQLite does on a full disk (reads still work)."""
+    real_update = store._update
+
+    def update(job_id, **columns):
+        if columns.get("state") in ("done", "failed", "cancelled"):
+            raise sqlite3.OperationalError("database or disk is full")
+        return real_update(job_id, **columns)
+
+    monkeypatch.setattr(store, "_update", update)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux) to give ffmpeg a full disk")
+def test_disk_full_for_the_video_and_the_database_still_ends_the_job(server, client, image, outputs, warm,
+                                                                     monkeypatch, tmp_path):
+    """ffmpeg hits ENOSPC, then recording the failure hits "database or disk is full". The caller, the job layer
+    and the page must still learn how the job ended (before: it stayed "running" for ever and the API call never
+    returned), and the database must catch up once there is space again."""
+    jobs = server.app.jobs
+    encoder(monkeypatch, tmp_path, FFMPEG_ON_A_FULL_DISK)
+    database_full(monkeypatch, jobs.store)
+
+    call = client.submit(handle_file(str(image)), PROMPT, steps=2, **SMALL, api_name="/generate")
+    with pytest.raises(Exception) as failure:
+        call.result(timeout=JOB_TIMEOUT_S)  # a TimeoutError here is the bug: the caller never hears back
+    message = str(failure.value)
+    found = re.search(r"Job ([0-9a-f]+) failed: ", message)
+    assert found, f"the caller never heard how the job ended: {failure.typename} {message}"
+    job_id = found.group(1)
+    status = jobs.status(job_id)
+    assert_failed_clearly(status, message, "disk is full", "the video")
+    assert jobs.store.get(job_id).state == "running"  # not recorded yet: the database is still full
+
+    monkeypatch.undo()  # space comes back
+    deadline = time.monotonic() + 60
+    while jobs.store.get(job_id).state != "failed" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    recorded = jobs.store.get(job_id)
+    assert recorded.state == "failed" and recorded.error_message == status.error_message
+    assert jobs.status(job_id).state == "failed"
+    assert_still_serving(client, image)
 
 
 # -- 2. outputs folder not writable ------------------------------------------------------------------------------
@@ -299,7 +346,8 @@ def test_unwritable_video_folder(server, client, image, outputs, warm, monkeypat
         today.chmod(0o755)
         monkeypatch.undo()
 
-    assert_failed_clearly(status, message, f"The folder {today} is not writable", "chmod u+w", "--output-dir")
+    assert_failed_clearly(status, message, f"The folder outputs/{today.name} is not writable", "chmod u+w",
+                          "--output-dir")
     assert_nothing_left(outputs, before)
     assert_still_serving(client, image)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -58,6 +59,9 @@ def server(tree):
         # Written once the database is open: SQLite would take it for a hot journal at start and remove it.
         (tree.outputs / "jobs.sqlite3-journal").write_bytes(SQLITE + b" journal " + SECRET)
         (tree.outputs / "jobs.sqlite3.bak").write_bytes(SQLITE + b" copy " + SECRET)
+        # Copies of the real database under names that say nothing about it.
+        shutil.copyfile(tree.outputs / "jobs.sqlite3", tree.outputs / "backup_jobs.db")
+        shutil.copyfile(tree.outputs / "jobs.sqlite3", tree.outputs / DAY / "y.mp4")
         yield running
 
 
@@ -119,6 +123,8 @@ ATTACKS = {
     "job-db-copy": lambda t, s: f"{FILE}{t.outputs}/jobs.sqlite3.bak",
     "job-db-dotdot": lambda t, s: f"{FILE}{t.outputs}/{DAY}/../jobs.sqlite3",
     "job-db-symlink": lambda t, s: f"{FILE}{t.outputs}/{DAY}/db.mp4",
+    "job-db-copy-other-name": lambda t, s: f"{FILE}{t.outputs}/backup_jobs.db",
+    "job-db-copy-named-mp4": lambda t, s: f"{FILE}{t.outputs}/{DAY}/y.mp4",
     "partial-video": lambda t, s: f"{FILE}{t.outputs}/{DAY}/.x.1a2b3c.partial.mp4",
     "outputs-folder": lambda t, s: f"{FILE}{t.outputs}",
     "url-loopback": lambda t, s: f"{FILE}{s.url}healthz",
@@ -239,3 +245,56 @@ def test_the_guard_only_looks_at_file_routes_and_strips_a_root_path(tmp_path):
     from i2v.web.file_guard import _requested_file
     assert _requested_file({"path": f"/studio{FILE}{inside}", "root_path": "/studio"}) == inside
     assert _requested_file({"path": "/gradio_api/info", "root_path": ""}) is None
+
+
+# -- how files are served (red-team item 1) ------------------------------------------------------------------------
+
+PAGE = b"<!doctype html><html><body><script>fetch('/gradio_api/info').then(r => r.text())</script></body></html>"
+SVG = b'<svg xmlns="http://www.w3.org/2000/svg"><script>fetch("/metrics")</script></svg>'
+
+
+@pytest.fixture(scope="module")
+def served(server, tree) -> dict[str, str]:
+    """Files of every kind in outputs (as older versions kept uploads under the client's suffix) and an HTML
+    upload in Gradio's folder: name -> the path to ask for."""
+    inputs = tree.outputs / "inputs"
+    inputs.mkdir(exist_ok=True)
+    files = {"page.html": PAGE, "drawing.svg": SVG, "picture.png": tree.photo.read_bytes(),
+             "record.json": b'{"seed": 1}', "notes.txt": b"hello"}
+    paths = {}
+    for name, data in files.items():
+        (inputs / name).write_bytes(data)
+        paths[name] = str(inputs / name)
+    paths["video.mp4"] = str(tree.outputs / DAY / "x.mp4")
+    [paths["upload.html"]] = upload(server, "upload.html", PAGE).json()
+    return paths
+
+
+@pytest.mark.parametrize("name", ["page.html", "drawing.svg", "record.json", "notes.txt", "upload.html"])
+def test_files_that_are_not_pictures_or_videos_are_downloads_that_never_run(server, served, name):
+    """An HTML or SVG file served inline from the app's origin runs its script with the visitor's credentials."""
+    response = send(server, f"{FILE}{served[name]}")
+    assert response.status_code == 200
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["content-disposition"].startswith("attachment"), response.headers
+    policy = response.headers["content-security-policy"]
+    assert "sandbox" in policy and "default-src 'none'" in policy
+
+
+@pytest.mark.parametrize("name", ["picture.png", "video.mp4"])
+def test_pictures_and_videos_stay_inline_without_sniffing(server, served, name):
+    for method in ("GET", "HEAD"):
+        response = send(server, f"{FILE}{served[name]}", method)
+        assert response.status_code == 200
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert not response.headers.get("content-disposition", "inline").startswith("attachment")
+        assert "sandbox" in response.headers["content-security-policy"]
+    ranged = send(server, f"{FILE}{served['video.mp4']}", headers={"Range": "bytes=0-3"})
+    assert ranged.status_code == 206 and ranged.headers["x-content-type-options"] == "nosniff"
+
+
+def test_healthz_answers_head_like_get(server):
+    """Load balancers and uptime checks probe with HEAD."""
+    response = send(server, "/healthz", "HEAD")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"

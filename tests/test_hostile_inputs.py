@@ -341,6 +341,18 @@ def test_form_values_refuse_what_is_not_a_usable_number(photo, field, value, fra
     assert_actionable(str(error.value), [field, fragment])
 
 
+@pytest.mark.parametrize("value", ["false", "0", "no", "yes", "true", 2, 1, 0, None, [True]])
+def test_auto_enhance_takes_only_true_or_false(photo, value):
+    """bool("false") is True: a script's "false", "0" or "no" switched enhancing on."""
+    values = {"image": str(photo), "prompt": corpus.GOOD, "negative_prompt": "", "preset": "fast-check",
+              "resolution": 128, "frames": 4, "steps": 2, "guidance": 9.0, "fps": 8, "seed": -1, "candidates": 1}
+    with pytest.raises(BadInputError) as error:
+        to_request(FormValues(**values, auto_enhance=value), "tiny")
+    assert_actionable(str(error.value), ["auto_enhance must be true or false"])
+    assert to_request(FormValues(**values, auto_enhance=True), "tiny").auto_enhance is True
+    assert to_request(FormValues(**values, auto_enhance=False), "tiny").auto_enhance is False
+
+
 def test_uploaded_image_widget_hands_the_file_over_untouched(tmp_path):
     from gradio.data_classes import ImageData
 
@@ -369,6 +381,7 @@ def api_files(tmp_path_factory) -> Path:
     for item in corpus.REFUSED:
         write(folder, item.filename, item.build())
     photo_like(160, 128).save(folder / "photo.png")
+    write(folder, "page.html", b"<!doctype html><script>fetch('/gradio_api/info')</script>")
     return folder
 
 
@@ -391,15 +404,31 @@ API_REFUSALS = [
     pytest.param("photo.png", corpus.GOOD, {"guidance": "nan"}, ["guidance", "finite number"], id="NaN as text"),
     pytest.param("photo.png", corpus.GOOD, {"seed": 1e30}, ["seed", "out of range"], id="seed 1e30"),
     pytest.param("photo.png", corpus.GOOD, {"preset": "ultra"}, ["ultra", "fast-check"], id="unknown preset"),
+    pytest.param("page.html", corpus.GOOD, {}, ["not a supported image"], id="HTML page as the image"),
+    pytest.param("photo.png", corpus.GOOD, {"auto_enhance": "false"}, ["auto_enhance must be true or false"],
+                 id="auto_enhance 'false'"),
+    pytest.param("photo.png", corpus.GOOD, {"auto_enhance": 2}, ["auto_enhance must be true or false"],
+                 id="auto_enhance 2"),
+    pytest.param("photo.png", corpus.GOOD, {"frames": 1e300}, ["frames 1e+300", "out of range"], id="frames 1e300"),
+    pytest.param("photo.png", corpus.GOOD, {"seed": 1e300}, ["seed 1e+300", "out of range"], id="seed 1e300"),
+    pytest.param("photo.png", corpus.GOOD, {"steps": "9" * 5000}, ["steps must be a whole number", "5000 characters"],
+                 id="5000-digit steps"),
+    pytest.param("photo.png", corpus.GOOD, {"frames": "x" * 5000}, ["frames must be a whole number"],
+                 id="5000-character frames"),
 ]
 
 
 @pytest.mark.parametrize("filename, prompt, changes, fragments", API_REFUSALS)
-def test_api_refuses_hostile_input_with_the_engine_message(client, api_files, filename, prompt, changes, fragments):
+def test_api_refuses_hostile_input_with_the_engine_message(server, client, api_files, filename, prompt, changes,
+                                                          fragments):
+    inputs = server.app.jobs.engine.output_dir / "inputs"
+    kept_before = set(inputs.iterdir()) if inputs.exists() else set()
     arguments = {"preset": "fast-check", "resolution": 128, "frames": 4, "steps": 2, **changes}
     with pytest.raises(AppError) as error:
         client.predict(handle_file(str(api_files / filename)), prompt, api_name="/generate", **arguments)
     assert_actionable(str(error.value), fragments, tmp_path=api_files)
+    kept_after = set(inputs.iterdir()) if inputs.exists() else set()
+    assert kept_after == kept_before, "a refused request must not keep its upload"
 
 
 def _raw_generate(server, image: dict, prompt: str, guidance: float = 0) -> tuple[str, dict]:
@@ -432,6 +461,29 @@ def test_api_refuses_a_nan_literal_and_an_undecodable_prompt(server, api_files):
     kind, data = _raw_generate(server, image, "waves \udcff crashing")
     assert kind == "error"
     assert_actionable(data["error"], ["prompt", "not valid UTF-8"])
+
+
+@pytest.mark.parametrize("case", ["image as text", "image as a number", "image not uploaded", "too few values"])
+def test_api_says_what_was_wrong_in_its_own_words(server, api_files, case):
+    """Gradio's and pydantic's wording (class names, object reprs, server paths) must not reach the caller."""
+    data = [_uploaded(server, api_files / "photo.png"), corpus.GOOD, "", "fast-check", 128, 4, 2, 0, 0, -1, 1,
+            False, ""]
+    expected = {"image as text": "uploaded file", "image as a number": "uploaded file",
+                "image not uploaded": "uploaded to this app", "too few values": "takes 13 values"}[case]
+    if case == "too few values":
+        data = data[:3]
+    else:
+        data[0] = {"image as text": "hello", "image as a number": 42,
+                   "image not uploaded": {"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}}[case]
+    call = httpx.post(f"{server.url}gradio_api/call/generate", json={"data": data}, timeout=30)
+    with httpx.stream("GET", f"{server.url}gradio_api/call/generate/{call.json()['event_id']}", timeout=120) as s:
+        stream = "".join(s.iter_text())
+    assert "event: error" in stream, stream[:300]
+    message = json.loads(stream.rsplit("data:", 1)[1])["error"]
+    assert message, "the caller must be told what was wrong"
+    assert_actionable(message, [expected])
+    for internal in ("validation error", "pydantic", "object at 0x", "gradio.components", "/etc/", "cache dir"):
+        assert internal not in message, message
 
 
 def test_api_hands_16bit_grey_to_the_engine_with_its_tones(client, tmp_path):

@@ -1,6 +1,7 @@
 """Jobs on the server: queue, progress, cancel, results, history that survives a new manager (= an app restart)."""
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 
@@ -159,3 +160,121 @@ def test_history_survives_a_new_manager_and_unfinished_jobs_become_interrupted(t
     assert again_request.seeds == tuple(history[1].settings["seeds"]) and again_request.frames == 4
     assert again.wait(again.submit(again_request), timeout=120).state == "done"
     again.shutdown()
+
+
+# -- what a submission writes (red-team items 1 and 2) ---------------------------------------------------------
+
+PAGE = b"<!doctype html><html><body><script>fetch('/gradio_api/info')</script></body></html>\n"
+
+
+def refused_files(folder: Path) -> list[Path]:
+    """Every kind of file the engine refuses, plus an HTML page sent as "the picture"."""
+    import hostile_corpus as corpus
+
+    files = [folder / item.filename for item in corpus.REFUSED]
+    for item, path in zip(corpus.REFUSED, files):
+        path.write_bytes(item.build())
+    page = folder / "page.html"
+    page.write_bytes(PAGE)
+    return [*files, page]
+
+
+def test_a_refused_submission_writes_nothing_under_outputs(tmp_path, photo_path):
+    """Bombs, truncated, text, SVG, HTML, empty files, and a job refused for lack of disk space: each is refused
+    and leaves no copy of its upload behind (the copies were served from the app's origin, and on a nearly full
+    disk refused jobs filled it past the reserve)."""
+    outputs = tmp_path / "outputs"
+    jobs = JobManager(Engine(gpu_info=FakeGpuInfo.none(), output_dir=outputs), max_queue=2)
+    tight = JobManager(Engine(gpu_info=FakeGpuInfo.none(), output_dir=outputs, min_free_bytes=2**60), max_queue=2)
+    try:
+        for path in refused_files(tmp_path):
+            with pytest.raises(BadInputError):
+                jobs.submit(tiny(path))
+        for seed in range(4):  # four distinct pictures refused for the disk reserve
+            picture = tmp_path / f"photo{seed}.png"
+            Image.effect_noise((256, 256), 40 + seed).convert("RGB").save(picture)
+            with pytest.raises(BadInputError, match="Not enough free disk space"):
+                tight.submit(tiny(picture))
+    finally:
+        jobs.shutdown()
+        tight.shutdown()
+    written = sorted(p.relative_to(outputs).as_posix() for p in outputs.rglob("*") if p.is_file())
+    assert [name for name in written if not name.startswith("jobs.sqlite3")] == []
+    assert jobs.history() == []
+
+
+def test_the_kept_picture_is_named_by_its_detected_format_not_by_the_upload(manager, tmp_path, photo_path):
+    """A valid PNG with a page appended, named .html, is a picture: it runs, and its copy is a .png, which the
+    file route serves as an image, never as a page of the app's origin."""
+    disguised = tmp_path / "page.html"
+    disguised.write_bytes(photo_path.read_bytes() + PAGE)
+    as_gif = tmp_path / "photo.gif"
+    Image.open(photo_path).convert("RGB").save(as_gif, format="JPEG")
+
+    kept = [Path(manager.status(manager.submit(tiny(path))).image_path) for path in (disguised, as_gif)]
+
+    assert [path.suffix for path in kept] == [".png", ".jpg"]
+    assert kept[0].read_bytes() == disguised.read_bytes()  # the very bytes that were checked
+    assert not list(kept[0].parent.glob("*.html")) and not list(kept[0].parent.glob("*.gif"))
+
+
+# -- a job database that cannot be written (red-team item 3) ----------------------------------------------------
+
+
+def full_database(monkeypatch, store: JobStore, *, writes=("add", "_update")) -> None:
+    """Writes fail as SQLite fails on a full disk; reads work."""
+    def refuse(*_args, **_kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    for name in writes:
+        monkeypatch.setattr(store, name, refuse)
+
+
+def test_an_outcome_the_database_never_took_is_shown_then_marked_interrupted_at_the_next_start(tmp_path, photo_path,
+                                                                                               monkeypatch):
+    outputs = tmp_path / "outputs"
+    jobs = JobManager(Engine(gpu_info=FakeGpuInfo.none(), output_dir=outputs))
+    job_id = jobs.submit(tiny(photo_path))
+    full_database(monkeypatch, jobs.store, writes=("_update",))  # from here on: mark_running, mark_done fail
+
+    ended = jobs.wait(job_id, timeout=60)
+
+    assert ended.state == "failed" and "job database could not be written" in ended.error_message
+    assert "database or disk is full" in ended.error_message and "Free some space" in ended.error_message
+    assert [h.state for h in jobs.history()] == ["failed"]  # the page's history says the same
+    jobs.shutdown()  # the disk is still full: the outcome never reached the database
+    monkeypatch.undo()
+    again = JobManager(Engine(gpu_info=FakeGpuInfo.none(), output_dir=outputs))
+    assert [r.id for r in again.recover()] == [job_id]
+    assert again.status(job_id).state == "interrupted"
+    again.shutdown()
+
+
+def test_a_submission_the_database_cannot_take_is_refused_and_writes_nothing(manager, photo_path, monkeypatch):
+    full_database(monkeypatch, manager.store, writes=("add",))
+    with pytest.raises(BadInputError, match="job database could not be written .* so the job was not queued"):
+        manager.submit(tiny(photo_path))
+    assert not (manager.engine.output_dir / "inputs").exists() or not any(
+        (manager.engine.output_dir / "inputs").iterdir())
+
+
+def test_the_history_stays_readable_when_a_full_disk_stops_sqlite_opening_it(tmp_path, photo_path, monkeypatch):
+    """Measured on a real full 20 MB disk: SQLite could not even open the WAL database for reading ("disk I/O
+    error", it must create -wal and -shm), so the page's history and the job states raised as well."""
+    jobs = JobManager(Engine(gpu_info=FakeGpuInfo.none(), output_dir=tmp_path / "outputs"))
+    done = jobs.wait(jobs.submit(tiny(photo_path)), timeout=120)
+    jobs.shutdown()
+    real_connect = sqlite3.connect
+
+    def full_disk(target, *args, **kwargs):
+        if kwargs.get("uri"):
+            return real_connect(target, *args, **kwargs)
+        error = sqlite3.OperationalError("disk I/O error")
+        error.sqlite_errorcode = 10  # SQLITE_IOERR, as SQLite reports it
+        raise error
+
+    monkeypatch.setattr(sqlite3, "connect", full_disk)
+    assert [h.state for h in jobs.history()] == ["done"]
+    assert jobs.status(done.id).result["videos"] == done.result["videos"]
+    with pytest.raises(sqlite3.Error):  # writes still fail, and the job layer keeps them in memory
+        jobs.store.mark_cancelled(done.id)

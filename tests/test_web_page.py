@@ -278,3 +278,22 @@ def test_choosing_another_model_changes_presets_limits_and_banner_and_generates_
     assert wait_state(page, "done", "failed") == "done", page.inner_text("#job-status")
     page.wait_for_selector("#video-0 video")
     assert "tiny-cogvideox" in page.inner_text("#caption-0") and "noise" in page.inner_text("#caption-0")
+
+
+def test_a_page_kept_in_outputs_never_runs_in_the_apps_origin(page, app_server):
+    """Red-team item 1: an HTML upload kept under the client's suffix (as older versions did) was served inline as
+    text/html; opened by a visitor, its script read the API description with the visitor's credentials."""
+    inputs = app_server.app.jobs.engine.output_dir / "inputs"
+    inputs.mkdir(exist_ok=True)
+    trap = inputs / "0123456789abcdef01234567.html"
+    trap.write_text("<script>fetch('/gradio_api/info').then(r => r.text())"
+                    ".then(t => { document.title = 'stolen ' + t.length })</script>", encoding="utf-8")
+    downloads = []
+    page.on("download", lambda download: downloads.append(download))
+    try:
+        page.goto(f"{app_server.url}gradio_api/file={trap}")
+    except playwright_api.Error:  # navigating to a download aborts the navigation itself
+        pass
+    page.wait_for_timeout(1000)  # time enough for the fetch, had the script run
+    assert not page.title().startswith("stolen"), "the file's script ran in the app's origin"
+    assert [download.suggested_filename for download in downloads] == [trap.name]  # a download, not a page

@@ -67,9 +67,10 @@ class Engine:
         self._backend_guard = threading.Lock()
 
     # -- before the run ------------------------------------------------------------------------------------
-    def prepare(self, request: GenerationRequest) -> PreparedJob:
+    def prepare(self, request: GenerationRequest, *, extra_bytes: int = 0) -> PreparedJob:
         """Validate, plan and check the free disk space without loading anything. Raises ``BadInputError`` with a
-        message for the user."""
+        message for the user. ``extra_bytes``: what the caller will write for the job besides its videos (the
+        server's copy of the input picture), so that too stays within the disk reserve."""
         backend = self._backend
         counter = None
         if backend is not None and backend.model_id == request.model and backend.count_tokens("") is not None:
@@ -78,8 +79,8 @@ class Engine:
                       load=self._pictures.load)
         params = job.params
         folder = Path(request.output_path).parent if request.output_path is not None else self.output_dir
-        check_free_space(folder, job_bytes(params.width, params.height, params.frames, len(params.seeds)),
-                         self.min_free_bytes)
+        need = job_bytes(params.width, params.height, params.frames, len(params.seeds)) + extra_bytes
+        check_free_space(folder, need, self.min_free_bytes)
         return job
 
     def load(self, request: GenerationRequest) -> LoadReport:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
-from i2v.errors import BadInputError, DataFileError
+from i2v.errors import BadInputError, DataFileError, shown
 from i2v.paths import presets_dir
 
 DEFAULT_PRESET = "balanced"
@@ -142,7 +142,7 @@ def get_preset(name: str, presets: dict[str, Preset] | None = None, *, preset_ke
     try:
         preset = presets[name]
     except KeyError:
-        raise BadInputError(f"Unknown preset '{name}'; choose one of: {', '.join(presets)}.") from None
+        raise BadInputError(f"Unknown preset {shown(name)}; choose one of: {', '.join(presets)}.") from None
     return preset.for_model(preset_key) if preset_key else preset
 
 

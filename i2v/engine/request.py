@@ -15,7 +15,7 @@ from typing import Any
 
 from PIL import Image
 
-from i2v.errors import BadInputError
+from i2v.errors import BadInputError, shown
 
 DEFAULT_MODEL = "ali-vilab/i2vgen-xl"
 MAX_PROMPT_CHARS = 2000
@@ -97,9 +97,9 @@ def validate_request(request: GenerationRequest) -> None:
     if not isinstance(request.model, str) or not request.model.strip():
         raise BadInputError("model must be a hub id (owner/name), a local folder, or 'tiny'.")
     if request.dtype not in DTYPE_CHOICES:
-        raise BadInputError(f"dtype must be one of {', '.join(DTYPE_CHOICES)}; got {request.dtype!r}.")
+        raise BadInputError(f"dtype must be one of {', '.join(DTYPE_CHOICES)}; got {shown(request.dtype)}.")
     if request.device is not None and not (isinstance(request.device, str) and DEVICE_PATTERN.match(request.device)):
-        raise BadInputError(f"device must be 'cpu', 'cuda' or 'cuda:N'; got {request.device!r}.")
+        raise BadInputError(f"device must be 'cpu', 'cuda' or 'cuda:N'; got {shown(request.device)}.")
     if request.output_path is not None and Path(request.output_path).suffix.lower() != ".mp4":
         raise BadInputError(f"The output file must end in .mp4; got {str(request.output_path)!r}.")
 
@@ -153,15 +153,15 @@ def _check_int(name: str, value: object, lowest: int, highest: int, *, required:
     if value is None and not required:
         return
     if isinstance(value, bool) or not isinstance(value, int):
-        raise BadInputError(f"{name} must be a whole number; got {value!r}.")
+        raise BadInputError(f"{name} must be a whole number; got {shown(value)}.")
     if not lowest <= value <= highest:
-        raise BadInputError(f"{name} {value} is out of range: use {lowest}..{highest}.")
+        raise BadInputError(f"{name} {shown(value)} is out of range: use {lowest}..{highest}.")
 
 
 def _check_float(name: str, value: object, lowest: float, highest: float) -> None:
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BadInputError(f"{name} must be a number; got {value!r}.")
+        raise BadInputError(f"{name} must be a number; got {shown(value)}.")
     if not math.isfinite(value) or not lowest <= value <= highest:
-        raise BadInputError(f"{name} {value} is out of range: use {lowest:g}..{highest:g}.")
+        raise BadInputError(f"{name} {shown(value)} is out of range: use {lowest:g}..{highest:g}.")

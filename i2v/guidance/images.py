@@ -78,7 +78,7 @@ def load_image(
         return _load_in_memory(source, max_pixels=max_pixels, max_side=max_side)
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
-        _check_file_size(len(data), max_bytes)
+        check_file_size(len(data), max_bytes)
         return _load_from_stream(io.BytesIO(data), max_pixels=max_pixels, max_side=max_side)
     if not isinstance(source, (str, os.PathLike)):
         raise BadInputError(
@@ -165,7 +165,7 @@ def _load_from_path(path: str, *, max_bytes: int, max_pixels: int, max_side: int
         ) from None
     if not stat.S_ISREG(info.st_mode):
         raise BadInputError(f"'{name}' is not a regular file. Choose an image file instead.")
-    _check_file_size(info.st_size, max_bytes)
+    check_file_size(info.st_size, max_bytes)
     try:
         stream = open(path, "rb")  # noqa: SIM115 - closed by the with block below
     except OSError as exc:
@@ -273,7 +273,8 @@ def _select_first_frame(image: Image.Image) -> list[Finding]:
 # --- checks ---------------------------------------------------------------------------------
 
 
-def _check_file_size(size_bytes: int, max_bytes: int) -> None:
+def check_file_size(size_bytes: int, max_bytes: int = MAX_FILE_BYTES) -> None:
+    """Refuse an empty file or one over ``max_bytes`` before any of it is read."""
     if size_bytes == 0:
         raise BadInputError(
             f"The file is empty (0 bytes), so it is not a supported image. {_accepted_formats_sentence()}"

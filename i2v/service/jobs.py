@@ -4,7 +4,8 @@
 of the input picture, records the job in the ``JobStore`` and queues it. One worker thread runs the queue in
 order through ``Engine.generate`` (which also holds the per-device lock, so other callers in the process wait
 their turn). Pages ask ``status(job_id)`` whenever they like: a closed or reloaded tab loses nothing, and a job
-is only stopped by ``cancel``.
+is only stopped by ``cancel``. How a job ended reaches its caller and the page even when the job database cannot
+be written (a full disk): the outcome waits in memory and the worker writes it again until the database takes it.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import glob
 import hashlib
 import logging
 import secrets
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -22,7 +24,9 @@ from typing import Any
 from PIL import Image
 
 from i2v.engine.engine import Engine
-from i2v.errors import BadInputError, I2VError, JobCancelled, OutputWriteError
+from i2v.errors import (BadInputError, I2VError, JobCancelled, NotEnoughDiskSpaceError, OutputWriteError,
+                        without_server_paths)
+from i2v.guidance.images import check_file_size
 from i2v.service.jobstore import JobRecord, JobStore
 from i2v.logs import job_context, new_job_id
 from i2v.engine.progress import CancelToken, ProgressEvent
@@ -32,8 +36,14 @@ from i2v.engine.run import GenerationResult
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_QUEUE = 8
+RETRY_SECONDS = 5.0  # how often an outcome the job database refused (a full disk) is written again
+# What a write to the job database raises when its disk is full, read-only or gone ("database or disk is full").
+STORE_ERRORS = (sqlite3.Error, OSError)
 POSTER_SUFFIX = ".jpg"
 INPUTS_FOLDER = "inputs"
+# Pillow's format name -> the kept copy's suffix (the file route serves a type guessed from the suffix).
+KEPT_SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "MPO": ".jpg", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp",
+                 "TIFF": ".tiff"}
 # Request fields a history entry needs to "load these settings" (the image is kept as a file beside them).
 SETTING_FIELDS = ("prompt", "negative_prompt", "preset", "resolution", "width", "height", "frames", "steps",
                   "guidance", "fps", "seeds", "candidates", "auto_enhance", "model", "family", "dtype", "device")
@@ -54,6 +64,10 @@ class JobListener:
 class InputNotKeptError(BadInputError):
     """The uploaded picture could not be copied into outputs/inputs/ (disk full, folder not writable). Refused at
     submit like bad input, so the page and the API show the message; it names the folder and what to do."""
+
+
+class JobNotRecordedError(BadInputError):
+    """The job database could not take a new job (its disk is full). Refused at submit, with nothing written."""
 
 
 class QueueFullError(BadInputError):
@@ -92,6 +106,27 @@ class _LiveJob:
     progress: ProgressEvent | None = None
     denoise_started: float | None = None  # monotonic time of the first denoising step
     eta_s: float | None = None
+    started_at: float | None = None
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """How a job ended. Kept in memory until the job database has it: on a full disk it may refuse the write,
+    and the caller and the page must learn the outcome all the same."""
+
+    state: str  # done | failed | cancelled
+    kind: str | None = None
+    message: str | None = None
+    summary: dict[str, Any] | None = None
+    finished_at: float = field(default_factory=time.time)
+
+    def write(self, store: JobStore, job_id: str) -> None:
+        if self.state == "done":
+            store.mark_done(job_id, self.summary or {}, finished_at=self.finished_at)
+        elif self.state == "failed":
+            store.mark_failed(job_id, self.kind or "internal", self.message or "", finished_at=self.finished_at)
+        else:
+            store.mark_cancelled(job_id, finished_at=self.finished_at)
 
 
 def request_settings(request: GenerationRequest) -> dict[str, Any]:
@@ -109,13 +144,16 @@ def request_from_settings(settings: dict[str, Any], image: Any) -> GenerationReq
 
 class JobManager:
     def __init__(self, engine: Engine, store: JobStore | None = None, *, max_queue: int = DEFAULT_MAX_QUEUE,
-                 listener: JobListener | None = None):
+                 listener: JobListener | None = None, retry_seconds: float = RETRY_SECONDS):
         self.engine = engine
         self.listener = listener or JobListener()
         self.store = store or JobStore.in_folder(engine.output_dir)
         self.max_queue = max_queue
+        self.retry_seconds = retry_seconds
         self._queue: deque[_LiveJob] = deque()
         self._running: _LiveJob | None = None
+        self._unrecorded: dict[str, tuple[_LiveJob, _Outcome]] = {}  # ended, but not in the database yet
+        self._next_retry = 0.0  # monotonic time of the next try to write them
         self._changed = threading.Condition()
         self._worker: threading.Thread | None = None
         self._stopping = False
@@ -143,21 +181,54 @@ class JobManager:
 
     # -- submitting ----------------------------------------------------------------------------------------
     def submit(self, request: GenerationRequest) -> str:
-        """Queue a job and return its id. Bad input and a full queue raise ``BadInputError`` right here."""
+        """Queue a job and return its id. Bad input and a full queue raise ``BadInputError`` right here, and a
+        refused request writes nothing: the picture is kept only once every check has passed. Messages name no
+        server path (``public``)."""
+        try:
+            return self._submit(request)
+        except BadInputError as exc:
+            raise self._public_error(exc) from None
+
+    def prepare(self, request: GenerationRequest):
+        """``Engine.prepare`` (what a run would do, for the page's verdict) with messages fit for any visitor."""
+        try:
+            return self.engine.prepare(request)
+        except BadInputError as exc:
+            raise self._public_error(exc) from None
+
+    def public(self, message: str) -> str:
+        """A message for people who reach the app over HTTP: no server paths (the log has them)."""
+        return without_server_paths(message, self.engine.output_dir)
+
+    def _public_error(self, exc: BadInputError) -> BadInputError:
+        if isinstance(exc, (NotEnoughDiskSpaceError, InputNotKeptError, JobNotRecordedError)):
+            log.warning("refused a job: %s", exc)  # the machine's trouble: the operator needs the full paths
+        return type(exc)(self.public(str(exc)))
+
+    def _submit(self, request: GenerationRequest) -> str:
         validate_request(request)
-        self._refuse_when_full()  # at once, before copying the picture and planning (checked again below)
+        self._refuse_when_full()  # at once, before reading the picture and planning (checked again below)
         if not request.seeds:
             # Fixed now so the page can show the seed while the job waits, and a retry reproduces it.
             request = replace(request, seeds=(secrets.randbelow(MAX_SEED + 1),))
-        request = replace(request, image=self._keep_input(request.image))
-        self.engine.prepare(request)  # every check a run makes before loading: fail now, not in the queue
+        data = _input_bytes(request.image)
+        # The checks run on the very bytes that will be kept (the upload may change or vanish meanwhile), and the
+        # copy counts against the disk reserve like the videos.
+        job = self.engine.prepare(replace(request, image=data), extra_bytes=len(data))
+        kept, fresh = self._keep_input(data, job.source.source_format)
+        request = replace(request, image=kept)
         job_id = new_job_id()
         with self._changed:
             waiting = len(self._queue)
             self._refuse_when_full()
             record = JobRecord(id=job_id, state="queued", created_at=time.time(),
                                settings=request_settings(request), image_path=str(request.image))
-            self.store.add(record)
+            try:
+                self.store.add(record)
+            except STORE_ERRORS as exc:
+                if fresh:  # a refused request leaves nothing behind
+                    kept.unlink(missing_ok=True)
+                raise JobNotRecordedError(_database_message(exc, "the job was not queued")) from None
             self._queue.append(_LiveJob(job_id, request, record))
             self._ensure_worker()
             self._changed.notify_all()
@@ -174,31 +245,25 @@ class JobManager:
                     "Try again in a few minutes."
                 )
 
-    def _keep_input(self, image: Any) -> Path:
-        """Copy the picture into outputs/inputs/ (named by content), so the job and its history entry survive the
-        upload's temporary file."""
+    def _keep_input(self, data: bytes, source_format: str) -> tuple[Path, bool]:
+        """Copy the checked picture into outputs/inputs/, named by content, so the job and its history entry
+        survive the upload's temporary file. The suffix comes from the format Pillow found, never from the
+        uploader's file name: a copy named ``.html`` or ``.svg`` would be served as a page of the app's origin.
+        Returns the copy and whether this call wrote it."""
         folder = self.engine.output_dir / INPUTS_FOLDER
-        if isinstance(image, Image.Image):
-            data = _png_bytes(image)
-            suffix = ".png"
-        elif isinstance(image, bytes):
-            data, suffix = image, ".img"
-        else:
-            source = Path(image)
-            if not source.is_file():
-                raise BadInputError(f"The image file {source.name!r} does not exist; upload it again.")
-            data, suffix = source.read_bytes(), source.suffix.lower() or ".img"
+        suffix = KEPT_SUFFIXES.get(source_format, ".img")
         kept = folder / f"{hashlib.sha256(data).hexdigest()[:24]}{suffix}"
-        if not kept.exists():
-            partial = kept.with_name(f".{kept.name}.partial")
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-                partial.write_bytes(data)
-                partial.replace(kept)
-            except OSError as exc:
-                partial.unlink(missing_ok=True)
-                raise InputNotKeptError(str(OutputWriteError.from_os_error(exc, kept, "the uploaded picture"))) from None
-        return kept
+        if kept.exists():
+            return kept, False
+        partial = kept.with_name(f".{kept.name}.partial")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            partial.write_bytes(data)
+            partial.replace(kept)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise InputNotKeptError(str(OutputWriteError.from_os_error(exc, kept, "the uploaded picture"))) from None
+        return kept, True
 
     def requeue(self, job_id: str) -> str:
         """Queue an interrupted job again (same picture, settings and seed) and return the new job's id. The old
@@ -232,7 +297,7 @@ class JobManager:
             for live in self._queue:
                 if live.id == job_id:
                     self._queue.remove(live)
-                    self.store.mark_cancelled(job_id)
+                    self._end(live, _Outcome("cancelled"))
                     self._changed.notify_all()
                     with job_context(job_id):
                         log.info("cancelled while queued")
@@ -251,6 +316,8 @@ class JobManager:
             for position, live in enumerate(self._queue):
                 if live.id == job_id:
                     return self._live_status(live, position=position + (self._running is not None))
+            if job_id in self._unrecorded:
+                return _ended_status(*self._unrecorded[job_id])
         record = self.store.get(job_id)
         return _stored_status(record) if record else None
 
@@ -265,7 +332,10 @@ class JobManager:
             return len(self._queue)
 
     def history(self, limit: int = 50) -> list[JobStatus]:
-        return [_stored_status(record) for record in self.store.recent(limit)]
+        with self._changed:
+            unrecorded = dict(self._unrecorded)
+        return [_ended_status(*unrecorded[record.id]) if record.id in unrecorded else _stored_status(record)
+                for record in self.store.recent(limit)]
 
     def wait(self, job_id: str, timeout: float | None = None, *, until_change_from: tuple | None = None) -> JobStatus:
         """Block until the job finishes (or, with ``until_change_from``, until its progress differs from that
@@ -294,6 +364,12 @@ class JobManager:
             self._changed.notify_all()
         if self._worker is not None:
             self._worker.join(timeout)
+        self._next_retry = 0.0
+        self._record_unrecorded()
+        for job_id, (_live, outcome) in self._unrecorded.items():
+            with job_context(job_id):
+                log.error("ended %s, but the job database never took it: it shows as interrupted after the next "
+                          "start", outcome.state)
 
     # -- the worker ----------------------------------------------------------------------------------------
     def _ensure_worker(self) -> None:
@@ -303,11 +379,13 @@ class JobManager:
 
     def _work(self) -> None:
         while True:
+            self._record_unrecorded()
             with self._changed:
-                while not self._queue and not self._stopping:
-                    self._changed.wait()
                 if self._stopping:
                     return
+                if not self._queue:
+                    self._changed.wait(self.retry_seconds if self._unrecorded else None)
+                    continue
                 live = self._queue.popleft()
                 self._running = live
                 self._changed.notify_all()
@@ -321,38 +399,68 @@ class JobManager:
     def _run(self, live: _LiveJob) -> None:
         with job_context(live.id):
             started = time.monotonic()
-            state, kind, result = "failed", "internal", None
-            try:
-                self.store.mark_running(live.id)
-                self._tell("job_started", live.id)
-                state, kind, result = self._generate_and_record(live)
-            except Exception:  # the job database itself failed (disk full, locked): the worker must keep serving
-                log.exception("the job's outcome could not be recorded")
-            self._tell("job_finished", live.id, state, kind=kind, result=result, seconds=time.monotonic() - started)
+            outcome, result = self._start_and_generate(live)
+            self._end(live, outcome)  # before the worker lets go of the job: status() must always find it
+            self._tell("job_finished", live.id, outcome.state, kind=outcome.kind, result=result,
+                       seconds=time.monotonic() - started)
 
-    def _generate_and_record(self, live: _LiveJob) -> tuple[str, str | None, GenerationResult | None]:
-        """Run the job and store how it ended: (state, error kind, result)."""
+    def _start_and_generate(self, live: _LiveJob) -> tuple[_Outcome, GenerationResult | None]:
+        try:
+            self.store.mark_running(live.id)
+        except STORE_ERRORS as exc:
+            log.error("the job database could not be written: %s", exc)
+            return _Outcome("failed", "fatal", _database_message(exc, "the job was not started")), None
+        live.started_at = time.time()
+        self._tell("job_started", live.id)
+        return self._generate(live)
+
+    def _generate(self, live: _LiveJob) -> tuple[_Outcome, GenerationResult | None]:
+        """Run the job: how it ended, and its result when it is done."""
         try:
             result = self.engine.generate(live.request, job_id=live.id, on_progress=lambda e: self._on_progress(live, e),
                                           cancel=live.cancel, keep_frames=True)
             summary = result_summary(result)
         except JobCancelled:
-            self.store.mark_cancelled(live.id)
-            return "cancelled", None, None
+            return _Outcome("cancelled"), None
         except I2VError as exc:
             log.warning("failed (%s): %s", exc.kind, exc)
-            self.store.mark_failed(live.id, exc.kind, str(exc))
-            return "failed", exc.kind, None
+            return _Outcome("failed", exc.kind, self.public(str(exc))), None
         except Exception as exc:  # a bug or an unexpected library error: the worker must keep serving
             log.exception("failed with an unexpected error")
-            self.store.mark_failed(
-                live.id, "internal",
-                f"Internal error ({type(exc).__name__}: {exc}). The app keeps running; the log has details "
-                f"under job {live.id}.",
-            )
-            return "failed", "internal", None
-        self.store.mark_done(live.id, summary)
-        return "done", None, result
+            message = (f"Internal error ({type(exc).__name__}: {exc}). The app keeps running; the log has details "
+                       f"under job {live.id}.")
+            return _Outcome("failed", "internal", self.public(message)), None
+        return _Outcome("done", summary=summary), result
+
+    def _end(self, live: _LiveJob, outcome: _Outcome) -> None:
+        """Record how the job ended. When the database refuses (a full disk), the outcome stays in memory, where
+        ``status`` finds it, and the worker writes it again every ``retry_seconds`` until it is taken."""
+        try:
+            outcome.write(self.store, live.id)
+        except STORE_ERRORS as exc:
+            log.error("ended %s, but the job database could not record it (%s): kept in memory, retried every "
+                      "%g s", outcome.state, exc, self.retry_seconds)
+            with self._changed:
+                self._unrecorded[live.id] = (live, outcome)
+                self._next_retry = time.monotonic() + self.retry_seconds
+                self._changed.notify_all()
+
+    def _record_unrecorded(self) -> None:
+        """Write the outcomes the database refused, oldest first, once the retry time has come."""
+        with self._changed:
+            pending = list(self._unrecorded.items())
+        if not pending or time.monotonic() < self._next_retry:
+            return
+        for job_id, (_live, outcome) in pending:
+            try:
+                outcome.write(self.store, job_id)
+            except STORE_ERRORS:
+                self._next_retry = time.monotonic() + self.retry_seconds
+                return
+            with self._changed:
+                del self._unrecorded[job_id]
+            with job_context(job_id):
+                log.warning("the job database has recorded now that this job ended %s", outcome.state)
 
     def _tell(self, event: str, *args, **kwargs) -> None:
         try:
@@ -436,12 +544,39 @@ def _write_poster(video_path: Path, frames: Any) -> Path | None:
     return poster
 
 
+def _ended_status(live: _LiveJob, outcome: _Outcome) -> JobStatus:
+    record = live.record
+    return JobStatus(
+        id=live.id, state=outcome.state, settings=record.settings, created_at=record.created_at,
+        result=outcome.summary, error_kind=outcome.kind, error_message=outcome.message, image_path=record.image_path,
+        started_at=live.started_at, finished_at=outcome.finished_at,
+    )
+
+
+def _database_message(exc: Exception, what: str) -> str:
+    return (f"The job database could not be written ({exc}), so {what}. Free some space on the disk of the "
+            "outputs folder, then try again.")
+
+
 def _stored_status(record: JobRecord) -> JobStatus:
     return JobStatus(
         id=record.id, state=record.state, settings=record.settings, created_at=record.created_at,
         result=record.result, error_kind=record.error_kind, error_message=record.error_message,
         image_path=record.image_path, started_at=record.started_at, finished_at=record.finished_at,
     )
+
+
+def _input_bytes(image: Any) -> bytes:
+    """The picture as the bytes of a file: what is checked, hashed and kept."""
+    if isinstance(image, Image.Image):
+        return _png_bytes(image)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return bytes(image)
+    source = Path(image)
+    if not source.is_file():
+        raise BadInputError(f"The image file {source.name!r} does not exist; upload it again.")
+    check_file_size(source.stat().st_size)  # before reading: the size limit is about memory too
+    return source.read_bytes()
 
 
 def _png_bytes(image: Image.Image) -> bytes:

@@ -24,6 +24,7 @@ FILE_NAME = "jobs.sqlite3"
 STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 FINISHED_STATES = ("done", "failed", "cancelled", "interrupted")
 SCHEMA_VERSION = 1
+SQLITE_IOERR, SQLITE_FULL = 10, 13  # primary result codes (an extended code's low byte)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -76,14 +77,31 @@ class JobStore:
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            db = sqlite3.connect(self.path, timeout=10)
+            db = self._open()
             try:
-                db.execute("PRAGMA journal_mode=WAL")
                 db.row_factory = sqlite3.Row
                 with db:  # one transaction: committed on success, rolled back on error
                     yield db
             finally:
                 db.close()
+
+    def _open(self) -> sqlite3.Connection:
+        """A connection in WAL mode. On a full disk SQLite cannot even open the database that way: the last
+        connection to close checkpointed the log and removed ``-wal`` and ``-shm``, and creating them again needs
+        space ("disk I/O error"). The file then holds everything, so it is opened read-only as it stands: the
+        history and the job states stay readable, and writes fail as they would anyway."""
+        db = None
+        try:
+            db = sqlite3.connect(self.path, timeout=10)
+            db.execute("PRAGMA journal_mode=WAL")
+            return db
+        except sqlite3.OperationalError as exc:
+            if db is not None:
+                db.close()
+            if (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF not in (SQLITE_IOERR, SQLITE_FULL):
+                raise
+            log.warning("the job database cannot be opened for writing (%s): read as it stands", exc)
+            return sqlite3.connect(f"{self.path.absolute().as_uri()}?immutable=1", uri=True)
 
     # -- writes --------------------------------------------------------------------------------------------
     def add(self, record: JobRecord) -> None:
@@ -96,15 +114,17 @@ class JobStore:
     def mark_running(self, job_id: str) -> None:
         self._update(job_id, state="running", started_at=time.time())
 
-    def mark_done(self, job_id: str, result: dict[str, Any]) -> None:
-        self._update(job_id, state="done", finished_at=time.time(), result=json.dumps(result))
+    # ``finished_at``: when the job ended, if that was earlier than now (a write retried after a full disk).
+    def mark_done(self, job_id: str, result: dict[str, Any], *, finished_at: float | None = None) -> None:
+        self._update(job_id, state="done", finished_at=finished_at or time.time(), result=json.dumps(result))
 
-    def mark_failed(self, job_id: str, kind: str, message: str, result: dict[str, Any] | None = None) -> None:
-        self._update(job_id, state="failed", finished_at=time.time(), error_kind=kind, error_message=message,
-                     result=json.dumps(result) if result is not None else None)
+    def mark_failed(self, job_id: str, kind: str, message: str, result: dict[str, Any] | None = None, *,
+                    finished_at: float | None = None) -> None:
+        self._update(job_id, state="failed", finished_at=finished_at or time.time(), error_kind=kind,
+                     error_message=message, result=json.dumps(result) if result is not None else None)
 
-    def mark_cancelled(self, job_id: str) -> None:
-        self._update(job_id, state="cancelled", finished_at=time.time())
+    def mark_cancelled(self, job_id: str, *, finished_at: float | None = None) -> None:
+        self._update(job_id, state="cancelled", finished_at=finished_at or time.time())
 
     def mark_unfinished_interrupted(self) -> list[JobRecord]:
         """At start-up: jobs a previous process left queued or running did not finish. Returns them."""

@@ -131,7 +131,8 @@ class PageEvents:
             form = FormValues(Image.new("RGB", (512, 512), (128, 128, 128)), *values[1:])
         try:
             request = to_request(form, self.studio.option(form.model).name)
-            job = self.studio.engine.prepare(request.with_changes(prompt=request.prompt or "placeholder"))
+            # Through the job manager: its messages name no server path.
+            job = self.studio.jobs.prepare(request.with_changes(prompt=request.prompt or "placeholder"))
         except BadInputError as exc:  # the image report and preview still describe the last good settings
             return {page.verdict: render.verdict_html(None, exc), page.traps: ""}
         expected = self.studio.expected_seconds(job) if self.studio.expected_seconds else None

@@ -14,6 +14,12 @@ resolved with ``os.path.realpath`` exactly as Gradio will read it, and must land
 a hidden file, not the job database or its journals) or in Gradio's upload/cache folders (uploads and the copies
 of results the page shows).
 
+Everything the file routes do serve gets ``X-Content-Type-Options: nosniff`` and a sandboxing
+``Content-Security-Policy``, and whatever is not a picture, video or sound is sent as a download
+(``Content-Disposition: attachment``): Gradio serves files inline with a type guessed from their name, so an HTML
+or SVG file in outputs/ or in the upload folder ran its script in the app's origin, with the visitor's credentials.
+An SQLite database is refused by its content, whatever its name (a ``backup_jobs.db`` copy of the job database).
+
 ``guard_files`` also switches on Gradio's check that files given as *inputs* were uploaded: Gradio skips it until
 ``Blocks.launch()`` has run, which ``mount_gradio_app`` never calls, so a script could send
 ``{"path": "/etc/passwd"}`` to ``/generate``, have it copied into the cache, and read the copy back.
@@ -34,6 +40,14 @@ log = logging.getLogger(__name__)
 # The Gradio routes that read a file named by the caller (gradio/routes.py: ``file`` and ``file_deprecated``).
 FILE_ROUTES = ("/gradio_api/file=", "/gradio_api/file/")
 _REFUSAL = json.dumps({"detail": "File not allowed."}).encode("utf-8")
+# Shown inline (the page's players and gallery need that); anything else is a download. Not SVG: it runs scripts.
+INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "image/avif",
+                          "video/mp4", "video/webm", "audio/mpeg", "audio/wav", "audio/x-wav", "audio/ogg",
+                          "audio/mp4"})
+# Even opened on its own, a served file may run nothing, load nothing and is a sandboxed, unique origin.
+FILE_POLICY = b"default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'; sandbox"
+# The first bytes of an SQLite database, its write-ahead log (two byte orders) and its rollback journal.
+SQLITE_MAGIC = (b"SQLite format 3\x00", b"\x37\x7f\x06\x82", b"\x37\x7f\x06\x83", b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7")
 
 
 def guard_files(api, blocks, outputs: Path) -> None:
@@ -58,7 +72,7 @@ class FileGuardMiddleware:
         requested = _requested_file(scope) if scope["type"] == "http" else None
         reason = None if requested is None else self.refusal(requested)
         if reason is None:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send if requested is None else _with_safe_headers(send))
             return
         # %r: a requested path with encoded newlines must not forge log lines
         log.warning("refused %s %r: %s", scope.get("method", "?"), requested[:200], reason)
@@ -81,10 +95,12 @@ class FileGuardMiddleware:
             return "unreadable path"
         inside_outputs = _relative_parts(real, self.outputs)
         if inside_outputs is not None:
-            return _outputs_refusal(inside_outputs)
-        if any(_relative_parts(real, folder) is not None for folder in self.gradio_folders):
-            return None
-        return "outside the outputs folder"
+            reason = _outputs_refusal(inside_outputs)
+        elif any(_relative_parts(real, folder) is not None for folder in self.gradio_folders):
+            reason = None
+        else:
+            return "outside the outputs folder"
+        return reason or ("an SQLite database" if _is_sqlite(real) else None)
 
 
 def _requested_file(scope) -> str | None:
@@ -118,3 +134,38 @@ def _outputs_refusal(parts: tuple[str, ...]) -> str | None:
     if parts[-1].casefold().startswith(JOBS_DB.casefold()):
         return "the job database"
     return None
+
+
+def _is_sqlite(real: str) -> bool:
+    """Whether the file starts like a database, its log or its journal. A copy under any name is still the job
+    history (prompts, settings, errors), so the name alone cannot decide."""
+    try:
+        with open(real, "rb") as file:
+            head = file.read(16)
+    except OSError:  # a folder, or unreadable: Gradio cannot serve it either
+        return False
+    return head.startswith(SQLITE_MAGIC)
+
+
+def _with_safe_headers(send):
+    """``send`` with the response start's headers made safe (see the module docstring)."""
+
+    async def safe_send(message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": _safe_headers(message.get("headers", []))}
+        await send(message)
+
+    return safe_send
+
+
+def _safe_headers(headers) -> list[tuple[bytes, bytes]]:
+    replaced = (b"x-content-type-options", b"content-security-policy", b"content-disposition")
+    kept = [(name, value) for name, value in headers if name.lower() not in replaced]
+    content_type = next((value for name, value in headers if name.lower() == b"content-type"), b"")
+    disposition = next((value for name, value in headers if name.lower() == b"content-disposition"), b"")
+    if content_type.split(b";")[0].strip().decode("latin-1").lower() not in INLINE_TYPES:
+        _kind, _, rest = disposition.partition(b";")  # keep Gradio's file name, make it a download
+        disposition = b"attachment" + (b";" + rest if rest else b"")
+    if disposition:
+        kept.append((b"content-disposition", disposition))
+    return kept + [(b"x-content-type-options", b"nosniff"), (b"content-security-policy", FILE_POLICY)]

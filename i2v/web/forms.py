@@ -9,7 +9,7 @@ from typing import Any
 
 import gradio as gr
 
-from i2v.errors import BadInputError
+from i2v.errors import BadInputError, shown
 from i2v.engine.presets import Preset
 from i2v.engine.request import GenerationRequest
 
@@ -69,13 +69,13 @@ def whole(name: str, value: Any, *, allow_none: bool = False) -> int | None:
             return None
         raise BadInputError(f"{name} is empty: enter a whole number.")
     if isinstance(value, bool):
-        raise BadInputError(f"{name} must be a whole number; got {value!r}.")
+        raise BadInputError(f"{name} must be a whole number; got {shown(value)}.")
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise BadInputError(f"{name} must be a whole number; got {value!r}.") from None
+        raise BadInputError(f"{name} must be a whole number; got {shown(value)}.") from None
     if not math.isfinite(number) or number != int(number):
-        raise BadInputError(f"{name} must be a whole number; got {value!r}.")
+        raise BadInputError(f"{name} must be a whole number; got {shown(value)}.")
     return int(number)
 
 
@@ -87,10 +87,18 @@ def decimal(name: str, value: Any, *, allow_none: bool = False) -> float | None:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise BadInputError(f"{name} must be a number; got {value!r}.") from None
+        raise BadInputError(f"{name} must be a number; got {shown(value)}.") from None
     if isinstance(value, bool) or not math.isfinite(number):
-        raise BadInputError(f"{name} must be a finite number; got {value!r}.")
+        raise BadInputError(f"{name} must be a finite number; got {shown(value)}.")
     return number
+
+
+def switch(name: str, value: Any) -> bool:
+    """True or false, nothing else: ``bool("false")`` is True, so a script's "false", "0" or "no" switched the
+    option on."""
+    if not isinstance(value, bool):
+        raise BadInputError(f"{name} must be true or false; got {shown(value)}.")
+    return value
 
 
 def to_request(form: FormValues, model: str, *, allow_missing: bool = False) -> GenerationRequest:
@@ -111,7 +119,7 @@ def to_request(form: FormValues, model: str, *, allow_missing: bool = False) -> 
         fps=whole("fps", form.fps, allow_none=allow_missing),
         seeds=() if seed is None or seed == RANDOM_SEED else (seed,),
         candidates=whole("candidates", form.candidates, allow_none=False),
-        auto_enhance=bool(form.auto_enhance),
+        auto_enhance=switch("auto_enhance", form.auto_enhance),
         model=model,
     )
 

@@ -35,8 +35,10 @@ from i2v.engine.request import DEFAULT_MODEL
 from i2v.settings import AppSettings
 from i2v.web.auth import BasicAuthMiddleware
 from i2v.web.file_guard import guard_files
+from i2v.web.hosts import HostCheckMiddleware, allowed_host_names
 from i2v.web.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from i2v.web.metrics import Metrics
+from i2v.web.plain_errors import plain_input_errors
 from i2v.web.ui import Studio
 
 log = logging.getLogger(__name__)
@@ -155,7 +157,7 @@ def create_app(settings: AppSettings, *, monitor=None, engine: Engine | None = N
                          "idle_stop_in_s": None if seconds_left is None else round(seconds_left)}
         return JSONResponse(status, headers={"Cache-Control": "no-store"})
 
-    @api.get("/healthz")
+    @api.api_route("/healthz", methods=["GET", "HEAD"])  # uptime checks often probe with HEAD
     def healthz() -> JSONResponse:
         return JSONResponse({"ok": True, "model": model, "uptime_s": round(studio_app.uptime_seconds(), 1),
                              "queue": jobs.queue_length()}, headers={"Cache-Control": "no-store"})
@@ -173,14 +175,18 @@ def create_app(settings: AppSettings, *, monitor=None, engine: Engine | None = N
         blocked_paths=[str(outputs / JOBS_DB), str(outputs / f"{JOBS_DB}-wal"), str(outputs / f"{JOBS_DB}-shm")],
         max_file_size=f"{settings.max_upload_mb}mb",
         footer_links=["api"],
+        show_error=False,  # an unexpected exception's text (paths, library internals) stays in the log
         css=(STATIC / "studio.css").read_text(encoding="utf-8"),
         head=f"<script>{(STATIC / 'gpu_panel.js').read_text(encoding='utf-8')}</script>",
     )
     guard_files(api, blocks, outputs)  # inside auth: only the app's own files, inputs only from uploads
+    plain_input_errors(blocks)
     if settings.auth is not None:
         # Outermost, so it guards the Gradio mount and our routes alike (only /healthz stays open).
         api.add_middleware(BasicAuthMiddleware, credentials=settings.auth)
         log.info("HTTP Basic auth on for user %r (every route but /healthz)", settings.auth.user)
+    # Outermost of all: a rebound host name gets nothing, not even the login challenge.
+    api.add_middleware(HostCheckMiddleware, names=allowed_host_names(settings.host, settings.allowed_hosts))
     studio_app = StudioApp(api, blocks, jobs, monitor, model, started_at, idle=idle, folder_lock=folder_lock)
     return studio_app
 
