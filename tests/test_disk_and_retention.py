@@ -141,7 +141,7 @@ def test_the_app_refuses_without_showing_server_paths_and_logs_them(tmp_path, ph
     finds the folder in the log."""
     outputs = tmp_path / "srv" / "outputs"
     outputs.mkdir(parents=True)
-    jobs = JobManager(Engine(gpu_info=FakeGpuInfo.none(), output_dir=outputs, min_free_bytes=2**60))
+    jobs = JobManager(Engine(gpu_info=FixedGpuInfo.none(), output_dir=outputs, min_free_bytes=2**60))
     try:
         with caplog.at_level(logging.WARNING, logger="i2v.service.jobs"):
             with pytest.raises(NotEnoughDiskSpaceError) as refused:

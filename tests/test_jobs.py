@@ -184,8 +184,8 @@ def test_a_refused_submission_writes_nothing_under_outputs(tmp_path, photo_path)
     and leaves no copy of its upload behind (the copies were served from the app's origin, and on a nearly full
     disk refused jobs filled it past the reserve)."""
     outputs = tmp_path / "outputs"
-    jobs = JobManager(Engine(gpu_info=FakeGpuInfo.none(), output_dir=outputs), max_queue=2)
-    tight = JobManager(Engine(gpu_info=FakeGpuInfo.none(), output_dir=outputs, min_free_bytes=2**60), max_queue=2)
+    jobs = JobManager(Engine(gpu_info=FixedGpuInfo.none(), output_dir=outputs), max_queue=2)
+    tight = JobManager(Engine(gpu_info=FixedGpuInfo.none(), output_dir=outputs, min_free_bytes=2**60), max_queue=2)
     try:
         for path in refused_files(tmp_path):
             with pytest.raises(BadInputError):
@@ -233,7 +233,7 @@ def full_database(monkeypatch, store: JobStore, *, writes=("add", "_update")) ->
 def test_an_outcome_the_database_never_took_is_shown_then_marked_interrupted_at_the_next_start(tmp_path, photo_path,
                                                                                                monkeypatch):
     outputs = tmp_path / "outputs"
-    jobs = JobManager(Engine(gpu_info=FakeGpuInfo.none(), output_dir=outputs))
+    jobs = JobManager(Engine(gpu_info=FixedGpuInfo.none(), output_dir=outputs))
     job_id = jobs.submit(tiny(photo_path))
     full_database(monkeypatch, jobs.store, writes=("_update",))  # from here on: mark_running, mark_done fail
 
@@ -244,7 +244,7 @@ def test_an_outcome_the_database_never_took_is_shown_then_marked_interrupted_at_
     assert [h.state for h in jobs.history()] == ["failed"]  # the page's history says the same
     jobs.shutdown()  # the disk is still full: the outcome never reached the database
     monkeypatch.undo()
-    again = JobManager(Engine(gpu_info=FakeGpuInfo.none(), output_dir=outputs))
+    again = JobManager(Engine(gpu_info=FixedGpuInfo.none(), output_dir=outputs))
     assert [r.id for r in again.recover()] == [job_id]
     assert again.status(job_id).state == "interrupted"
     again.shutdown()
@@ -261,7 +261,7 @@ def test_a_submission_the_database_cannot_take_is_refused_and_writes_nothing(man
 def test_the_history_stays_readable_when_a_full_disk_stops_sqlite_opening_it(tmp_path, photo_path, monkeypatch):
     """Measured on a real full 20 MB disk: SQLite could not even open the WAL database for reading ("disk I/O
     error", it must create -wal and -shm), so the page's history and the job states raised as well."""
-    jobs = JobManager(Engine(gpu_info=FakeGpuInfo.none(), output_dir=tmp_path / "outputs"))
+    jobs = JobManager(Engine(gpu_info=FixedGpuInfo.none(), output_dir=tmp_path / "outputs"))
     done = jobs.wait(jobs.submit(tiny(photo_path)), timeout=120)
     jobs.shutdown()
     real_connect = sqlite3.connect
