@@ -31,6 +31,7 @@ from i2v.service.jobstore import JobRecord, JobStore
 from i2v.logs import job_context, new_job_id
 from i2v.engine.progress import CancelToken, ProgressEvent
 from i2v.engine.request import MAX_SEED, GenerationRequest, validate_request
+from i2v.engine.resolve import PreparedJob
 from i2v.engine.run import GenerationResult
 
 log = logging.getLogger(__name__)
@@ -189,7 +190,7 @@ class JobManager:
         except BadInputError as exc:
             raise self._public_error(exc) from None
 
-    def prepare(self, request: GenerationRequest):
+    def prepare(self, request: GenerationRequest) -> PreparedJob:
         """``Engine.prepare`` (what a run would do, for the page's verdict) with messages fit for any visitor."""
         try:
             return self.engine.prepare(request)
