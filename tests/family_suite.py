@@ -144,14 +144,6 @@ EASYANIMATE = FamilyCase(
                    r"4 \(masked-video latents\) = 9 input channels, but it takes 8"),
     nan_module=lambda pipe: pipe.transformer,
     nan_calls_per_step=1,
-    known_bugs={
-        "test_a_precision_switch_leaves_every_tensor_as_a_fresh_load_in_that_precision": (
-            "Qwen2-VL keeps its rotary inv_freq buffers in float32 in a bf16 load, but PipelineBackend.set_dtype and "
-            "the in-place cast in load() use pipeline.to(dtype), which rounds them to bf16 for good: after a NaN "
-            "retry or a float32 job, the same seed gives other frames than on a fresh bf16 load (Wan avoids this "
-            "with cast_as_loaded)."
-        ),
-    },
 )
 
 FAMILIES = (I2VGEN_XL, COGVIDEOX, WAN, EASYANIMATE)

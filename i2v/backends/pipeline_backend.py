@@ -37,6 +37,8 @@ class PipelineBackend(ModelBackend):
         self._pipe = None
         self._loaded_key: tuple[str, str, tuple] | None = None
         self._loaded_plan: ExecutionPlan | None = None
+        self._load_dtype: str | None = None  # the dtype the weights were read in
+        self._kept_dtypes: dict[tuple[str, str], object] = {}  # tensors a load in that dtype kept in another one
         self._report: LoadReport | None = None
         self.speedups = Speedups()
         self._speedup_notes: list[str] = []  # what apply_speedups changed on the resident pipeline
@@ -59,9 +61,10 @@ class PipelineBackend(ModelBackend):
         key = (plan.device, plan.dtype, placement(plan))
         if self._pipe is not None and self._loaded_key == key:
             return self._report
-        if self._pipe is not None and self._loaded_key[2] == placement(plan) and movable(plan):
+        if self._pipe is not None and self._loaded_key[2] == placement(plan) and self._castable_to(plan):
             # Same offload mode: moving/casting in place is much cheaper than reading the weights again.
-            self._pipe.to(plan.device, torch_dtype(plan.dtype))
+            self._pipe.to(plan.device)
+            self._cast_as_loaded(plan.dtype)
             self._loaded_key = key
             self._loaded_plan = plan
             return self._report
@@ -69,6 +72,8 @@ class PipelineBackend(ModelBackend):
         started = time.perf_counter()
         folder, source, revision = self._resolve_folder()
         pipe, warnings_found, components = self._load_folder(folder, plan.dtype)
+        self._kept_dtypes = _dtypes_kept(pipe, plan.dtype)
+        self._load_dtype = plan.dtype
         self._place(pipe, plan)
         pipe.set_progress_bar_config(disable=True)  # progress goes through our callbacks, not tqdm on stderr
         self._pipe = pipe
@@ -154,13 +159,28 @@ class PipelineBackend(ModelBackend):
         return self._resolve_folder()[0]
 
     def set_dtype(self, dtype: str) -> None:
-        if not movable(self._loaded_plan):  # hooks hold the weights' places and dtypes: load again in ``dtype``
-            self.load(self._loaded_plan.with_dtype(dtype))
+        if not self._castable_to(self._loaded_plan.with_dtype(dtype)):
+            self.load(self._loaded_plan.with_dtype(dtype))  # read again, as a fresh load in ``dtype`` would be
             return
-        self.pipeline.to(dtype=torch_dtype(dtype))
+        self._cast_as_loaded(dtype)
         self._loaded_plan = self._loaded_plan.with_dtype(dtype)
         if self._loaded_key is not None:
             self._loaded_key = (self._loaded_key[0], dtype, self._loaded_key[2])
+
+    def _castable_to(self, plan: ExecutionPlan) -> bool:
+        """In place only where a fresh load's dtypes are known: not under group offload or fp8 (hooks hold the
+        weights), and not from a float32 load to a half precision (a float32 load keeps nothing apart, so which
+        tensors a half-precision load keeps in float32 is unknown)."""
+        return movable(plan) and (self._load_dtype != "float32" or plan.dtype == "float32")
+
+    def _cast_as_loaded(self, dtype: str) -> None:
+        """Every floating tensor to ``dtype``, except those the load kept in their own dtype."""
+        wanted = torch_dtype(dtype)
+        for component, module in _modules(self.pipeline):
+            for name, tensor in _floating_tensors(module):
+                target = self._kept_dtypes.get((component, name), wanted)
+                if tensor.dtype != target:
+                    tensor.data = tensor.data.to(target)
 
     @contextlib.contextmanager
     def _vae_for_decode(self, plan: ExecutionPlan, dtype: str | None) -> Iterator[tuple[object, object]]:
@@ -200,6 +220,28 @@ class PipelineBackend(ModelBackend):
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
         log.info("unloaded %s", self.model_id)
+
+
+def _modules(pipe):
+    import torch
+
+    return [(name, module) for name, module in pipe.components.items() if isinstance(module, torch.nn.Module)]
+
+
+def _floating_tensors(module):
+    import itertools
+
+    return ((name, tensor) for name, tensor in itertools.chain(module.named_parameters(), module.named_buffers())
+            if tensor.is_floating_point())
+
+
+def _dtypes_kept(pipe, dtype: str) -> dict[tuple[str, str], object]:
+    """The tensors a load in ``dtype`` left in another dtype: the modules a model keeps in float32
+    (``_keep_in_fp32_modules``), buffers computed at construction (Qwen2-VL's and Wan's rotary tables), a VAE the
+    family runs in float32. Casting them with the rest would round them for good."""
+    wanted = torch_dtype(dtype)
+    return {(component, name): tensor.dtype for component, module in _modules(pipe)
+            for name, tensor in _floating_tensors(module) if tensor.dtype != wanted}
 
 
 def placement(plan: ExecutionPlan) -> tuple[str, bool]:

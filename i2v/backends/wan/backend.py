@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from i2v.planning.plan import ExecutionPlan
-from i2v.backends.base import DenoiseInputs, LoadReport, StepCallback
-from i2v.backends.pipeline_backend import PipelineBackend, latent_run_arguments, movable, placement, torch_dtype
+from i2v.backends.base import DenoiseInputs, StepCallback
+from i2v.backends.pipeline_backend import PipelineBackend, latent_run_arguments
 from i2v.backends.wan.loading import FLOW_SHIFT_KEYS, HUB_ALLOW_PATTERNS, load_wan_from_folder
 from i2v.backends.wan.spec import TEXT_TOKENS, WAN_720P_SPEC, WAN_SPEC, WanSpec, is_720p_checkpoint
 
@@ -42,30 +42,6 @@ class WanBackend(PipelineBackend):
 
     def _load_folder(self, folder: Path, dtype: str):
         return load_wan_from_folder(folder, dtype, self.spec)
-
-    def load(self, plan: ExecutionPlan) -> LoadReport:
-        key = (plan.device, plan.dtype, placement(plan))
-        if (self._pipe is not None and self._loaded_key not in (None, key) and self._loaded_key[2] == placement(plan)
-                and movable(plan)):
-            # The base class would .to(device, dtype) the whole pipeline: that casts the VAE too, and the parts of
-            # the transformer diffusers keeps in float32. Move, then cast the way a fresh load would have.
-            self._pipe.to(plan.device)
-            self.set_dtype(plan.dtype)
-            self._loaded_key = key
-            self._loaded_plan = plan
-            return self._report
-        return super().load(plan)
-
-    def set_dtype(self, dtype: str) -> None:
-        if not movable(self._loaded_plan):
-            super().set_dtype(dtype)  # loads again in ``dtype``
-            return
-        pipe = self.pipeline
-        for name in ("transformer", "text_encoder", "image_encoder"):  # the VAE stays in VAE_DTYPE
-            cast_as_loaded(getattr(pipe, name), torch_dtype(dtype))
-        self._loaded_plan = self._loaded_plan.with_dtype(dtype)
-        if self._loaded_key is not None:
-            self._loaded_key = (self._loaded_key[0], dtype, self._loaded_key[2])
 
     def denoise(self, inputs: DenoiseInputs, on_step: StepCallback):
         import torch
@@ -109,24 +85,6 @@ class Wan720PBackend(WanBackend):
 
 def wan_backend_class(name: str) -> type[WanBackend]:
     return Wan720PBackend if is_720p_checkpoint(name) else WanBackend
-
-
-def cast_as_loaded(model, dtype) -> None:
-    """Cast ``model`` in place to ``dtype`` the way ``from_pretrained(dtype=...)`` loads it. diffusers keeps the
-    modules a model lists in ``_keep_in_fp32_modules`` in float32 (Wan's transformer: the rotary tables, the time
-    embedder, the norms, scale_shift_table); a plain ``.to(dtype)`` rounds them to bf16 for good (the rotary tables
-    are computed at construction, not reloaded), so a run after a float32 retry would differ from a fresh one.
-    transformers applies its own list only for float16, which Wan never uses, so its models are cast whole."""
-    import itertools
-
-    import torch
-    from diffusers import ModelMixin
-
-    keep = set(getattr(model, "_keep_in_fp32_modules", None) or ()) if isinstance(model, ModelMixin) else set()
-    for name, tensor in itertools.chain(model.named_parameters(), model.named_buffers()):
-        wanted = torch.float32 if keep.intersection(name.split(".")) else dtype
-        if tensor.is_floating_point() and tensor.dtype != wanted:
-            tensor.data = tensor.data.to(wanted)
 
 
 # -- the sampler's shift -----------------------------------------------------------------------------------
