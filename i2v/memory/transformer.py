@@ -14,11 +14,13 @@ Their pipelines run four stages, each with its own weights on the GPU, and the p
 
     peak = max(stages) × (1 + allocator slack) + CUDA context          (slack and context: estimate.py)
 
-Weights on the GPU per stage: all of them without offload. With model offload (diffusers' enable_model_cpu_offload:
+Weights on the GPU per stage: all of them without offload (every expert of a model with several, Wan 2.2 A14B).
+With model offload (diffusers' enable_model_cpu_offload:
 a chain in which a model leaves the GPU only when the next model of the chain starts) the pipelines encode the
 conditioning before the transformer's first call, so the model before the VAE is still there (the text encoder; for
 Wan the image encoder), and the VAE stays through the denoising; the pipeline offloads everything when it returns,
-so our decode has the VAE alone.
+so our decode has the VAE alone. The chain holds each expert in turn (``transformer->transformer_2``): the first
+call of the second expert offloads the first, so the denoising has one expert and the VAE.
 
 Activation figures are for 2-byte values (float32 doubles them); the VAE figures are for the VAE's own dtype in a
 bfloat16 plan (Wan's VAE always runs in float32). They come from tracing the full-size models on PyTorch's meta
@@ -61,6 +63,10 @@ class TransformerMemoryProfile:
     vae_tile: tuple[int, int] = (512, 512)  # width × height of the VAE's decode tiles
     decode_tiled_per_call_pixel: int = 0
     decode_tiled_per_frame_pixel: int = 0
+    # Transformers of ``transformer_params`` each that take turns over the steps (Wan 2.2 A14B: a high-noise and a
+    # low-noise expert, switched at a boundary timestep); one computes at a time, so activations are one's. Without
+    # offload every expert's weights stay on the GPU; with model offload the idle one waits on the CPU.
+    experts: int = 1
 
     # A causal 3-D VAE decodes the whole clip with a temporal cache: frame chunks change nothing, tiling does.
     decodes_in_frame_chunks = False
@@ -137,6 +143,9 @@ class TransformerMemoryProfile:
             "text_encoder": self.text_encoder_params * value,
             "image_encoder": self.image_encoder_params * value,
             "vae": self.vae_params * BYTES_PER_VALUE[self.vae_dtype or dtype],
+            # Resident only where everything is (no offload): model offload names the stages' models one by one.
+            "idle_experts": (self.experts - 1) * ((self.transformer_params - fp32) * value
+                                                  + fp32 * BYTES_PER_VALUE["float32"]),
         }
 
     def scaled(self, *, transformer_width: float, vae_width: float, text_width: float, **params: int
