@@ -21,12 +21,14 @@ from typing import Any
 
 from PIL import Image
 
+from i2v.backends import spec_for
 from i2v.engine.engine import Engine
 from i2v.errors import BadInputError, I2VError, JobCancelled, OutputWriteError
 from i2v.service.jobstore import JobRecord, JobStore
 from i2v.logs import job_context, new_job_id
 from i2v.engine.progress import CancelToken, ProgressEvent
 from i2v.engine.request import MAX_SEED, GenerationRequest, validate_request
+from i2v.engine.resolve import check_last_image
 from i2v.engine.run import GenerationResult
 
 log = logging.getLogger(__name__)
@@ -98,13 +100,15 @@ def request_settings(request: GenerationRequest) -> dict[str, Any]:
     """The request without its picture, as JSON-able values."""
     settings = {name: getattr(request, name) for name in SETTING_FIELDS}
     settings["seeds"] = list(request.seeds)
+    # The app's own copy of the last frame (JobManager.submit keeps it beside the picture), when there is one.
+    settings["last_image"] = str(request.last_image) if isinstance(request.last_image, (str, Path)) else None
     return settings
 
 
 def request_from_settings(settings: dict[str, Any], image: Any) -> GenerationRequest:
     values = {name: settings[name] for name in SETTING_FIELDS if name in settings}
     values["seeds"] = tuple(values.get("seeds") or ())
-    return GenerationRequest(image=image, **values)
+    return GenerationRequest(image=image, last_image=settings.get("last_image"), **values)
 
 
 class JobManager:
@@ -149,7 +153,11 @@ class JobManager:
         if not request.seeds:
             # Fixed now so the page can show the seed while the job waits, and a retry reproduces it.
             request = replace(request, seeds=(secrets.randbelow(MAX_SEED + 1),))
+        # A last frame the model does not take is refused before anything is copied: no file is left behind.
+        check_last_image(request, spec_for(request.model))
         request = replace(request, image=self._keep_input(request.image))
+        if request.last_image is not None:
+            request = replace(request, last_image=self._keep_input(request.last_image))
         self.engine.prepare(request)  # every check a run makes before loading: fail now, not in the queue
         job_id = new_job_id()
         with self._changed:

@@ -16,9 +16,9 @@ from i2v.backends.folder_loader import load_components
 from i2v.backends.wan22.spec import VAE_DTYPE, Wan22Spec
 from i2v.errors import ModelLoadError
 
-I2V_PIPELINE = "WanImageToVideoPipeline"
-T2V_PIPELINE = "WanPipeline"
-PIPELINE_CLASSES = (I2V_PIPELINE, T2V_PIPELINE)
+IMAGE_TO_VIDEO_PIPELINE = "WanImageToVideoPipeline"
+TEXT_TO_VIDEO_PIPELINE = "WanPipeline"
+PIPELINE_CLASSES = (IMAGE_TO_VIDEO_PIPELINE, TEXT_TO_VIDEO_PIPELINE)
 # Sharded transformers and UMT5 weights (+ their index json), the tokenizer's SentencePiece file beside its json.
 HUB_ALLOW_PATTERNS = ["model_index.json", "*/*.json", "*/*.txt", "*/*.model",
                       "*/diffusion_pytorch_model*.safetensors", "*/model*.safetensors"]
@@ -52,7 +52,7 @@ def index_kind(index: dict) -> str | None:
     if index.get("_class_name") not in PIPELINE_CLASSES:
         return None
     if names_a_class(index.get("transformer_2")) or index.get("boundary_ratio") is not None:
-        return "a14b" if index.get("_class_name") == I2V_PIPELINE else "t2v-a14b"
+        return "a14b" if index.get("_class_name") == IMAGE_TO_VIDEO_PIPELINE else "t2v-a14b"
     if index.get("expand_timesteps"):
         return "ti2v-5b"
     return None
@@ -69,21 +69,21 @@ def folder_kind(folder: Path) -> str | None:
 
 def refuse_text_to_video(folder: Path) -> None:
     raise ModelLoadError(
-        f"{folder} is Wan 2.2 T2V-A14B, a text-to-video checkpoint ({T2V_PIPELINE} with two experts); this app makes "
+        f"{folder} is Wan 2.2 T2V-A14B, a text-to-video checkpoint ({TEXT_TO_VIDEO_PIPELINE} with two experts); this app makes "
         f"videos from a picture: use {A14B_EXAMPLE} (or {TI2V_EXAMPLE})."
     )
 
 
 def read_model_index(folder: Path, kind: str) -> dict:
     declared = hub.pipeline_class_in(folder)
-    index = hub.read_model_index(folder, declared if declared in PIPELINE_CLASSES else I2V_PIPELINE,
+    index = hub.read_model_index(folder, declared if declared in PIPELINE_CLASSES else IMAGE_TO_VIDEO_PIPELINE,
                                  accepts=" (Wan 2.2 TI2V-5B or I2V-A14B)")
     found = index_kind(index)
     if found == "t2v-a14b":
         refuse_text_to_video(folder)
     if found != kind:
         wanted = {"ti2v-5b": f"Wan 2.2 TI2V-5B ({declared} with expand_timesteps true, like {TI2V_EXAMPLE})",
-                  "a14b": f"Wan 2.2 I2V-A14B ({I2V_PIPELINE} with boundary_ratio and transformer_2, like "
+                  "a14b": f"Wan 2.2 I2V-A14B ({IMAGE_TO_VIDEO_PIPELINE} with boundary_ratio and transformer_2, like "
                           f"{A14B_EXAMPLE})"}[kind]
         raise ModelLoadError(f"{folder} is not {wanted}: its model_index.json says otherwise.")
     return index
