@@ -255,6 +255,7 @@ def test_cli_generates_17_frames_for_16_at_the_models_fps(cli_runs, name, size, 
     assert snapped and "16 frames changed to 17" in snapped[0]["message"] and "4N+1" in snapped[0]["message"]
     assert sidecar["model"]["random_weights"] is True and "image_encoder" not in sidecar["model"]["components"]
     assert (sidecar["params"]["last_image_sha256"] is not None) == (name == TINY_A14B_NAME)
+    assert ("--last-image" in sidecar["reproduce"]) == (name == TINY_A14B_NAME)
 
 
 def test_a14b_runs_each_expert_on_its_side_of_the_boundary(pictures):
@@ -390,8 +391,13 @@ def _generate_16_frames(page) -> None:
     steps.fill("2")
     steps.press("Enter")
     page.wait_for_function("document.querySelector('#plan-verdict')?.innerText.includes('17 frames, 2 steps')")
+    before = page.get_attribute("#job-status [data-state]", "data-job")  # None before the first job
     page.click("#generate")
-    page.wait_for_selector("#job-status [data-state=done], #job-status [data-state=failed]")
+    page.wait_for_function(f"(el => el && el.dataset.job && el.dataset.job !== {json.dumps(before)})"
+                           "(document.querySelector('#job-status [data-job]'))")
+    job = page.get_attribute("#job-status [data-state]", "data-job")
+    page.wait_for_selector(f"#job-status [data-job='{job}'][data-state=done], "
+                           f"#job-status [data-job='{job}'][data-state=failed]")
     assert page.get_attribute("#job-status [data-state]", "data-state") == "done", page.inner_text("#job-status")
     page.wait_for_selector("#video-0 video")
 

@@ -121,7 +121,8 @@ class PageEvents:
                 **page.named(control_updates(option.spec, preset_values(presets[preset]))),
                 page.banner: banner_html(option, self.studio.runs_on),
                 # A last frame left in a hidden control would be refused on every run of this model: drop it.
-                page.last_image_box: gr.Column(visible=takes_last), **({} if takes_last else {page.last_image: None})}
+                page.last_image_box: gr.Column(visible=takes_last),
+                **({} if takes_last else {page.last_image: None})}
 
     def check_settings(self, *values) -> Updates:
         """The planner's verdict, image warnings, preview and parameter traps for the current controls."""

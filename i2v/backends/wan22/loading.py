@@ -69,8 +69,8 @@ def folder_kind(folder: Path) -> str | None:
 
 def refuse_text_to_video(folder: Path) -> None:
     raise ModelLoadError(
-        f"{folder} is Wan 2.2 T2V-A14B, a text-to-video checkpoint ({TEXT_TO_VIDEO_PIPELINE} with two experts); this app makes "
-        f"videos from a picture: use {A14B_EXAMPLE} (or {TI2V_EXAMPLE})."
+        f"{folder} is Wan 2.2 T2V-A14B, a text-to-video checkpoint ({TEXT_TO_VIDEO_PIPELINE} with two experts); "
+        f"this app makes videos from a picture: use {A14B_EXAMPLE} (or {TI2V_EXAMPLE})."
     )
 
 
@@ -221,6 +221,6 @@ def _check_variant(transformer, vae, spec: Wan22Spec) -> None:
     patch = tuple(transformer.patch_size)
     if patch[0] != 1 or patch[1] != patch[2] or spatial * patch[1] != spec.size_multiple:
         raise ModelLoadError(
-            f"The transformer's patch size is {patch}; {spec.family} expects (1, 2, 2) with a 1/{spec.vae_scale_factor} "
-            f"VAE (sides multiple of {spec.size_multiple})."
+            f"The transformer's patch size is {patch}; {spec.family} expects (1, 2, 2) with a "
+            f"1/{spec.vae_scale_factor} VAE (sides multiple of {spec.size_multiple})."
         )

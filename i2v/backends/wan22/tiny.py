@@ -147,7 +147,8 @@ def build_tiny_components() -> dict:
 
 
 def tiny_folder(name: str):
-    return built_folder(name, {TINY_TI2V_NAME: build_tiny_ti2v_pipeline, TINY_A14B_NAME: build_tiny_a14b_pipeline}[name])
+    builds = {TINY_TI2V_NAME: build_tiny_ti2v_pipeline, TINY_A14B_NAME: build_tiny_a14b_pipeline}
+    return built_folder(name, builds[name])
 
 
 class TinyWan22TI2VBackend(BuiltInModel, Wan22TI2VBackend):
