@@ -81,18 +81,17 @@ TI2V_5B_SPEC = Wan22Spec(
     default_fps=24,
     notes=("720p is about 1280×704 pixels at the picture's aspect ratio (sides multiples of 32); 4N+1 frames, up "
            "to 121 (5 s at 24 fps). No last frame: TI2V-5B conditions on the first picture only.", _UMT5_NOTE),
-    # Parameters: config.parameter_counts("ti2v-5b") (a test keeps them equal). Activations: ESTIMATED, NOT TRACED
-    # (docs/VRAM.md): Wan 2.1 I2V 14B's traced per-token figures × 3072/5120 (the hidden size), and Wan 2.1's traced
-    # VAE figures for the Wan 2.2 VAE (its channels per output pixel are about 2/3 of Wan 2.1's at every level, so
-    # these over-predict). The pipeline encodes the picture alone (expand_timesteps), the transformer is called
-    # twice per step (batch 1); no image encoder.
+    # Parameters: config.parameter_counts("ti2v-5b") (a test keeps them equal). Activations: traced at full size on
+    # the meta device (tools/trace_vram_dit.py wan22-ti2v, docs/VRAM.md), not measured on a GPU. The timestep is per
+    # token (expand_timesteps), so the per-token figure is 1.75× Wan 2.1 14B's despite its smaller width;
+    # the pipeline encodes the picture alone and calls the transformer twice per step (batch 1); no image encoder.
     memory=TransformerMemoryProfile(
         transformer_params=4_999_787_712, transformer_fp32_params=10_973_184, text_encoder_params=5_680_910_336,
         vae_params=704_688_668, vae_dtype=VAE_DTYPE, cfg_batch=1, vae_scale_factor=16,
-        denoise_fixed=18_139_855, denoise_per_token=68_796, text_activation=226_499_584,
-        encodes_clip=False, encode_resident=("text_encoder", "vae"), encode_per_pixel=14_083,
-        encode_per_frame_pixel=13, decode_per_call_pixel=19_453, decode_per_frame_pixel=13, vae_tile=(256, 256),
-        decode_tiled_per_call_pixel=17_546, decode_tiled_per_frame_pixel=42,
+        denoise_fixed=12_210_176, denoise_per_token=201_236, text_activation=226_499_584,
+        encodes_clip=False, encode_resident=("text_encoder", "vae"), encode_per_pixel=1_965,
+        encode_per_frame_pixel=0, decode_per_call_pixel=21_486, decode_per_frame_pixel=13, vae_tile=(256, 256),
+        decode_tiled_per_call_pixel=16_964, decode_tiled_per_frame_pixel=47,
     ),
 )
 
@@ -127,13 +126,13 @@ A14B_SPEC = Wan22Spec(
            "Two 14 B experts take turns (high noise, then low noise) with the same guidance; only one is on the "
            "GPU at a time with model offload.", _UMT5_NOTE),
     # Parameters per expert: config.parameter_counts("a14b") (a test keeps them equal); two experts. Activations:
-    # ESTIMATED, NOT TRACED: Wan 2.1 I2V 14B's traced figures (same width, same VAE; without the 257 CLIP image
-    # tokens in the cross-attention, so an upper bound). The pipeline encodes a clip (picture, zeros, and the last
-    # picture when given) in float32 while the text encoder is still on the GPU under offload.
+    # one expert's, traced at full size on the meta device (tools/trace_vram_dit.py wan22-a14b, docs/VRAM.md), not
+    # measured on a GPU; the VAE is Wan 2.1's (same figures). The pipeline encodes a clip (picture, zeros, and the
+    # last picture when given) in float32 while the text encoder is still on the GPU under offload.
     memory=TransformerMemoryProfile(
         transformer_params=14_288_901_184, transformer_fp32_params=29_184_000, text_encoder_params=5_680_910_336,
         vae_params=126_892_531, vae_dtype=VAE_DTYPE, cfg_batch=1, experts=2,
-        denoise_fixed=30_233_092, denoise_per_token=114_660, text_activation=226_499_584,
+        denoise_fixed=24_311_812, denoise_per_token=114_660, text_activation=226_499_584,
         encodes_clip=True, encode_resident=("text_encoder", "vae"), encode_per_pixel=14_083,
         encode_per_frame_pixel=13, decode_per_call_pixel=19_453, decode_per_frame_pixel=13, vae_tile=(256, 256),
         decode_tiled_per_call_pixel=17_546, decode_tiled_per_frame_pixel=42,
