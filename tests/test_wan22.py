@@ -429,3 +429,25 @@ def test_the_twins_generate_from_the_page_and_the_last_frame_control_follows_the
     assert records[TINY_TI2V_NAME]["params"]["last_image_sha256"] is None
     _choose_model(page, TINY_TI2V_NAME, TINY_TI2V_SPEC.family)  # back: the control hides again
     page.wait_for_selector("#last-image", state="hidden")
+
+
+def test_the_generate_api_takes_a_last_frame_for_a14b_and_refuses_it_elsewhere(wan22_app, pictures):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    server, outputs = wan22_app
+    client = Client(server.url, verbose=False)
+    try:
+        before = _files(outputs)
+        with pytest.raises(AppError, match=rf"does not take a last frame.*{TINY_A14B_NAME}"):
+            client.predict(handle_file(str(pictures["first"])), PROMPT, frames=5, steps=1, model=TINY_TI2V_NAME,
+                           last_image=handle_file(str(pictures["last"])), api_name="/generate")
+        assert [p for p in _files(outputs) if p.name != "jobs.sqlite3"] == [
+            p for p in before if p.name != "jobs.sqlite3"]  # nothing kept, nothing written
+        _video, files, result = client.predict(handle_file(str(pictures["first"])), PROMPT, frames=5, steps=1,
+                                               model=TINY_A14B_NAME, last_image=handle_file(str(pictures["last"])),
+                                               api_name="/generate")
+        record = json.loads(Path(next(f for f in files if f.endswith(".json"))).read_text())
+        assert record["params"]["last_image_sha256"] is not None and result["params"]["frames"] == 5
+    finally:
+        client.close()
