@@ -164,6 +164,14 @@ def test_ti2v_5b_fits_a_24_gib_card_with_offload_and_tiling(tmp_path):
     assert job.plan.cpu_offload == "model" and job.decision.estimate.peak_bytes < 24 * GIB
 
 
+@pytest.mark.parametrize("model", [TINY_TI2V_NAME, TINY_A14B_NAME])
+def test_the_twins_are_planned_on_a_gpu_with_their_own_small_profile(tmp_path, pictures, model):
+    engine = Engine(gpu_info=FixedGpuInfo.single(total_gib=8), output_dir=tmp_path / "out")
+    job = engine.prepare(GenerationRequest(image=pictures["first"], prompt=PROMPT, model=model, preset="balanced"))
+    assert job.plan.device == "cuda:0" and job.plan.cpu_offload == "none"
+    assert job.decision.estimate.peak_bytes < GIB  # the CUDA context and a few megabytes
+
+
 @pytest.mark.parametrize("model", [TI2V_ID, A14B_ID])
 def test_vram_doc_tables_match_the_planner(model):
     spec = spec_for(model)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import string
 
-from i2v.backends.builtin import BuiltInModel, built_folder
+from i2v.backends.builtin import BuiltInModel
 from i2v.backends.wan22.backend import Wan22A14BBackend, Wan22TI2VBackend
 from i2v.backends.wan22.config import A14B_BOUNDARY_RATIO, A14B_SCHEDULER_CONFIG, TI2V_5B_SCHEDULER_CONFIG
 from i2v.backends.wan22.spec import A14B_SPEC, TI2V_5B_SPEC
@@ -139,16 +139,6 @@ def build_tiny_a14b_pipeline(**shape):
 
     return WanImageToVideoPipeline(**build_tiny_a14b_components(**shape), image_encoder=None, image_processor=None,
                                    boundary_ratio=A14B_BOUNDARY_RATIO)
-
-
-def build_tiny_components() -> dict:
-    """For the shared tests of the built-in models' profiles: TI2V's (the module's first twin)."""
-    return build_tiny_ti2v_components()
-
-
-def tiny_folder(name: str):
-    builds = {TINY_TI2V_NAME: build_tiny_ti2v_pipeline, TINY_A14B_NAME: build_tiny_a14b_pipeline}
-    return built_folder(name, builds[name])
 
 
 class TinyWan22TI2VBackend(BuiltInModel, Wan22TI2VBackend):
