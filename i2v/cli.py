@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate", help="make videos from an image and one or more prompts")
     gen.add_argument("--image", required=True, help="input image (PNG, JPEG, WEBP, GIF, BMP, TIFF)")
+    gen.add_argument("--last-image", help="the video's last frame, for models that take one (Wan 2.2 I2V-A14B)")
     gen.add_argument("--prompt", action="append", required=True,
                      help="what moves and how; repeat for a batch over prompts")
     gen.add_argument("--negative-prompt", default="", help="what to avoid (e.g. 'blurry, distorted')")
@@ -370,7 +371,7 @@ def _requests(args) -> list[GenerationRequest]:
             resolution=args.resolution, width=args.width, height=args.height, frames=args.frames,
             steps=args.steps, guidance=args.guidance, fps=args.fps, seeds=tuple(args.seed),
             candidates=args.candidates, auto_enhance=args.auto_enhance, model=args.model or default_model(),
-            family=args.family, dtype=args.dtype, device=args.device, output_path=output,
+            family=args.family, dtype=args.dtype, device=args.device, output_path=output, last_image=args.last_image,
         )
         for prompt, output in zip(args.prompt, outputs)
     ]

@@ -73,6 +73,8 @@ class ModelSpec:
     preset_key: str = "i2vgen-xl"
     # Tokens the text encoder reads, start/end tokens included (CLIP 77); longer prompts are truncated.
     max_prompt_tokens: int = 77
+    # The model can also be given the video's last frame (``GenerationRequest.last_image``; Wan 2.2 I2V-A14B).
+    takes_last_image: bool = False
 
     # -- sizes -------------------------------------------------------------------------------------------
     def size_for_tier(self, tier: int, aspect: float) -> tuple[tuple[int, int], list[Finding]]:
@@ -185,6 +187,7 @@ class ModelSpec:
             "fixed_size": self.fixed_size,
             "preset_key": self.preset_key,
             "random_weights": self.random_weights,
+            "takes_last_image": self.takes_last_image,
         }
 
 

@@ -434,7 +434,7 @@ def test_api_refuses_hostile_input_with_the_engine_message(server, client, api_f
 def _raw_generate(server, image: dict, prompt: str, guidance: float = 0) -> tuple[str, dict]:
     """POST /generate as plain JSON (a NaN literal and a lone-surrogate escape, which gradio_client refuses to
     send) and read the event stream's last event: ("complete" | "error", its data)."""
-    data = [image, prompt, "", "fast-check", 128, 4, 2, guidance, 0, -1, 1, False, ""]
+    data = [image, prompt, "", "fast-check", 128, 4, 2, guidance, 0, -1, 1, False, "", None]  # no last_image
     body = json.dumps({"data": data})  # allow_nan and ensure_ascii: NaN and "\udcff" go out as written
     call = httpx.post(f"{server.url}gradio_api/call/generate", content=body,
                       headers={"content-type": "application/json"}, timeout=30)

@@ -1,5 +1,5 @@
 """Trace the activation memory of the diffusion-transformer models (CogVideoX-5b-I2V, Wan 2.1 I2V 14B, EasyAnimate
-V5.1 7B) at full size on PyTorch's meta device: no GPU, no weights, a few minutes on a CPU.
+V5.1 7B, Wan 2.2 TI2V-5B and I2V-A14B) at full size on PyTorch's meta device: no GPU, no weights, a few minutes on a CPU.
 
 Each stage is traced as our backend and the installed diffusers pipeline run it (the same tensor operations, in the
 same dtypes: bf16 weights, Wan's VAE and the modules diffusers keeps in float32 in float32), counting every tensor
@@ -9,7 +9,7 @@ matrix), which is what PyTorch uses on a modern GPU.
 
 Then fixed + per-unit constants are fitted to the traces (least squares on the relative error) and printed with each
 trace's error; the constants in the backends' ``TransformerMemoryProfile`` come from this output (docs/VRAM.md).
-Run: ``.venv/bin/python tools/trace_vram_dit.py [cogvideox] [wan] [easyanimate]``.
+Run: ``.venv/bin/python tools/trace_vram_dit.py [cogvideox] [wan] [easyanimate] [wan22-ti2v] [wan22-a14b]``.
 """
 from __future__ import annotations
 
@@ -62,8 +62,8 @@ def to_uint8(video):
     return (frames * 255).round().to(torch.uint8)
 
 
-def latent_shape(width, height, frames):
-    return (frames - 1) // 4 + 1, height // 8, width // 8
+def latent_shape(width, height, frames, spatial=8):
+    return (frames - 1) // 4 + 1, height // spatial, width // spatial
 
 
 # -- the models, as their pipelines run them ---------------------------------------------------------------------
@@ -242,7 +242,97 @@ class EasyAnimate:
                                           output_hidden_states=True).hidden_states[-2]
 
 
-MODELS = {cls.name: cls for cls in (CogVideoX, Wan, EasyAnimate)}
+class Wan22TI2V:
+    """Wan 2.2 TI2V-5B as ``WanImageToVideoPipeline(expand_timesteps=True)`` runs it: the picture's latents replace
+    the first latent frame, the timestep is per token (0 on the first frame), no image encoder; the Wan 2.2 VAE
+    (48 channels, 16× space) encodes the picture alone, in float32."""
+
+    name, cfg_batch, spatial, kind = "wan22-ti2v", 1, 16, "ti2v-5b"
+    denoise_shapes = [(1280, 704, f) for f in (5, 41, 81, 121)] + [(704, 1280, 121), (960, 544, 121)]
+    decode_shapes = [(1280, 704, f) for f in (5, 41, 81, 121)] + [(960, 544, 121)]
+    encode_shapes = [(1280, 704, 121), (960, 544, 121), (640, 352, 121)]
+
+    @staticmethod
+    def encoded_frames(frames):
+        return 1
+
+    def __init__(self):
+        from i2v.backends.wan22.backend import cast_as_loaded
+        from i2v.backends.wan22.config import build_full_size_components
+
+        self.parts = build_full_size_components(self.kind)
+        for name, part in self.parts.items():
+            part.eval()
+            if name != "vae":  # the VAE stays in float32 (wan22 VAE_DTYPE)
+                cast_as_loaded(part, BF16)
+
+    def denoise(self, width, height, frames, guidance):
+        transformer = self.parts["transformer"]
+        lf, lh, lw = latent_shape(width, height, frames, 16)
+        latents, condition = torch.randn(1, 48, lf, lh, lw), torch.randn(1, 48, 1, lh, lw)  # float32
+        mask = torch.ones(1, 1, lf, lh, lw)
+        prompt, negative = torch.randn(1, 512, 4096, dtype=BF16), torch.randn(1, 512, 4096, dtype=BF16)
+        model_input = ((1 - mask) * condition + mask * latents).to(BF16)
+        timestep = (mask[0][0][:, ::2, ::2] * 500.0).flatten().unsqueeze(0)
+        noise_pred = transformer(hidden_states=model_input, timestep=timestep, encoder_hidden_states=prompt,
+                                 return_dict=False)[0]
+        if guidance:  # a second call while the first prediction is held
+            uncond = transformer(hidden_states=model_input, timestep=timestep, encoder_hidden_states=negative,
+                                 return_dict=False)[0]
+            noise_pred = uncond + 5.0 * (noise_pred - uncond)
+        return noise_pred
+
+    def decode(self, width, height, frames):
+        vae = self.parts["vae"]
+        z = vae.config.z_dim
+        lf, lh, lw = latent_shape(width, height, frames, self.spatial)
+        latents = torch.randn(1, z, lf, lh, lw)
+        mean, inverse_std = torch.randn(1, z, 1, 1, 1), torch.randn(1, z, 1, 1, 1)
+        return to_uint8(vae.decode(latents / inverse_std + mean, return_dict=False)[0])
+
+    def encode(self, width, height, frames):
+        image = torch.randn(1, 3, height, width).unsqueeze(2)  # the picture alone (expand_timesteps)
+        return self.parts["vae"].encode(image).latent_dist.mode()
+
+    def text(self):
+        return self.parts["text_encoder"](torch.zeros(1, 512, dtype=torch.long), None).last_hidden_state
+
+
+class Wan22A14B(Wan22TI2V):
+    """Wan 2.2 I2V-A14B: one expert at a time (both have this shape), Wan 2.1's VAE encoding the clip (picture,
+    zeros, and the last frame when given: the same size), no image encoder."""
+
+    name, cfg_batch, spatial, kind = "wan22-a14b", 1, 8, "a14b"
+    denoise_shapes = Wan.denoise_shapes
+    decode_shapes = Wan.decode_shapes
+    encode_shapes = Wan.encode_shapes
+
+    @staticmethod
+    def encoded_frames(frames):
+        return frames
+
+    def denoise(self, width, height, frames, guidance):
+        transformer = self.parts["transformer"]
+        lf, lh, lw = latent_shape(width, height, frames)
+        latents, condition = torch.randn(1, 16, lf, lh, lw), torch.randn(1, 20, lf, lh, lw)
+        prompt, negative = torch.randn(1, 512, 4096, dtype=BF16), torch.randn(1, 512, 4096, dtype=BF16)
+        model_input = torch.cat([latents, condition], dim=1).to(BF16)
+        timestep = torch.tensor([500.0])
+        noise_pred = transformer(hidden_states=model_input, timestep=timestep, encoder_hidden_states=prompt,
+                                 return_dict=False)[0]
+        if guidance:
+            uncond = transformer(hidden_states=model_input, timestep=timestep, encoder_hidden_states=negative,
+                                 return_dict=False)[0]
+            noise_pred = uncond + 3.5 * (noise_pred - uncond)
+        return noise_pred
+
+    def encode(self, width, height, frames):
+        image = torch.randn(1, 3, height, width).unsqueeze(2)
+        video = torch.cat([image, image.new_zeros(1, 3, frames - 2, height, width), image], dim=2)
+        return self.parts["vae"].encode(video).latent_dist.mode()
+
+
+MODELS = {cls.name: cls for cls in (CogVideoX, Wan, EasyAnimate, Wan22TI2V, Wan22A14B)}
 
 
 # -- fitting -----------------------------------------------------------------------------------------------------
@@ -281,8 +371,8 @@ def table(title: str, rows: list[tuple[str, int, float]]) -> float:
     return round(worst, 1)
 
 
-def tokens(width, height, frames):
-    lf, lh, lw = latent_shape(width, height, frames)
+def tokens(width, height, frames, spatial=8):
+    lf, lh, lw = latent_shape(width, height, frames, spatial)
     return lf * (lh // 2) * (lw // 2)
 
 
@@ -302,13 +392,14 @@ def trace_model(model) -> dict:
     # as a check of the batch term).
     traces, features, labels = [], [], []
     for width, height, frames in model.denoise_shapes:
-        units = model.cfg_batch * tokens(width, height, frames)
+        units = model.cfg_batch * tokens(width, height, frames, getattr(model, "spatial", 8))
         traces.append(traced_peak([parts["transformer"]], lambda: model.denoise(width, height, frames, True)))
         features.append([1.0, units])
         labels.append(f"{width}×{height}×{frames} ({units} batch·tokens)")
     width, height, frames = model.denoise_shapes[-1]
     no_cfg = traced_peak([parts["transformer"]], lambda: model.denoise(width, height, frames, False))
-    extra = [(f"{width}×{height}×{frames}, no guidance (batch 1)", no_cfg, [1.0, tokens(width, height, frames)])]
+    extra = [(f"{width}×{height}×{frames}, no guidance (batch 1)", no_cfg,
+              [1.0, tokens(width, height, frames, getattr(model, "spatial", 8))])]
     fixed, per_token, worst = fitted_table("denoiser activations", labels, features, traces, extra)
     constants["denoise"] = dict(fixed=fixed, per_token=per_token, worst=worst)
 

@@ -49,6 +49,7 @@ class DenoiseInputs:
     guidance: float
     fps: int
     seed: int
+    last_image: Image.Image | None = None  # the video's last frame, fitted like ``image`` (spec.takes_last_image)
 
 
 class ModelBackend(ABC):

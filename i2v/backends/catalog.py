@@ -25,6 +25,8 @@ KNOWN_HUB_MODELS: tuple[str, ...] = (
     "THUDM/CogVideoX-5b-I2V",
     "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
     "Wan-AI/Wan2.1-I2V-14B-720P-Diffusers",
+    "Wan-AI/Wan2.2-TI2V-5B-Diffusers",
+    "Wan-AI/Wan2.2-I2V-A14B-Diffusers",
     "alibaba-pai/EasyAnimateV5.1-7b-zh-InP-diffusers",
 )
 

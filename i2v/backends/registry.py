@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from i2v.backends import cogvideox, easyanimate, i2vgen_xl, wan
+from i2v.backends import cogvideox, easyanimate, i2vgen_xl, wan, wan22
 from i2v.backends.base import ModelBackend
 from i2v.backends.hub import looks_like_hub_id, pipeline_class_in
 from i2v.errors import BadInputError, ModelLoadError
@@ -17,6 +17,8 @@ _TEST_MODELS: dict[str, type[ModelBackend]] = {
     i2vgen_xl.TINY_NAME: i2vgen_xl.TinyBackend,
     cogvideox.TINY_COGVIDEOX_NAME: cogvideox.TinyCogVideoXBackend,
     wan.TINY_WAN_NAME: wan.TinyWanBackend,
+    wan22.TINY_TI2V_NAME: wan22.TinyWan22TI2VBackend,
+    wan22.TINY_A14B_NAME: wan22.TinyWan22A14BBackend,
     easyanimate.TINY_EASYANIMATE_NAME: easyanimate.TinyEasyAnimateBackend,
 }
 _BUILT_IN: dict[str, type[ModelBackend]] = {
@@ -31,6 +33,8 @@ FAMILIES: dict[str, type[ModelBackend]] = {
     "cogvideox-i2v": cogvideox.CogVideoXBackend,
     "wan2.1-i2v-480p": wan.WanBackend,
     "wan2.1-i2v-720p": wan.Wan720PBackend,
+    "wan2.2-ti2v-5b": wan22.Wan22TI2VBackend,
+    "wan2.2-i2v-a14b": wan22.Wan22A14BBackend,
     "easyanimate-v5.1": easyanimate.EasyAnimateBackend,
 }
 # model_index.json "_class_name" -> the backend that loads that pipeline.
@@ -129,6 +133,14 @@ def _family_by_name(model: str) -> str | None:
     """Only names that cannot mistake one family for another; anything else must be in the cache or given
     --family."""
     name = model.lower()
+    kind = wan22.wan22_kind(model)  # "Wan2.2" as a word, then TI2V or I2V (before Wan 2.1's "wan" + "i2v")
+    if kind == "t2v":
+        raise BadInputError(
+            f"'{model}' is Wan 2.2 text-to-video; this app makes videos from a picture: use "
+            "Wan-AI/Wan2.2-I2V-A14B-Diffusers or Wan-AI/Wan2.2-TI2V-5B-Diffusers."
+        )
+    if kind is not None:
+        return family_id(wan22.BACKENDS[kind])
     if "i2vgen-xl" in name or "i2vgen_xl" in name:
         return "i2vgen-xl"
     if "cogvideox" in name and "i2v" in name:
@@ -151,6 +163,11 @@ def _cached_snapshot(model: str) -> Path | None:
 
 
 def _backend_for_folder(path: Path) -> type[ModelBackend]:
+    kind = wan22.folder_kind(path)  # Wan 2.2 folders declare Wan 2.1's pipeline classes: their index tells them apart
+    if kind == "t2v-a14b":
+        wan22.refuse_text_to_video(path)
+    if kind is not None:
+        return wan22.BACKENDS[kind]
     declared = pipeline_class_in(path)
     if declared not in _BY_PIPELINE:
         raise ModelLoadError(
@@ -163,6 +180,13 @@ def _backend_for_folder(path: Path) -> type[ModelBackend]:
         name = parts[-3] if len(parts) >= 3 and parts[-2] == "snapshots" else parts[-1]
         return wan.wan_backend_class(name)
     return backend
+
+
+def last_frame_models() -> list[str]:
+    """The models that take a last frame (``GenerationRequest.last_image``): real ones by hub id, then the built-in
+    test models."""
+    real = [cls.example_hub_id for cls in FAMILIES.values() if cls.spec.takes_last_image]
+    return real + [name for name, cls in _BUILT_IN.items() if cls.spec.takes_last_image]
 
 
 def backend_for(model: str, family: str | None = None) -> ModelBackend:

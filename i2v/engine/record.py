@@ -25,7 +25,7 @@ def library_versions() -> dict[str, str | None]:
     return versions
 
 
-def reproduce_command(params: dict, image_hint: str) -> str:
+def reproduce_command(params: dict, image_hint: str, last_image_hint: str | None = None) -> str:
     """The CLI line that makes this video again (same device class and versions give the same frames)."""
     args = [
         "python", "-m", "i2v", "generate",
@@ -46,6 +46,8 @@ def reproduce_command(params: dict, image_hint: str) -> str:
         args += ["--negative-prompt", params["negative_prompt"]]
     if params.get("auto_enhance"):
         args.append("--auto-enhance")
+    if last_image_hint:
+        args += ["--last-image", last_image_hint]
     return shlex.join(args)
 
 

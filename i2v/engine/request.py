@@ -55,6 +55,7 @@ class GenerationRequest:
     dtype: str = "auto"
     device: str | None = None  # None: CUDA when present, else CPU
     output_path: Path | None = None  # explicit file for one video; several get _01, _02… suffixes
+    last_image: ImageSource | None = None  # the video's last frame, for models that take one (spec.takes_last_image)
 
     def with_changes(self, **changes: Any) -> "GenerationRequest":
         return replace(self, **changes)
@@ -63,6 +64,8 @@ class GenerationRequest:
 def validate_request(request: GenerationRequest) -> None:
     """Raise ``BadInputError`` with a concise, actionable message for the first problem found."""
     _check_image_source(request.image)
+    if request.last_image is not None:
+        _check_image_source(request.last_image, "last image")
     _check_text("prompt", request.prompt, required=True)
     _check_text("negative prompt", request.negative_prompt, required=False)
     if request.preset is not None and not isinstance(request.preset, str):
@@ -140,12 +143,12 @@ def _check_text(name: str, value: object, *, required: bool) -> None:
         )
 
 
-def _check_image_source(image: object) -> None:
+def _check_image_source(image: object, name: str = "image") -> None:
     if image is None or (isinstance(image, str) and not image.strip()):
-        raise BadInputError("No image was given: choose the picture the video should start from.")
+        raise BadInputError(f"No {name} was given: choose the picture the video should start from.")
     if not isinstance(image, (str, os.PathLike, bytes, bytearray, memoryview, Image.Image)):
         raise BadInputError(
-            f"The image must be a file path, the file's bytes or a PIL image; got {type(image).__name__}."
+            f"The {name} must be a file path, the file's bytes or a PIL image; got {type(image).__name__}."
         )
 
 

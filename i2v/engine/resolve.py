@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from i2v.backends import spec_for
+from i2v.backends import last_frame_models, spec_for
 from i2v.errors import BadInputError
 from i2v.findings import Finding
 from i2v.guidance.image_quality import ImageScores, assess_image
@@ -45,6 +45,7 @@ class ResolvedParams:
     fps: int
     seeds: tuple[int, ...]
     auto_enhance: bool
+    last_image_sha256: str | None = None  # the last frame's picture, when one was given
 
     def for_seed(self, seed: int, dtype: str) -> dict:
         data = {k: v for k, v in self.__dict__.items() if k != "seeds"}
@@ -64,15 +65,20 @@ class PreparedJob:
     notices: list[Finding] = field(default_factory=list)  # what the engine changed
     warnings: list[Finding] = field(default_factory=list)  # risks in what was asked
     decision: PlanDecision | None = None  # the planner's full answer (with its VRAM estimate)
+    last_source: LoadedImage | None = None  # the last frame as given (models with spec.takes_last_image)
+    last_image: Image.Image | None = None  # … fitted like ``image``
 
     def with_decision(self, decision: PlanDecision) -> "PreparedJob":
         """The same job on another plan (after an out-of-memory retry): size and frames may be smaller."""
         image = self.image
         if (decision.width, decision.height) != image.size:
             image = model_input(self.source.image, decision.width, decision.height, self.params.auto_enhance)
+        last_image = self.last_image
+        if last_image is not None and (decision.width, decision.height) != last_image.size:
+            last_image = model_input(self.last_source.image, decision.width, decision.height, self.params.auto_enhance)
         params = replace(self.params, width=decision.width, height=decision.height, frames=decision.frames)
         return replace(self, params=params, plan=decision.plan, decision=decision, image=image,
-                       notices=self.notices + list(decision.notices))
+                       last_image=last_image, notices=self.notices + list(decision.notices))
 
     def summary(self) -> dict:
         return {
@@ -106,6 +112,7 @@ def prepare(
     """``load`` decodes the picture (the engine passes its cache of recently decoded files)."""
     validate_request(request)
     spec = spec_for(request.model, request.family)
+    check_last_image(request, spec)
     preset_name = request.preset or DEFAULT_PRESET
     preset = get_preset(preset_name, presets, preset_key=spec.preset_key)
     notices: list[Finding] = []
@@ -119,6 +126,7 @@ def prepare(
     _check_range("fps", fps, spec.fps_range, spec)
     source = load(request.image)
     notices += source.notices
+    last_source = load_image(request.last_image) if request.last_image is not None else None
     width, height, frames, resolution, shape_notices = shape_for(
         spec, preset, frames=request.frames, resolution=request.resolution, width=request.width,
         height=request.height, aspect=source.image.width / source.image.height,
@@ -142,6 +150,7 @@ def prepare(
         negative_prompt=request.negative_prompt,
     )
     image = model_input(source.image, width, height, request.auto_enhance)
+    last_image = model_input(last_source.image, width, height, request.auto_enhance) if last_source else None
 
     params = ResolvedParams(
         model=request.model,
@@ -158,12 +167,22 @@ def prepare(
         fps=fps,
         seeds=seeds_for(request, secrets.randbelow(MAX_SEED + 1)),
         auto_enhance=request.auto_enhance,
+        last_image_sha256=_image_digest(request.last_image, last_source) if last_source else None,
     )
     return PreparedJob(
         request=request, spec=spec, params=params, plan=decision.plan, image=image, source=source,
         image_scores=scores, image_sha256=_image_digest(request.image, source), notices=notices, warnings=warnings,
-        decision=decision,
+        decision=decision, last_source=last_source, last_image=last_image,
     )
+
+
+def check_last_image(request: GenerationRequest, spec: ModelSpec) -> None:
+    """A last frame only where the model takes one: elsewhere it would be ignored without a word."""
+    if request.last_image is not None and not spec.takes_last_image:
+        raise BadInputError(
+            f"{spec.family} does not take a last frame; leave the last image out, or use a model that takes one: "
+            f"{', '.join(last_frame_models())}."
+        )
 
 
 def shape_for(spec: ModelSpec, preset: Preset, *, frames: int | None, resolution: int | None,

@@ -340,7 +340,7 @@ class JobRun:
                           **{k: round(v, 4) for k, v in timings.items()}},
             "memory": peak_memory(job.plan.device),
             "versions": library_versions(),
-            "reproduce": reproduce_command(settings, _image_hint(job.request.image)),
+            "reproduce": reproduce_command(settings, _image_hint(job.request.image), _last_image_hint(job.request)),
         }
 
     def _paths_for(self, job: PreparedJob, seed: int) -> tuple[Path, Path]:
@@ -385,7 +385,7 @@ def denoise_inputs(job: PreparedJob, seed: int) -> DenoiseInputs:
     return DenoiseInputs(
         image=job.image, prompt=params.prompt, negative_prompt=params.negative_prompt, width=params.width,
         height=params.height, frames=params.frames, steps=params.steps, guidance=params.guidance,
-        fps=params.fps, seed=seed,
+        fps=params.fps, seed=seed, last_image=job.last_image,
     )
 
 
@@ -402,11 +402,17 @@ def _in_phase(phase: str, call, *args, **kwargs):
 
 
 def _requested(request: GenerationRequest) -> dict:
-    data = {k: v for k, v in request.__dict__.items() if k != "image"}
+    data = {k: v for k, v in request.__dict__.items() if k not in ("image", "last_image")}
+    # The last frame is named like the picture in the reproduce line (a path, or a stand-in for bytes/an image).
+    data["last_image"] = _last_image_hint(request)
     data["seeds"] = list(request.seeds)
     data["output_path"] = str(request.output_path) if request.output_path else None
     return data
 
 
-def _image_hint(image) -> str:
-    return str(image) if isinstance(image, (str, Path)) else "INPUT_IMAGE"
+def _image_hint(image, stand_in: str = "INPUT_IMAGE") -> str:
+    return str(image) if isinstance(image, (str, Path)) else stand_in
+
+
+def _last_image_hint(request: GenerationRequest) -> str | None:
+    return None if request.last_image is None else _image_hint(request.last_image, "LAST_IMAGE")

@@ -14,11 +14,13 @@ Their pipelines run four stages, each with its own weights on the GPU, and the p
 
     peak = max(stages) × (1 + allocator slack) + CUDA context          (slack and context: estimate.py)
 
-Weights on the GPU per stage: all of them without offload. With model offload (diffusers' enable_model_cpu_offload:
+Weights on the GPU per stage: all of them without offload (every expert of a model with several, Wan 2.2 A14B).
+With model offload (diffusers' enable_model_cpu_offload:
 a chain in which a model leaves the GPU only when the next model of the chain starts) the pipelines encode the
 conditioning before the transformer's first call, so the model before the VAE is still there (the text encoder; for
 Wan the image encoder), and the VAE stays through the denoising; the pipeline offloads everything when it returns,
-so our decode has the VAE alone. With group offload (diffusers' block-level ``enable_group_offload`` on every
+so our decode has the VAE alone. The chain holds each expert in turn (``transformer->transformer_2``): the first
+call of the second expert offloads the first, so the denoising has one expert and the VAE. With group offload (diffusers' block-level ``enable_group_offload`` on every
 component, CUDA streams) each model is on the GPU only while it runs, and the transformer only in part: what lies
 outside its repeated blocks, the block running and the next one (prefetched). Every weight then waits in pinned CPU
 RAM (``host_bytes``). With fp8 weights (``enable_layerwise_casting``) the blocks' weights are stored in one byte each
@@ -67,6 +69,10 @@ class TransformerMemoryProfile:
     decode_tiled_per_frame_pixel: int = 0
     transformer_blocks: int = 0  # the repeated blocks group offload streams (0: the rung is not offered)
     transformer_block_params: int = 0  # the parameters inside those blocks, all together
+    # Transformers of ``transformer_params`` each that take turns over the steps (Wan 2.2 A14B: a high-noise and a
+    # low-noise expert, switched at a boundary timestep); one computes at a time, so activations are one's. Without
+    # offload every expert's weights stay on the GPU; with model offload the idle one waits on the CPU.
+    experts: int = 1
 
     # A causal 3-D VAE decodes the whole clip with a temporal cache: frame chunks change nothing, tiling does.
     decodes_in_frame_chunks = False
@@ -167,11 +173,14 @@ class TransformerMemoryProfile:
         fp32 = self.transformer_fp32_params
         # fp8 storage (layerwise casting) keeps one byte per weight inside the blocks; the rest keeps its dtype.
         fp8_saving = self.transformer_block_params * (value - 1) if fp8_weights else 0
+        transformer = (self.transformer_params - fp32) * value + fp32 * BYTES_PER_VALUE["float32"] - fp8_saving
         return {
-            "transformer": (self.transformer_params - fp32) * value + fp32 * BYTES_PER_VALUE["float32"] - fp8_saving,
+            "transformer": transformer,
             "text_encoder": self.text_encoder_params * value,
             "image_encoder": self.image_encoder_params * value,
             "vae": self.vae_params * BYTES_PER_VALUE[self.vae_dtype or dtype],
+            # Resident only where everything is (no offload): the offload modes name the stages' models one by one.
+            "idle_experts": (self.experts - 1) * transformer,
         }
 
     def scaled(self, *, transformer_width: float, vae_width: float, text_width: float, **params: int

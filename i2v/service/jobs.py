@@ -134,13 +134,15 @@ def request_settings(request: GenerationRequest) -> dict[str, Any]:
     """The request without its picture, as JSON-able values."""
     settings = {name: getattr(request, name) for name in SETTING_FIELDS}
     settings["seeds"] = list(request.seeds)
+    # The app's own copy of the last frame (JobManager.submit keeps it beside the picture), when there is one.
+    settings["last_image"] = str(request.last_image) if isinstance(request.last_image, (str, Path)) else None
     return settings
 
 
 def request_from_settings(settings: dict[str, Any], image: Any) -> GenerationRequest:
     values = {name: settings[name] for name in SETTING_FIELDS if name in settings}
     values["seeds"] = tuple(values.get("seeds") or ())
-    return GenerationRequest(image=image, **values)
+    return GenerationRequest(image=image, last_image=settings.get("last_image"), **values)
 
 
 class JobManager:
@@ -213,11 +215,15 @@ class JobManager:
             # Fixed now so the page can show the seed while the job waits, and a retry reproduces it.
             request = replace(request, seeds=(secrets.randbelow(MAX_SEED + 1),))
         data = _input_bytes(request.image)
-        # The checks run on the very bytes that will be kept (the upload may change or vanish meanwhile), and the
-        # copy counts against the disk reserve like the videos.
-        job = self.engine.prepare(replace(request, image=data), extra_bytes=len(data))
-        kept, fresh = self._keep_input(data, job.source.source_format)
-        request = replace(request, image=kept)
+        last = _input_bytes(request.last_image) if request.last_image is not None else None
+        # The checks (a last frame the model does not take among them) run on the very bytes that will be kept (the
+        # upload may change or vanish meanwhile), and the copies count against the disk reserve like the videos.
+        job = self.engine.prepare(replace(request, image=data, last_image=last),
+                                  extra_bytes=len(data) + len(last or b""))
+        fresh: list[Path] = []  # what this call wrote, removed again if the job is refused after all
+        request = replace(request, image=self._keep(data, job.source.source_format, fresh))
+        if last is not None:
+            request = replace(request, last_image=self._keep(last, job.last_source.source_format, fresh))
         job_id = new_job_id()
         with self._changed:
             waiting = len(self._queue)
@@ -227,8 +233,8 @@ class JobManager:
             try:
                 self.store.add(record)
             except STORE_ERRORS as exc:
-                if fresh:  # a refused request leaves nothing behind
-                    kept.unlink(missing_ok=True)
+                for path in fresh:  # a refused request leaves nothing behind
+                    path.unlink(missing_ok=True)
                 raise JobNotRecordedError(_database_message(exc, "the job was not queued")) from None
             self._queue.append(_LiveJob(job_id, request, record))
             self._ensure_worker()
@@ -245,6 +251,18 @@ class JobManager:
                     f"The app is busy: {waiting} jobs are waiting (the queue holds {self.max_queue}). "
                     "Try again in a few minutes."
                 )
+
+    def _keep(self, data: bytes, source_format: str, fresh: list[Path]) -> Path:
+        """``_keep_input``, adding what it wrote to ``fresh``; on failure the others in ``fresh`` go too."""
+        try:
+            kept, written = self._keep_input(data, source_format)
+        except InputNotKeptError:
+            for path in fresh:
+                path.unlink(missing_ok=True)
+            raise
+        if written:
+            fresh.append(kept)
+        return kept
 
     def _keep_input(self, data: bytes, source_format: str) -> tuple[Path, bool]:
         """Copy the checked picture into outputs/inputs/, named by content, so the job and its history entry

@@ -164,9 +164,14 @@ class JobStore:
         return paths, active
 
     def image_paths(self) -> set[str]:
-        """The kept input pictures some job still refers to."""
+        """The kept input pictures some job still refers to: its picture and its last frame (in its settings)."""
         with self._connect() as db:
-            return {row[0] for row in db.execute("SELECT DISTINCT image_path FROM jobs WHERE image_path IS NOT NULL")}
+            pictures = {row[0] for row in db.execute(
+                "SELECT DISTINCT image_path FROM jobs WHERE image_path IS NOT NULL")}
+            last_frames = {row[0] for row in db.execute(
+                "SELECT DISTINCT json_extract(settings, '$.last_image') FROM jobs "
+                "WHERE json_extract(settings, '$.last_image') IS NOT NULL")}
+        return pictures | last_frames
 
     def _update(self, job_id: str, **columns: Any) -> None:
         assignments = ", ".join(f"{name} = ?" for name in columns)

@@ -66,7 +66,7 @@ class PageEvents:
     def wire(self, demo: gr.Blocks) -> None:
         page = self.page
         controls = page.controls()
-        settings_outputs = [page.verdict, page.image_report, page.preview, page.traps]
+        settings_outputs = [page.verdict, page.image_report, page.preview, page.traps, page.last_image_box]
         job_view = [page.status, page.timer, *page.on_screen()]
         submitted = [page.job_id, page.browser_job, *job_view]
         history = page.history_outputs()
@@ -79,7 +79,8 @@ class PageEvents:
         page.preset.input(self.fill_preset, [page.preset, page.model], page.numbers(), **quick)
         # The verdict for a model change waits for the model's limits: fired beside choose_model it would send the
         # old resolution, which the new model's resolution menu may no longer hold.
-        page.model.input(self.choose_model, [page.model, page.preset], [page.preset, *page.numbers(), page.banner],
+        page.model.input(self.choose_model, [page.model, page.preset],
+                         [page.preset, *page.numbers(), page.banner, page.last_image_box, page.last_image],
                          **quick).then(self.check_settings, controls, settings_outputs, **picture)
         gr.on([c.change for c in controls if c not in (page.prompt, page.model)], self.check_settings, controls,
               settings_outputs, trigger_mode="always_last", **picture)
@@ -119,9 +120,13 @@ class PageEvents:
         option, presets = self.studio.option(model), self.studio.presets_for(model)
         preset = preset if preset in presets else DEFAULT_PRESET
         page = self.page
+        takes_last = option.spec.takes_last_image
         return {page.preset: gr.Radio(choices=preset_choices(presets), value=preset),
                 **page.named(control_updates(option.spec, preset_values(presets[preset]))),
-                page.banner: banner_html(option, self.studio.runs_on)}
+                page.banner: banner_html(option, self.studio.runs_on),
+                # A last frame left in a hidden control would be refused on every run of this model: drop it.
+                page.last_image_box: gr.Column(visible=takes_last),
+                **({} if takes_last else {page.last_image: None})}
 
     def check_settings(self, *values) -> Updates:
         """The planner's verdict, image warnings, preview and parameter traps for the current controls."""
@@ -129,18 +134,26 @@ class PageEvents:
         assumed_square = form.image is None
         if assumed_square:
             form = FormValues(Image.new("RGB", (512, 512), (128, 128, 128)), *values[1:])
+        # The last-frame control follows the model however it was chosen (menu, loaded settings, page load).
+        box = {page.last_image_box: gr.Column(visible=self._takes_last_image(form.model))}
         try:
             request = to_request(form, self.studio.option(form.model).name)
             # Through the job manager: its messages name no server path.
             job = self.studio.jobs.prepare(request.with_changes(prompt=request.prompt or "placeholder"))
         except BadInputError as exc:  # the image report and preview still describe the last good settings
-            return {page.verdict: render.verdict_html(None, exc), page.traps: ""}
+            return {page.verdict: render.verdict_html(None, exc), page.traps: "", **box}
         expected = self.studio.expected_seconds(job) if self.studio.expected_seconds else None
         traps = [w for w in job.warnings if w.code.startswith("params.")]
-        return {page.verdict: render.verdict_html(job, assumed_square=assumed_square, expected_s=expected),
+        return {**box, page.verdict: render.verdict_html(job, assumed_square=assumed_square, expected_s=expected),
                 page.image_report: "" if assumed_square else self._image_report(job),
                 page.preview: None if assumed_square else job.image,
                 page.traps: render.findings_html(traps, kind="warning")}
+
+    def _takes_last_image(self, model: str | None) -> bool:
+        try:
+            return self.studio.option(model).spec.takes_last_image
+        except BadInputError:  # a model the page does not offer: the verdict says so
+            return False
 
     @staticmethod
     def _image_report(job: PreparedJob) -> str:
@@ -224,7 +237,8 @@ class PageEvents:
                 page.negative_prompt: settings.get("negative_prompt", ""), page.preset: higher.name,
                 **page.named(control_updates(self.studio.option(model).spec, preset_values(higher))),
                 page.seed: shown["videos"][index]["seed"], page.candidates: 1,
-                page.auto_enhance: settings.get("auto_enhance", False), page.model: model}
+                page.auto_enhance: settings.get("auto_enhance", False), page.model: model,
+                page.last_image: settings.get("last_image") if model == settings.get("model") else None}
 
     # -- history -------------------------------------------------------------------------------------------
     def history(self) -> Updates:
@@ -285,7 +299,8 @@ class PageEvents:
                 page.negative_prompt: request.negative_prompt, page.preset: request.preset or DEFAULT_PRESET,
                 **page.named(control_updates(self.studio.option(model).spec, values)),
                 page.seed: request.seeds[0] if request.seeds else RANDOM_SEED, page.candidates: request.candidates,
-                page.auto_enhance: request.auto_enhance, page.model: model}
+                page.auto_enhance: request.auto_enhance, page.model: model,
+                page.last_image: request.last_image if model == request.model else None}
 
     # -- what shows a job's outcome ------------------------------------------------------------------------
     def _on_screen(self, status: JobStatus | None) -> Updates:

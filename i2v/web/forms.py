@@ -61,6 +61,7 @@ class FormValues:
     candidates: Any
     auto_enhance: Any
     model: Any = None  # empty: the app's configured model
+    last_image: Any = None  # the video's last frame, for models that take one (hidden on the page elsewhere)
 
 
 def whole(name: str, value: Any, *, allow_none: bool = False) -> int | None:
@@ -121,6 +122,7 @@ def to_request(form: FormValues, model: str, *, allow_missing: bool = False) -> 
         candidates=whole("candidates", form.candidates, allow_none=False),
         auto_enhance=switch("auto_enhance", form.auto_enhance),
         model=model,
+        last_image=form.last_image or None,
     )
 
 

@@ -87,6 +87,11 @@ class Page:
                                       "a switch reloads.")
         self.image = uploaded_image(label="Image", sources=["upload", "clipboard"], elem_id="input-image",
                                     height=300)
+        # Shown only for a model that takes a last frame (spec.takes_last_image); the column is what is hidden,
+        # since the upload control itself must only ever be sent values (forms.uploaded_image).
+        with gr.Column(visible=first.spec.takes_last_image, elem_id="last-image-box") as self.last_image_box:
+            self.last_image = uploaded_image(label="Last frame (optional): the video ends on this picture",
+                                             sources=["upload", "clipboard"], elem_id="last-image", height=200)
         self.image_report = gr.HTML(elem_id="image-report")
         with gr.Accordion("Preprocessed image (what the model sees)", open=False):
             self.preview = gr.Image(label="Model input", interactive=False, elem_id="preview-image", height=240)
