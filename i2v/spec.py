@@ -73,6 +73,8 @@ class ModelSpec:
     preset_key: str = "i2vgen-xl"
     # Tokens the text encoder reads, start/end tokens included (CLIP 77); longer prompts are truncated.
     max_prompt_tokens: int = 77
+    # The model generates a sound track with the picture (LTX-2): the mp4 carries it unless the request turns it off.
+    has_audio: bool = False
 
     # -- sizes -------------------------------------------------------------------------------------------
     def size_for_tier(self, tier: int, aspect: float) -> tuple[tuple[int, int], list[Finding]]:
@@ -185,6 +187,7 @@ class ModelSpec:
             "fixed_size": self.fixed_size,
             "preset_key": self.preset_key,
             "random_weights": self.random_weights,
+            "has_audio": self.has_audio,
         }
 
 

@@ -1,19 +1,19 @@
 """Model backends and how a model name picks one: the registry. One folder per family (``i2vgen_xl/``,
-``cogvideox/``, ``wan/``, ``easyanimate/``); what they share is written once: the backend interface (``base``), the
-diffusers-pipeline backend (``pipeline_backend``), hub and folder helpers (``hub``), the per-component folder loader
+``cogvideox/``, ``wan/``, ``easyanimate/``, ``ltx2/``); what they share is written once: the backend interface
+(``base``), the diffusers-pipeline backend (``pipeline_backend``), hub and folder helpers (``hub``), the per-component folder loader
 (``folder_loader``), the built-in random-weight model shell (``builtin``) and the page's model menu (``catalog``).
 A new family is a new folder plus its lines below."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from i2v.backends import cogvideox, easyanimate, i2vgen_xl, wan
-from i2v.backends.base import DenoiseInputs, LoadReport, ModelBackend
+from i2v.backends import cogvideox, easyanimate, i2vgen_xl, ltx2, wan
+from i2v.backends.base import DenoiseInputs, LoadReport, ModelBackend, WithAudio
 from i2v.backends.hub import looks_like_hub_id, pipeline_class_in
 from i2v.errors import BadInputError, ModelLoadError
 
 __all__ = ["BUILT_IN_MODELS", "DenoiseInputs", "LoadReport", "ModelBackend", "TEST_MODELS", "backend_for",
-           "preset_keys", "registered_specs", "spec_for"]
+           "preset_keys", "registered_specs", "spec_for", "WithAudio"]
 
 # Built here from code, random weights: nothing to download. The test models are toy-sized (seconds on a CPU,
 # offered beside each other on the page); the full-size one is for GPU speed and memory figures only.
@@ -22,6 +22,7 @@ _TEST_MODELS: dict[str, type[ModelBackend]] = {
     cogvideox.TINY_COGVIDEOX_NAME: cogvideox.TinyCogVideoXBackend,
     wan.TINY_WAN_NAME: wan.TinyWanBackend,
     easyanimate.TINY_EASYANIMATE_NAME: easyanimate.TinyEasyAnimateBackend,
+    ltx2.TINY_LTX2_NAME: ltx2.TinyLTX2Backend,
 }
 _BUILT_IN: dict[str, type[ModelBackend]] = {
     **_TEST_MODELS, i2vgen_xl.FULL_SIZE_RANDOM_NAME: i2vgen_xl.FullSizeRandomBackend,
@@ -34,6 +35,7 @@ _BY_PIPELINE: dict[str, type[ModelBackend]] = {
     cogvideox.PIPELINE_CLASS: cogvideox.CogVideoXBackend,
     easyanimate.PIPELINE_CLASS: easyanimate.EasyAnimateBackend,
     wan.PIPELINE_CLASS: wan.WanBackend,
+    ltx2.PIPELINE_CLASS: ltx2.LTX2Backend,
 }
 
 
@@ -64,13 +66,16 @@ def backend_class_for(model: str) -> type[ModelBackend]:
         # A hub id cannot be inspected offline; the repo name says which family it is.
         if "easyanimate" in model.lower():
             return easyanimate.EasyAnimateBackend
+        if ltx2.is_ltx2_hub_id(model):  # "ltx-2" / "ltx2", not LTX-Video 0.9.x
+            return ltx2.LTX2Backend
         if wan.is_wan_i2v_hub_id(model):  # "wan" as a word of its own and "i2v"
             return wan.wan_backend_class(model)
         return cogvideox.CogVideoXBackend if "cogvideox" in model.lower() else i2vgen_xl.I2VGenXLBackend
     raise BadInputError(
         f"Model '{model}' is neither one of {', '.join(repr(n) for n in _BUILT_IN)}, a local folder in diffusers "
         "layout, nor a hub id like 'ali-vilab/i2vgen-xl', 'THUDM/CogVideoX-5b-I2V', "
-        "'alibaba-pai/EasyAnimateV5.1-7b-zh-InP-diffusers' or 'Wan-AI/Wan2.1-I2V-14B-480P-Diffusers'."
+        "'alibaba-pai/EasyAnimateV5.1-7b-zh-InP-diffusers', 'Wan-AI/Wan2.1-I2V-14B-480P-Diffusers' or "
+        "'Lightricks/LTX-2'."
     )
 
 

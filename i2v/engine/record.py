@@ -45,6 +45,8 @@ def reproduce_command(params: dict, image_hint: str) -> str:
         args += ["--negative-prompt", params["negative_prompt"]]
     if params.get("auto_enhance"):
         args.append("--auto-enhance")
+    if params.get("audio") is False:
+        args.append("--no-audio")
     return shlex.join(args)
 
 

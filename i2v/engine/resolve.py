@@ -44,6 +44,7 @@ class ResolvedParams:
     fps: int
     seeds: tuple[int, ...]
     auto_enhance: bool
+    audio: bool = True  # a model with sound makes its track; no effect on models without sound
 
     def for_seed(self, seed: int, dtype: str) -> dict:
         data = {k: v for k, v in self.__dict__.items() if k != "seeds"}
@@ -154,6 +155,7 @@ def prepare(
         fps=fps,
         seeds=seeds_for(request, secrets.randbelow(MAX_SEED + 1)),
         auto_enhance=request.auto_enhance,
+        audio=request.audio,
     )
     return PreparedJob(
         request=request, spec=spec, params=params, plan=decision.plan, image=image, source=source,

@@ -43,6 +43,7 @@ class TransformerMemoryProfile:
     text_encoder_params: int
     vae_params: int
     image_encoder_params: int = 0
+    audio_params: int = 0  # a sound track's decoders (LTX-2: audio VAE + vocoder), on the GPU with the video VAE
     transformer_fp32_params: int = 0  # modules diffusers keeps in float32 (``_keep_in_fp32_modules``)
     vae_dtype: str | None = None  # None: the plan's dtype
     cfg_batch: int = 2  # transformer batch with guidance
@@ -80,7 +81,7 @@ class TransformerMemoryProfile:
         weights = self.weights(dtype)
         if cpu_offload == "model":
             resident = {"text": ("text_encoder",), "encode": self.encode_resident, "denoise": ("transformer", "vae"),
-                        "decode": ("vae",)}
+                        "decode": ("vae", "audio")}
         else:
             resident = {stage: tuple(weights) for stage in STAGES}
         on_gpu = {stage: sum(weights[name] for name in names) for stage, names in resident.items()}
@@ -137,6 +138,7 @@ class TransformerMemoryProfile:
             "text_encoder": self.text_encoder_params * value,
             "image_encoder": self.image_encoder_params * value,
             "vae": self.vae_params * BYTES_PER_VALUE[self.vae_dtype or dtype],
+            "audio": self.audio_params * value,
         }
 
     def scaled(self, *, transformer_width: float, vae_width: float, text_width: float, **params: int

@@ -36,7 +36,7 @@ POSTER_SUFFIX = ".jpg"
 INPUTS_FOLDER = "inputs"
 # Request fields a history entry needs to "load these settings" (the image is kept as a file beside them).
 SETTING_FIELDS = ("prompt", "negative_prompt", "preset", "resolution", "width", "height", "frames", "steps",
-                  "guidance", "fps", "seeds", "candidates", "auto_enhance", "model", "dtype", "device")
+                  "guidance", "fps", "seeds", "candidates", "auto_enhance", "model", "dtype", "device", "audio")
 
 
 class JobListener:
