@@ -108,7 +108,7 @@ def test_parameter_counts_of_the_real_architecture():
     assert counts["transformer"] == 18_876_174_592  # "19B"
     memory = LTX2_SPEC.memory
     assert memory.transformer_params == counts["transformer"] and memory.vae_params == counts["vae"]
-    assert memory.text_encoder_params == counts["text_encoder"] + counts["connectors"]
+    assert (memory.text_encoder_params, memory.connector_params) == (counts["text_encoder"], counts["connectors"])
     assert memory.audio_params == counts["audio_vae"] + counts["vocoder"]
 
 
@@ -118,7 +118,7 @@ def test_tiny_memory_profile_counts_equal_the_build():
              for name in ("transformer", "vae", "text_encoder", "connectors", "audio_vae", "vocoder")}
     memory = TINY_LTX2_SPEC.memory
     assert (memory.transformer_params, memory.vae_params) == (count["transformer"], count["vae"])
-    assert memory.text_encoder_params == count["text_encoder"] + count["connectors"]
+    assert (memory.text_encoder_params, memory.connector_params) == (count["text_encoder"], count["connectors"])
     assert memory.audio_params == count["audio_vae"] + count["vocoder"]
 
 
@@ -249,3 +249,14 @@ def test_nan_in_the_sound_is_never_written(photo_path, tmp_path):
     with nan_output(engine.backend.pipeline.vocoder.conv_out), pytest.raises(NonFiniteOutputError, match="audio"):
         engine.generate(request)
     assert sorted((tmp_path / "out").rglob("*")) == written  # no silent video, no partial file
+
+
+def test_vram_doc_table_matches_the_planner():
+    from i2v.engine.presets import default_presets, presets_for_model
+    from i2v.planning.planner import decision_table
+
+    spec = LTX2_SPEC
+    table = decision_table(spec, presets_for_model(default_presets(), spec.preset_key), (12, 16, 24, 40, 48, 80),
+                           aspect=spec.native_size[0] / spec.native_size[1])
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "VRAM.md").read_text(encoding="utf-8")
+    assert "estimated, not traced" in doc and table in doc, f"docs/VRAM.md is out of date for LTX-2:\n{table}"

@@ -44,6 +44,7 @@ class TransformerMemoryProfile:
     vae_params: int
     image_encoder_params: int = 0
     audio_params: int = 0  # a sound track's decoders (LTX-2: audio VAE + vocoder), on the GPU with the video VAE
+    connector_params: int = 0  # a model between text encoder and transformer (LTX-2's text connectors)
     transformer_fp32_params: int = 0  # modules diffusers keeps in float32 (``_keep_in_fp32_modules``)
     vae_dtype: str | None = None  # None: the plan's dtype
     cfg_batch: int = 2  # transformer batch with guidance
@@ -139,6 +140,7 @@ class TransformerMemoryProfile:
             "image_encoder": self.image_encoder_params * value,
             "vae": self.vae_params * BYTES_PER_VALUE[self.vae_dtype or dtype],
             "audio": self.audio_params * value,
+            "connectors": self.connector_params * value,
         }
 
     def scaled(self, *, transformer_width: float, vae_width: float, text_width: float, **params: int

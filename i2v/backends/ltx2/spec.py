@@ -53,18 +53,22 @@ LTX2_SPEC = ModelSpec(
         "8N+1 frames (121 is 5 s at 24 fps); sides multiple of 32. Reads prompts with Gemma 3 (up to 1024 tokens): "
         "describe the scene, the motion and the sound.",
     ),
-    # Parameters: config.parameter_counts() (a test keeps them equal) for LTX-2.0 (19 B); the text encoder figure is
-    # Gemma 3 12B with the text connectors, the audio figure the audio VAE with the vocoder. Activations: ESTIMATED,
-    # NOT TRACED (docs/VRAM.md): Wan 2.1's traced per-token cost scaled to LTX-2's width and feed-forward, tokens at
-    # 1/32 size and 1/8 time. The pipeline calls the transformer with batch 2 under guidance (then batch-1 passes for
-    # its spatio-temporal and modality guidance), and encodes the picture alone.
+    # Parameters: config.parameter_counts() (a test keeps them equal) for LTX-2.0 (19 B transformer, Gemma 3 12B,
+    # 1.4 B text connectors, 1.2 B video VAE; the audio figure is the audio VAE with the vocoder). Activations:
+    # ESTIMATED, NOT TRACED (docs/VRAM.md): the denoiser's per-token cost is Wan 2.1's traced figure scaled to LTX-2's
+    # feed-forward (16384 wide against 13824), tokens at 1/32 size and 1/8 time (patch 1); the VAE works at 1/4 size
+    # after its 4×4 patch and decodes every frame in one call, so its cost is per frame pixel; tiling is not
+    # credited (the prediction stays an upper bound). The pipeline calls the transformer with batch 2 under guidance
+    # (then batch-1 passes for its spatio-temporal and modality guidance) and encodes the picture alone, while the
+    # text connectors (offload chain: text_encoder -> connectors -> transformer -> vae -> audio_vae -> vocoder) are
+    # still on the GPU.
     memory=TransformerMemoryProfile(
-        transformer_params=18_876_174_592, text_encoder_params=12_202_563_392 + 1_431_475_200,
+        transformer_params=18_876_174_592, text_encoder_params=12_202_563_392, connector_params=1_431_475_200,
         vae_params=1_222_479_601, audio_params=53_248_146 + 55_592_802,
         cfg_batch=2, patch_size=1, vae_scale_factor=32, temporal_compression=8,
-        denoise_fixed=60_000_000, denoise_per_token=136_000, text_activation=400_000_000,
-        encodes_clip=False, encode_resident=("text_encoder", "vae"), encode_per_pixel=60_000,
-        encode_per_frame_pixel=0, decode_per_call_pixel=60_000, decode_per_frame_pixel=40, vae_tile=(512, 512),
-        decode_tiled_per_call_pixel=60_000, decode_tiled_per_frame_pixel=40,
+        denoise_fixed=60_000_000, denoise_per_token=136_000, text_activation=800_000_000,
+        encodes_clip=False, encode_resident=("connectors", "vae"), encode_per_pixel=1_000,
+        encode_per_frame_pixel=0, decode_per_call_pixel=0, decode_per_frame_pixel=340, vae_tile=(512, 512),
+        decode_tiled_per_call_pixel=0, decode_tiled_per_frame_pixel=340,
     ),
 )

@@ -44,7 +44,7 @@ TINY_LTX2_SPEC = dataclasses.replace(
     # memory planner runs for it on a (fake) GPU.
     memory=LTX2_SPEC.memory.scaled(
         transformer_width=16 / 4096, vae_width=8 / 256, text_width=_TEXT_DIM / 3840,
-        transformer_params=31_208, text_encoder_params=12_472 + 7_520, vae_params=565_343,
+        transformer_params=31_208, text_encoder_params=12_472, connector_params=7_520, vae_params=565_343,
         audio_params=161_902 + 61_179,
     ),
 )
