@@ -26,6 +26,7 @@ KNOWN_HUB_MODELS: tuple[str, ...] = (
     "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
     "Wan-AI/Wan2.1-I2V-14B-720P-Diffusers",
     "alibaba-pai/EasyAnimateV5.1-7b-zh-InP-diffusers",
+    "Lightricks/LTX-2",
 )
 
 

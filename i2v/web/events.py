@@ -27,7 +27,7 @@ from i2v.service.jobs import JobManager, JobStatus, request_from_settings
 from i2v.web import render
 from i2v.web.forms import RANDOM_SEED, FormValues, next_tier, preset_values, to_request
 from i2v.web.model_choice import banner_html, control_updates, preset_choices
-from i2v.web.page import Page, Updates
+from i2v.web.page import Page, Updates, audio_checkbox
 
 
 class StudioServices(Protocol):
@@ -75,8 +75,8 @@ class PageEvents:
         page.preset.input(self.fill_preset, [page.preset, page.model], page.numbers(), **quick)
         # The verdict for a model change waits for the model's limits: fired beside choose_model it would send the
         # old resolution, which the new model's resolution menu may no longer hold.
-        page.model.input(self.choose_model, [page.model, page.preset], [page.preset, *page.numbers(), page.banner],
-                         **quick).then(self.check_settings, controls, settings_outputs, **quick)
+        page.model.input(self.choose_model, [page.model, page.preset],
+                         [page.preset, *page.numbers(), page.banner, page.audio], **quick).then(self.check_settings, controls, settings_outputs, **quick)
         gr.on([c.change for c in controls if c not in (page.prompt, page.model)], self.check_settings, controls,
               settings_outputs, trigger_mode="always_last", **quick)
         # Lint as the user types: "always_last" drops the keystrokes that arrive while a lint is running.
@@ -117,7 +117,8 @@ class PageEvents:
         page = self.page
         return {page.preset: gr.Radio(choices=preset_choices(presets), value=preset),
                 **page.named(control_updates(option.spec, preset_values(presets[preset]))),
-                page.banner: banner_html(option, self.studio.runs_on)}
+                page.banner: banner_html(option, self.studio.runs_on),
+                page.audio: gr.Checkbox(visible=option.spec.has_audio)}
 
     def check_settings(self, *values) -> Updates:
         """The planner's verdict, image warnings, preview and parameter traps for the current controls."""
@@ -219,7 +220,8 @@ class PageEvents:
                 page.negative_prompt: settings.get("negative_prompt", ""), page.preset: higher.name,
                 **page.named(control_updates(self.studio.option(model).spec, preset_values(higher))),
                 page.seed: shown["videos"][index]["seed"], page.candidates: 1,
-                page.auto_enhance: settings.get("auto_enhance", False), page.model: model}
+                page.auto_enhance: settings.get("auto_enhance", False), page.model: model,
+                page.audio: audio_checkbox(self.studio.option(model).spec, settings.get("audio", True))}
 
     # -- history -------------------------------------------------------------------------------------------
     def history(self) -> Updates:
@@ -280,7 +282,8 @@ class PageEvents:
                 page.negative_prompt: request.negative_prompt, page.preset: request.preset or DEFAULT_PRESET,
                 **page.named(control_updates(self.studio.option(model).spec, values)),
                 page.seed: request.seeds[0] if request.seeds else RANDOM_SEED, page.candidates: request.candidates,
-                page.auto_enhance: request.auto_enhance, page.model: model}
+                page.auto_enhance: request.auto_enhance, page.model: model,
+                page.audio: audio_checkbox(self.studio.option(model).spec, request.audio)}
 
     # -- what shows a job's outcome ------------------------------------------------------------------------
     def _on_screen(self, status: JobStatus | None) -> Updates:

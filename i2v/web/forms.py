@@ -61,6 +61,7 @@ class FormValues:
     candidates: Any
     auto_enhance: Any
     model: Any = None  # empty: the app's configured model
+    audio: Any = True  # the sound track of a model that makes one (the box is shown for those models only)
 
 
 def whole(name: str, value: Any, *, allow_none: bool = False) -> int | None:
@@ -113,6 +114,7 @@ def to_request(form: FormValues, model: str, *, allow_missing: bool = False) -> 
         candidates=whole("candidates", form.candidates, allow_none=False),
         auto_enhance=bool(form.auto_enhance),
         model=model,
+        audio=True if form.audio is None else form.audio,  # a non-bool is refused by validate_request
     )
 
 
