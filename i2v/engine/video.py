@@ -20,7 +20,7 @@ from i2v.errors import OutputWriteError, VideoEncodeError
 log = logging.getLogger(__name__)
 
 ENCODE_TIMEOUT_S = 600  # a few seconds is normal; this only stops an ffmpeg that hangs from blocking the worker
-AUDIO_BITRATE = "192k"  # AAC at this rate is transparent for 24 kHz stereo
+AUDIO_BITRATE = "192k"  # ample for 24 kHz stereo speech, music and effects
 
 
 @dataclass(frozen=True)
