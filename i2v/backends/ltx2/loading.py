@@ -109,9 +109,10 @@ def check_components_agree(components: dict, spec: ModelSpec) -> None:
          connectors.caption_channels),
         ("text encoder layers + 1", text.num_hidden_layers + 1, "text connectors text_proj_in_factor",
          connectors.text_proj_in_factor),
-        ("text connectors caption_channels", connectors.caption_channels, "transformer caption_channels",
-         transformer.caption_channels),
     ]
+    if not connectors.per_modality_projections:  # LTX-2.0: the transformer projects the connectors' output itself
+        checks.append(("text connectors caption_channels", connectors.caption_channels,
+                       "transformer caption_channels", transformer.caption_channels))
     for left_name, left, right_name, right in checks:
         if left != right:
             raise ModelLoadError(
