@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="seed; repeat for several candidates with these seeds")
     gen.add_argument("--candidates", type=int, default=1, help="videos per prompt, seeds counting up")
     gen.add_argument("--auto-enhance", action="store_true", help="contrast ×1.2, sharpness ×1.1 before the run")
+    gen.add_argument("--no-audio", dest="audio", action="store_false",
+                     help="leave the sound track out (models with sound, e.g. LTX-2; others have none anyway)")
     gen.add_argument("--model", default=None, help=f"hub id, local folder or 'tiny' (default: {default_model()})")
     gen.add_argument("--family", help=FAMILY_HELP)
     gen.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto")
@@ -370,7 +372,7 @@ def _requests(args) -> list[GenerationRequest]:
             image=args.image, prompt=prompt, negative_prompt=args.negative_prompt, preset=args.preset,
             resolution=args.resolution, width=args.width, height=args.height, frames=args.frames,
             steps=args.steps, guidance=args.guidance, fps=args.fps, seeds=tuple(args.seed),
-            candidates=args.candidates, auto_enhance=args.auto_enhance, model=args.model or default_model(),
+            candidates=args.candidates, auto_enhance=args.auto_enhance, audio=args.audio, model=args.model or default_model(),
             family=args.family, dtype=args.dtype, device=args.device, output_path=output, last_image=args.last_image,
         )
         for prompt, output in zip(args.prompt, outputs)

@@ -75,6 +75,8 @@ class ModelSpec:
     max_prompt_tokens: int = 77
     # The model can also be given the video's last frame (``GenerationRequest.last_image``; Wan 2.2 I2V-A14B).
     takes_last_image: bool = False
+    # The model generates a sound track with the picture (LTX-2): the mp4 carries it unless the request turns it off.
+    has_audio: bool = False
 
     # -- sizes -------------------------------------------------------------------------------------------
     def size_for_tier(self, tier: int, aspect: float) -> tuple[tuple[int, int], list[Finding]]:
@@ -188,6 +190,7 @@ class ModelSpec:
             "preset_key": self.preset_key,
             "random_weights": self.random_weights,
             "takes_last_image": self.takes_last_image,
+            "has_audio": self.has_audio,
         }
 
 

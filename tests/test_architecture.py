@@ -126,10 +126,10 @@ def test_the_root_of_the_package_holds_few_modules():
 
 def test_each_backend_family_is_a_folder_of_its_own():
     loose = [path.name for path in FAMILIES.glob("*.py")
-             if any(word in path.stem for word in ("i2vgen", "cogvideox", "wan", "easyanimate", "tiny"))]
+             if any(word in path.stem for word in ("i2vgen", "cogvideox", "wan", "easyanimate", "ltx", "tiny"))]
     assert not loose, f"family modules outside their folder: {loose}"
     families = sorted(path.name for path in FAMILIES.iterdir() if (path / "__init__.py").is_file())
-    assert families == ["cogvideox", "easyanimate", "i2vgen_xl", "wan", "wan22"]
+    assert families == ["cogvideox", "easyanimate", "i2vgen_xl", "ltx2", "wan", "wan22"]
 
 
 def test_every_folder_names_its_public_faces():

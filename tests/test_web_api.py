@@ -58,6 +58,13 @@ def get(url: str) -> httpx.Response:
 
 
 # -- /generate -----------------------------------------------------------------------------------------------
+def test_generate_with_audio_off_on_a_model_with_sound_writes_no_sound_track(client, image):
+    from i2v.engine.video import audio_streams
+
+    video, _files, result = client.predict(handle_file(str(image)), PROMPT, steps=2, frames=9, model="tiny-ltx2",
+                                           audio=False, api_name="/generate")
+    assert audio_streams(Path(video)) == [] and result["params"]["audio"] is False
+
 
 
 def test_generate_through_gradio_client_returns_a_playable_video_and_its_record(server, generated):
@@ -104,6 +111,8 @@ def test_generate_requires_only_image_and_prompt_and_only_the_script_endpoints_a
     assert names[:2] == ["image", "prompt"]
     required = [p["parameter_name"] for p in parameters if not p["parameter_has_default"]]
     assert required == ["image", "prompt"]
+    # audio came last, with a default, so scripts that pass the others by position keep working.
+    assert names[-2:] == ["model", "audio"] and parameters[-1]["parameter_default"] is True
 
 
 def test_a_seed_given_through_the_api_is_used(client, image):

@@ -297,3 +297,25 @@ def test_a_page_kept_in_outputs_never_runs_in_the_apps_origin(page, app_server):
     page.wait_for_timeout(1000)  # time enough for the fetch, had the script run
     assert not page.title().startswith("stolen"), "the file's script ran in the app's origin"
     assert [download.suggested_filename for download in downloads] == [trap.name]  # a download, not a page
+
+def test_ltx2_offers_a_sound_switch_and_its_video_plays_with_sound(page, app_server, photo_path):
+    open_page(page, app_server)
+    page.click("#advanced button")
+    assert not page.locator("#audio").is_visible()  # tiny makes no sound: no switch
+    page.click("#model input")
+    page.get_by_role("option", name="tiny-ltx2 — LTX-2 I2V (tiny, random weights)").click()
+    page.wait_for_function("document.querySelector('#model-banner')?.innerText.includes('tiny-ltx2')")
+    page.locator("#audio").wait_for(state="visible")
+    assert page.locator("#audio input[type=checkbox]").is_checked()
+    page.get_by_text("Fast check", exact=False).first.click()
+    page.set_input_files("#input-image input[type=file]", str(photo_path))
+    page.locator("#prompt textarea").fill("waves crashing on the rocks")
+    page.wait_for_function("document.querySelector('#plan-verdict')?.innerText.includes('9 frames')")
+    page.click("#generate")
+    assert wait_state(page, "done", "failed") == "done", page.inner_text("#job-status")
+    page.wait_for_selector("#video-0 video")
+    page.wait_for_function("document.querySelector('#video-0 video')?.readyState >= 1")
+    # The player decodes the sound track: Chromium counts the audio bytes it decoded while playing.
+    page.evaluate("(() => { const v = document.querySelector('#video-0 video'); v.muted = true; v.play(); })()")
+    page.wait_for_function("document.querySelector('#video-0 video')?.webkitAudioDecodedByteCount > 0")
+    assert "tiny-ltx2" in page.inner_text("#caption-0")

@@ -50,6 +50,19 @@ class DenoiseInputs:
     fps: int
     seed: int
     last_image: Image.Image | None = None  # the video's last frame, fitted like ``image`` (spec.takes_last_image)
+    audio: bool = True  # a model with sound makes its track (ignored by models without sound)
+
+
+@dataclass(frozen=True)
+class WithAudio:
+    """What a model with sound returns beside its video. From ``denoise``: the video latents and the audio latents
+    (None when the request turned audio off). From ``decode``: the video (1, 3, frames, height, width) in [-1, 1] and
+    the waveform (1, channels, samples) in [-1, 1] at ``sample_rate`` (None when off). Models without sound return
+    the video alone."""
+
+    video: object
+    audio: object | None
+    sample_rate: int = 0
 
 
 class ModelBackend(ABC):
@@ -66,11 +79,12 @@ class ModelBackend(ABC):
 
     @abstractmethod
     def denoise(self, inputs: DenoiseInputs, on_step: StepCallback) -> object:
-        """Run the denoising loop; return the final latents (a tensor)."""
+        """Run the denoising loop; return the final latents (a tensor, or ``WithAudio`` for a model with sound)."""
 
     @abstractmethod
     def decode(self, latents: object, plan: ExecutionPlan, *, dtype: str | None = None) -> object:
-        """Latents → video tensor (1, 3, frames, height, width) in [-1, 1]; ``dtype`` overrides the VAE's."""
+        """Latents → video tensor (1, 3, frames, height, width) in [-1, 1] (``WithAudio`` with the waveform for a
+        model with sound); ``dtype`` overrides the VAE's."""
 
     @abstractmethod
     def count_tokens(self, text: str) -> int | None:

@@ -28,6 +28,7 @@ KNOWN_HUB_MODELS: tuple[str, ...] = (
     "Wan-AI/Wan2.2-TI2V-5B-Diffusers",
     "Wan-AI/Wan2.2-I2V-A14B-Diffusers",
     "alibaba-pai/EasyAnimateV5.1-7b-zh-InP-diffusers",
+    "Lightricks/LTX-2",
 )
 
 

@@ -11,7 +11,7 @@ from i2v.errors import ModelLoadError
 from i2v.findings import Finding
 from i2v.backends.pipeline_backend import torch_dtype
 
-# Component -> (library, accepted class names), as each backend declares them.
+# Component -> (library module, accepted class names), as each backend declares them.
 Components = Mapping[str, tuple[str, Collection[str]]]
 
 
@@ -20,13 +20,14 @@ def load_components(folder: Path, index: dict, components: Components, dtype: st
     """Every component of ``components`` from ``folder``/<name>, then the scheduler. ``weighted`` are the ones with
     weights (loaded in ``dtype``, or ``dtypes[name]``); the others (tokenizers, processors) are loaded as they are.
     Returns (components by name, weight-key findings, class name by component)."""
+    import importlib
+
     import diffusers
     import transformers
 
     # Their per-file progress bars go to stderr on every load; our own progress events cover loading.
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
-    libraries = {"diffusers": diffusers, "transformers": transformers}
     loaded: dict[str, object] = {}
     found: list[Finding] = []
     for name, (library, accepted) in components.items():
@@ -38,7 +39,9 @@ def load_components(folder: Path, index: dict, components: Components, dtype: st
         path = folder / name
         if not path.is_dir():
             raise ModelLoadError(f"{folder}: the {name} folder is missing.")
-        cls = component_class(libraries[library], declared)
+        # A library is a module name: "diffusers", "transformers", or a pipeline's own module for the classes
+        # diffusers does not export at its top level (LTX-2's connectors and vocoder: "diffusers.pipelines.ltx2").
+        cls = component_class(importlib.import_module(library), declared)
         loaded[name] = load_component(cls, name, path, (dtypes or {}).get(name, dtype), found,
                                       weighted=name in weighted)
     loaded["scheduler"] = load_scheduler(folder, index)

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from i2v.backends import cogvideox, easyanimate, i2vgen_xl, wan, wan22
+from i2v.backends import cogvideox, easyanimate, i2vgen_xl, ltx2, wan, wan22
 from i2v.backends.base import ModelBackend
 from i2v.backends.hub import looks_like_hub_id, pipeline_class_in
 from i2v.errors import BadInputError, ModelLoadError
@@ -20,6 +20,7 @@ _TEST_MODELS: dict[str, type[ModelBackend]] = {
     wan22.TINY_TI2V_NAME: wan22.TinyWan22TI2VBackend,
     wan22.TINY_A14B_NAME: wan22.TinyWan22A14BBackend,
     easyanimate.TINY_EASYANIMATE_NAME: easyanimate.TinyEasyAnimateBackend,
+    ltx2.TINY_LTX2_NAME: ltx2.TinyLTX2Backend,
 }
 _BUILT_IN: dict[str, type[ModelBackend]] = {
     **_TEST_MODELS, i2vgen_xl.FULL_SIZE_RANDOM_NAME: i2vgen_xl.FullSizeRandomBackend,
@@ -36,6 +37,7 @@ FAMILIES: dict[str, type[ModelBackend]] = {
     "wan2.2-ti2v-5b": wan22.Wan22TI2VBackend,
     "wan2.2-i2v-a14b": wan22.Wan22A14BBackend,
     "easyanimate-v5.1": easyanimate.EasyAnimateBackend,
+    "ltx2": ltx2.LTX2Backend,
 }
 # model_index.json "_class_name" -> the backend that loads that pipeline.
 _BY_PIPELINE: dict[str, type[ModelBackend]] = {
@@ -43,6 +45,7 @@ _BY_PIPELINE: dict[str, type[ModelBackend]] = {
     cogvideox.PIPELINE_CLASS: cogvideox.CogVideoXBackend,
     easyanimate.PIPELINE_CLASS: easyanimate.EasyAnimateBackend,
     wan.PIPELINE_CLASS: wan.WanBackend,
+    ltx2.PIPELINE_CLASS: ltx2.LTX2Backend,
 }
 
 
@@ -150,6 +153,8 @@ def _family_by_name(model: str) -> str | None:
         return family_id(wan.wan_backend_class(name))
     if "easyanimate" in name and "inp" in name:
         return "easyanimate-v5.1"
+    if ltx2.is_ltx2_hub_id(model):  # "ltx-2" / "ltx2", not LTX-Video 0.9.x
+        return "ltx2"
     return None
 
 

@@ -26,3 +26,10 @@ def video_to_uint8(video) -> np.ndarray:
     ensure_finite(video, "decoded frames")
     frames = (video[0].float() / 2 + 0.5).clamp(0, 1).permute(1, 2, 3, 0)
     return (frames * 255).round().to(torch.uint8).cpu().numpy()
+
+
+def audio_to_float32(waveform) -> np.ndarray:
+    """(batch=1, channels, samples) in [-1, 1] → (channels, samples) float32, NaN-checked: a NaN sample would be
+    written as silence or a click, so it fails like a black frame does."""
+    ensure_finite(waveform, "decoded audio samples")
+    return waveform[0].float().clamp(-1, 1).cpu().numpy()

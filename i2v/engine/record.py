@@ -48,6 +48,8 @@ def reproduce_command(params: dict, image_hint: str, last_image_hint: str | None
         args.append("--auto-enhance")
     if last_image_hint:
         args += ["--last-image", last_image_hint]
+    if params.get("audio") is False:
+        args.append("--no-audio")
     return shlex.join(args)
 
 

@@ -56,6 +56,9 @@ class GenerationRequest:
     device: str | None = None  # None: CUDA when present, else CPU
     output_path: Path | None = None  # explicit file for one video; several get _01, _02… suffixes
     last_image: ImageSource | None = None  # the video's last frame, for models that take one (spec.takes_last_image)
+    # The sound track of a model that makes one (LTX-2). Accepted for every model: one without sound records
+    # "audio": null, as it would with audio off, so a switch left on never fails a request.
+    audio: bool = True
 
     def with_changes(self, **changes: Any) -> "GenerationRequest":
         return replace(self, **changes)
@@ -97,6 +100,8 @@ def validate_request(request: GenerationRequest) -> None:
         raise BadInputError("auto_enhance must be true or false.")
     if request.family is not None and not isinstance(request.family, str):
         raise BadInputError("family must be a model family id such as 'wan2.1-i2v-480p'.")
+    if not isinstance(request.audio, bool):
+        raise BadInputError(f"audio must be true or false; got {request.audio!r}.")
     if not isinstance(request.model, str) or not request.model.strip():
         raise BadInputError("model must be a hub id (owner/name), a local folder, or 'tiny'.")
     if request.dtype not in DTYPE_CHOICES:

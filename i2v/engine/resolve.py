@@ -46,6 +46,7 @@ class ResolvedParams:
     seeds: tuple[int, ...]
     auto_enhance: bool
     last_image_sha256: str | None = None  # the last frame's picture, when one was given
+    audio: bool = True  # a model with sound makes its track; no effect on models without sound
 
     def for_seed(self, seed: int, dtype: str) -> dict:
         data = {k: v for k, v in self.__dict__.items() if k != "seeds"}
@@ -168,6 +169,7 @@ def prepare(
         seeds=seeds_for(request, secrets.randbelow(MAX_SEED + 1)),
         auto_enhance=request.auto_enhance,
         last_image_sha256=_image_digest(request.last_image, last_source) if last_source else None,
+        audio=request.audio,
     )
     return PreparedJob(
         request=request, spec=spec, params=params, plan=decision.plan, image=image, source=source,

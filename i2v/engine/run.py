@@ -14,16 +14,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from i2v.backends import DenoiseInputs, LoadReport, ModelBackend
+from i2v.backends import DenoiseInputs, LoadReport, ModelBackend, WithAudio
 from i2v.engine import step_times
 from i2v.engine.device_memory import (OutOfMemoryDuring, first_line, free_cached_memory, is_out_of_memory,
                                       peak_memory, reset_peak_memory)
-from i2v.engine.numerics import ensure_finite, video_to_uint8
+from i2v.engine.numerics import audio_to_float32, ensure_finite, video_to_uint8
 from i2v.engine.progress import CancelToken, ProgressCallback, ProgressEvent
 from i2v.engine.record import SCHEMA, library_versions, reproduce_command, write_sidecar
 from i2v.engine.request import GenerationRequest
 from i2v.engine.resolve import PreparedJob
-from i2v.engine.video import write_mp4
+from i2v.engine.video import AudioTrack, write_mp4
 from i2v.errors import GpuOutOfMemoryError, JobCancelled, NonFiniteOutputError
 from i2v.findings import Finding
 from i2v.gpu.hardware import GpuDevice
@@ -73,6 +73,7 @@ class Rendered:
     job: PreparedJob  # the job as it ran: smaller after an out-of-memory retry
     dtype: str  # the precision it ran in: safer after a NaN retry
     frames: object  # uint8 (F, H, W, 3)
+    audio: AudioTrack | None = None  # the sound track, for a model with sound unless the request turned it off
 
 
 class JobRun:
@@ -139,7 +140,7 @@ class JobRun:
         record["video"]["file"] = path.name
         t0 = time.perf_counter()
         write_mp4(rendered.frames, path, rendered.job.params.fps,
-                  comment=json.dumps(record, ensure_ascii=False, separators=(",", ":")))
+                  comment=json.dumps(record, ensure_ascii=False, separators=(",", ":")), audio=rendered.audio)
         # Listed once written: a failed write leaves nothing of ours, and a file already at an --output path
         # must not be deleted for it.
         self.written.append(path)
@@ -207,7 +208,7 @@ class JobRun:
         memory and decode the same latents again with it: the video is the same and the denoising is not redone.
         That retry is the run's one retry: failing again ends the run."""
         try:
-            return Rendered(job, dtype or plan.dtype, self._decode(latents, plan, timings, dtype=dtype))
+            return Rendered(job, dtype or plan.dtype, *self._decode(latents, plan, timings, dtype=dtype))
         except OutOfMemoryDuring as oom:
             error = oom.message
         smaller = None
@@ -222,7 +223,7 @@ class JobRun:
         retry_plan = smaller.plan.with_dtype(plan.dtype)  # a NaN retry may be decoding in a safer dtype
         job = self._switch_to(job, smaller, retry_plan)
         try:
-            return Rendered(job, dtype or plan.dtype, self._decode(latents, retry_plan, timings, dtype=dtype))
+            return Rendered(job, dtype or plan.dtype, *self._decode(latents, retry_plan, timings, dtype=dtype))
         except OutOfMemoryDuring as oom:
             second = oom.message
         free_cached_memory()
@@ -295,17 +296,30 @@ class JobRun:
 
         t0 = time.perf_counter()
         latents = _in_phase("generate", self.backend.denoise, inputs, on_step)
-        ensure_finite(latents, "final latents")
+        if isinstance(latents, WithAudio):  # a model with sound: both latents must be finite
+            ensure_finite(latents.video, "final video latents")
+            if latents.audio is not None:
+                ensure_finite(latents.audio, "final audio latents")
+        else:
+            ensure_finite(latents, "final latents")
         timings["denoise"] = time.perf_counter() - t0
         return latents
 
-    def _decode(self, latents, plan: ExecutionPlan, timings: dict, dtype: str | None = None):
+    def _decode(self, latents, plan: ExecutionPlan, timings: dict,
+                dtype: str | None = None) -> tuple[object, AudioTrack | None]:
+        """(uint8 frames, the sound track or None). NaN/Inf in either fails the decode (and is retried as one)."""
         self.cancel.raise_if_cancelled()
         self._progress("decode", 0, 1)
         t0 = time.perf_counter()
-        frames = video_to_uint8(_in_phase("decode", self.backend.decode, latents, plan, dtype=dtype))
+        decoded = _in_phase("decode", self.backend.decode, latents, plan, dtype=dtype)
+        audio = None
+        if isinstance(decoded, WithAudio):
+            if decoded.audio is not None:
+                audio = AudioTrack(audio_to_float32(decoded.audio), decoded.sample_rate)
+            decoded = decoded.video
+        frames = video_to_uint8(decoded)
         timings["decode"] = time.perf_counter() - t0
-        return frames
+        return frames, audio
 
     # -- records and files ---------------------------------------------------------------------------------
     def _record(self, rendered: Rendered, report: LoadReport, seed: int, timings: dict, speedups: dict) -> dict:
@@ -327,6 +341,9 @@ class JobRun:
                 "pix_fmt": "yuv420p",
                 "frames_sha256": hashlib.sha256(frames.tobytes()).hexdigest(),
             },
+            # The sound track in the mp4 (codec, sample rate, channels, seconds), or null: a model without sound, or
+            # audio turned off (params.audio says which).
+            "audio": rendered.audio.to_dict() if rendered.audio is not None else None,
             "params": settings,
             "requested": _requested(job.request),
             "model": {**report.to_dict(), "family": job.spec.family, "random_weights": job.spec.random_weights},
@@ -385,7 +402,7 @@ def denoise_inputs(job: PreparedJob, seed: int) -> DenoiseInputs:
     return DenoiseInputs(
         image=job.image, prompt=params.prompt, negative_prompt=params.negative_prompt, width=params.width,
         height=params.height, frames=params.frames, steps=params.steps, guidance=params.guidance,
-        fps=params.fps, seed=seed, last_image=job.last_image,
+        fps=params.fps, seed=seed, last_image=job.last_image, audio=params.audio,
     )
 
 

@@ -1,5 +1,6 @@
-"""H.264 mp4 writing (yuv420p: plays in every browser), atomic, with the reproduction record embedded as the
-container's comment tag so a video that travels alone can still be reproduced."""
+"""H.264 mp4 writing (yuv420p: plays in every browser), with an AAC sound track for models that make one, atomic,
+with the reproduction record embedded as the container's comment tag so a video that travels alone can still be
+reproduced."""
 from __future__ import annotations
 
 import errno
@@ -7,6 +8,8 @@ import logging
 import os
 import secrets
 import subprocess
+import tempfile
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -17,6 +20,27 @@ from i2v.errors import OutputWriteError, VideoEncodeError
 log = logging.getLogger(__name__)
 
 ENCODE_TIMEOUT_S = 600  # a few seconds is normal; this only stops an ffmpeg that hangs from blocking the worker
+AUDIO_BITRATE = "192k"  # ample for 24 kHz stereo speech, music and effects
+
+
+@dataclass(frozen=True)
+class AudioTrack:
+    """A sound track to mux beside the frames: float32 samples (channels, samples) in [-1, 1] at ``sample_rate``."""
+
+    samples: np.ndarray
+    sample_rate: int
+
+    @property
+    def channels(self) -> int:
+        return int(self.samples.shape[0])
+
+    @property
+    def seconds(self) -> float:
+        return self.samples.shape[1] / self.sample_rate
+
+    def to_dict(self) -> dict:
+        return {"codec": "aac", "sample_rate": self.sample_rate, "channels": self.channels,
+                "seconds": round(self.seconds, 4)}
 
 
 def _ffmpeg() -> str:
@@ -30,10 +54,10 @@ def partial_path_for(final: Path) -> Path:
     return final.with_name(f".{final.stem}.{secrets.token_hex(3)}.partial{final.suffix}")
 
 
-def write_mp4(frames: np.ndarray, path: Path, fps: int, comment: str = "") -> Path:
-    """Encode ``frames`` (F, H, W, 3) uint8 to ``path``. Nothing appears at ``path`` unless encoding succeeded;
-    a failure raises ``OutputWriteError`` (disk full, folder not writable) or ``VideoEncodeError`` and leaves no
-    partial file."""
+def write_mp4(frames: np.ndarray, path: Path, fps: int, comment: str = "", audio: AudioTrack | None = None) -> Path:
+    """Encode ``frames`` (F, H, W, 3) uint8 to ``path``, with ``audio`` as an AAC track when given. Nothing appears at
+    ``path`` unless encoding succeeded; a failure raises ``OutputWriteError`` (disk full, folder not writable) or
+    ``VideoEncodeError`` and leaves no partial file."""
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"expected (frames, height, width, 3) uint8, got {frames.shape} {frames.dtype}")
     path = Path(path)
@@ -44,7 +68,7 @@ def write_mp4(frames: np.ndarray, path: Path, fps: int, comment: str = "") -> Pa
         # Created here, not by ffmpeg, so a folder we may not write fails with the OS's own error number
         # instead of a line in ffmpeg's output.
         open(partial, "xb").close()
-        _encode(frames, partial, fps, comment)
+        _encode(frames, partial, fps, comment, audio)
         os.replace(partial, path)
     except OSError as exc:
         _remove_partial(partial)
@@ -52,18 +76,41 @@ def write_mp4(frames: np.ndarray, path: Path, fps: int, comment: str = "") -> Pa
     except BaseException:
         _remove_partial(partial)
         raise
-    log.info("wrote %s (%d frames, %dx%d, %d fps)", path, len(frames), width, height, fps)
+    log.info("wrote %s (%d frames, %dx%d, %d fps%s)", path, len(frames), width, height, fps,
+             f", {audio.channels}-channel AAC at {audio.sample_rate} Hz" if audio is not None else "")
     return path
 
 
-def _encode(frames: np.ndarray, partial: Path, fps: int, comment: str) -> None:
-    """Run ffmpeg on the raw frames. imageio_ffmpeg.write_frames is not used: it ignores ffmpeg's exit status (a
-    failed encode left a truncated mp4 that was kept as a success) and does not capture ffmpeg's messages."""
+def _encode(frames: np.ndarray, partial: Path, fps: int, comment: str, audio: AudioTrack | None = None) -> None:
+    """Run ffmpeg on the raw frames (and the raw samples). imageio_ffmpeg.write_frames is not used: it ignores
+    ffmpeg's exit status (a failed encode left a truncated mp4 that was kept as a success) and does not capture
+    ffmpeg's messages."""
+    if audio is None:
+        _run_ffmpeg(frames, partial, fps, comment, None)
+        return
+    # The frames go through stdin; the samples through a file in the system's temporary folder (never the output
+    # folder, so a failure leaves nothing there), removed whatever happens.
+    with tempfile.NamedTemporaryFile(prefix="i2v-audio-", suffix=".f32") as samples:
+        samples.write(np.ascontiguousarray(audio.samples.T, dtype="<f4").tobytes())  # interleaved
+        samples.flush()
+        _run_ffmpeg(frames, partial, fps, comment, (audio, samples.name))
+
+
+def _run_ffmpeg(frames: np.ndarray, partial: Path, fps: int, comment: str,
+                audio: tuple[AudioTrack, str] | None) -> None:
     height, width = frames.shape[1:3]
     command = [
         _encoder(), "-y", "-v", "error",
         "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{width}x{height}", "-pix_fmt", "rgb24",
-        "-r", str(Fraction(fps).limit_denominator()), "-i", "-", "-an",
+        "-r", str(Fraction(fps).limit_denominator()), "-i", "-",
+    ]
+    if audio is None:
+        command.append("-an")
+    else:
+        track, samples_file = audio
+        command += ["-f", "f32le", "-ar", str(track.sample_rate), "-ac", str(track.channels), "-i", samples_file,
+                    "-map", "0:v", "-map", "1:a", "-c:a", "aac", "-b:a", AUDIO_BITRATE]
+    command += [
         "-vcodec", "libx264", "-pix_fmt", "yuv420p", "-crf", "17", "-preset", "medium", "-movflags", "+faststart",
     ]
     if width % 2 or height % 2:  # yuv420p needs even sides (the model's sizes always are)
@@ -126,6 +173,14 @@ def _remove_partial(partial: Path) -> None:
         partial.unlink(missing_ok=True)
     except OSError as exc:  # the original error matters more; say what is left behind
         log.error("could not remove the partial file %s: %s", partial, exc)
+
+
+def audio_streams(path: Path) -> list[str]:
+    """The audio streams of ``path`` as ffmpeg describes them ("Audio: aac (LC) (mp4a / 0x6134706D), 24000 Hz,
+    stereo, fltp, 191 kb/s"); empty when it has none."""
+    result = subprocess.run([_ffmpeg(), "-hide_banner", "-i", str(path)], capture_output=True, timeout=60)
+    lines = result.stderr.decode("utf-8", "replace").splitlines()  # `ffmpeg -i` alone exits 1 after describing
+    return [line.split("Audio:", 1)[1].strip() for line in lines if "Stream #" in line and "Audio:" in line]
 
 
 def probe_mp4(path: Path) -> dict:

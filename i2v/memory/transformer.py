@@ -49,6 +49,8 @@ class TransformerMemoryProfile:
     text_encoder_params: int
     vae_params: int
     image_encoder_params: int = 0
+    audio_params: int = 0  # a sound track's decoders (LTX-2: audio VAE + vocoder), on the GPU with the video VAE
+    connector_params: int = 0  # a model between text encoder and transformer (LTX-2's text connectors)
     transformer_fp32_params: int = 0  # modules diffusers keeps in float32 (``_keep_in_fp32_modules``)
     vae_dtype: str | None = None  # None: the plan's dtype
     cfg_batch: int = 2  # transformer batch with guidance
@@ -144,10 +146,10 @@ class TransformerMemoryProfile:
         weights = self.weights(dtype, fp8_weights=fp8_weights)
         if cpu_offload == "model":
             resident = {"text": ("text_encoder",), "encode": self.encode_resident, "denoise": ("transformer", "vae"),
-                        "decode": ("vae",)}
+                        "decode": ("vae", "audio")}
         elif cpu_offload == "group":
-            resident = {"text": ("text_encoder",), "encode": ("image_encoder", "vae"), "denoise": (),
-                        "decode": ("vae",)}
+            resident = {"text": ("text_encoder",), "encode": ("image_encoder", "vae", "connectors"), "denoise": (),
+                        "decode": ("vae", "audio")}
         else:
             resident = {stage: tuple(weights) for stage in STAGES}
         on_gpu = {stage: sum(weights[name] for name in names) for stage, names in resident.items()}
@@ -181,6 +183,8 @@ class TransformerMemoryProfile:
             "vae": self.vae_params * BYTES_PER_VALUE[self.vae_dtype or dtype],
             # Resident only where everything is (no offload): the offload modes name the stages' models one by one.
             "idle_experts": (self.experts - 1) * transformer,
+            "audio": self.audio_params * value,
+            "connectors": self.connector_params * value,
         }
 
     def scaled(self, *, transformer_width: float, vae_width: float, text_width: float, **params: int

@@ -27,7 +27,7 @@ from i2v.service.jobs import JobManager, JobStatus, request_from_settings
 from i2v.web import render
 from i2v.web.forms import RANDOM_SEED, FormValues, next_tier, preset_values, to_request
 from i2v.web.model_choice import banner_html, control_updates, preset_choices
-from i2v.web.page import Page, Updates
+from i2v.web.page import Page, Updates, audio_checkbox
 
 
 class StudioServices(Protocol):
@@ -80,7 +80,8 @@ class PageEvents:
         # The verdict for a model change waits for the model's limits: fired beside choose_model it would send the
         # old resolution, which the new model's resolution menu may no longer hold.
         page.model.input(self.choose_model, [page.model, page.preset],
-                         [page.preset, *page.numbers(), page.banner, page.last_image_box, page.last_image],
+                         [page.preset, *page.numbers(), page.banner, page.last_image_box, page.last_image,
+                          page.audio],
                          **quick).then(self.check_settings, controls, settings_outputs, **picture)
         gr.on([c.change for c in controls if c not in (page.prompt, page.model)], self.check_settings, controls,
               settings_outputs, trigger_mode="always_last", **picture)
@@ -126,6 +127,7 @@ class PageEvents:
                 page.banner: banner_html(option, self.studio.runs_on),
                 # A last frame left in a hidden control would be refused on every run of this model: drop it.
                 page.last_image_box: gr.Column(visible=takes_last),
+                page.audio: gr.Checkbox(visible=option.spec.has_audio),
                 **({} if takes_last else {page.last_image: None})}
 
     def check_settings(self, *values) -> Updates:
@@ -238,7 +240,8 @@ class PageEvents:
                 **page.named(control_updates(self.studio.option(model).spec, preset_values(higher))),
                 page.seed: shown["videos"][index]["seed"], page.candidates: 1,
                 page.auto_enhance: settings.get("auto_enhance", False), page.model: model,
-                page.last_image: settings.get("last_image") if model == settings.get("model") else None}
+                page.last_image: settings.get("last_image") if model == settings.get("model") else None,
+                page.audio: audio_checkbox(self.studio.option(model).spec, settings.get("audio", True))}
 
     # -- history -------------------------------------------------------------------------------------------
     def history(self) -> Updates:
@@ -300,7 +303,8 @@ class PageEvents:
                 **page.named(control_updates(self.studio.option(model).spec, values)),
                 page.seed: request.seeds[0] if request.seeds else RANDOM_SEED, page.candidates: request.candidates,
                 page.auto_enhance: request.auto_enhance, page.model: model,
-                page.last_image: request.last_image if model == request.model else None}
+                page.last_image: request.last_image if model == request.model else None,
+                page.audio: audio_checkbox(self.studio.option(model).spec, request.audio)}
 
     # -- what shows a job's outcome ------------------------------------------------------------------------
     def _on_screen(self, status: JobStatus | None) -> Updates:

@@ -62,6 +62,7 @@ class FormValues:
     auto_enhance: Any
     model: Any = None  # empty: the app's configured model
     last_image: Any = None  # the video's last frame, for models that take one (hidden on the page elsewhere)
+    audio: Any = True  # the sound track of a model that makes one (the box is shown for those models only)
 
 
 def whole(name: str, value: Any, *, allow_none: bool = False) -> int | None:
@@ -123,6 +124,7 @@ def to_request(form: FormValues, model: str, *, allow_missing: bool = False) -> 
         auto_enhance=switch("auto_enhance", form.auto_enhance),
         model=model,
         last_image=form.last_image or None,
+        audio=True if form.audio is None else form.audio,  # a non-bool is refused by validate_request
     )
 
 

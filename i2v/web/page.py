@@ -132,6 +132,7 @@ class Page:
                 self.seed = gr.Number(RANDOM_SEED, precision=0, label="Seed (-1 = random)", elem_id="seed")
                 self.auto_enhance = gr.Checkbox(False, label="Auto-enhance (contrast ×1.2, sharpness ×1.1)",
                                                 elem_id="auto-enhance")
+                self.audio = audio_checkbox(spec, True)
             self.traps = gr.HTML(elem_id="param-traps")
 
     def _history(self) -> None:
@@ -169,3 +170,8 @@ class Page:
 
     def history_outputs(self) -> list[Block]:
         return [self.gallery, self.history_ids, self.history_table, self.requeue_button]
+
+
+def audio_checkbox(spec, value: bool) -> gr.Checkbox:
+    """The sound switch, shown only for a model that makes sound (LTX-2)."""
+    return gr.Checkbox(value, label="Sound (an AAC track in the mp4)", visible=spec.has_audio, elem_id="audio")

@@ -57,7 +57,8 @@ class Studio:
 
     def _api(self, demo: gr.Blocks) -> None:
         """``/generate`` for scripts (gradio_client): image and prompt; everything else has a default
-        (0 for resolution, frames, steps, guidance or fps = the preset's value; no last_image)."""
+        (0 for resolution, frames, steps, guidance or fps = the preset's value; no last_image; audio: the sound track of
+        a model that makes one)."""
         with gr.Column(visible=False):
             inputs = [
                 uploaded_image(label="image"),
@@ -76,6 +77,8 @@ class Studio:
                 gr.Dropdown(list(self.models), value=self.model, label="model", allow_custom_value=True),
                 # Optional; refused (with the models that take one) for a model without a last frame.
                 uploaded_image(label="last_image"),
+                # Last, with a default, so existing scripts' positional calls keep their meaning.
+                gr.Checkbox(True, label="audio"),
             ]
             outputs = [gr.Video(label="video"), gr.File(label="files", file_count="multiple"),
                        gr.JSON(label="result")]
@@ -94,10 +97,10 @@ class Studio:
 
     # -- the scripts' endpoints ---------------------------------------------------------------------------
     def api_generate(self, image, prompt, negative_prompt, preset, resolution, frames, steps, guidance, fps, seed,
-                     candidates, auto_enhance, model=None, last_image=None, progress=gr.Progress()):
+                     candidates, auto_enhance, model=None, last_image=None, audio=True, progress=gr.Progress()):
         from_preset = [None if value in (0, None) else value for value in (resolution, frames, steps, guidance, fps)]
         form = FormValues(image, prompt, negative_prompt, preset, *from_preset, seed, candidates, auto_enhance, model,
-                          last_image)
+                          last_image, audio)
         try:
             job_id = self.jobs.submit(to_request(form, self.option(model).name, allow_missing=True))
         except BadInputError as exc:

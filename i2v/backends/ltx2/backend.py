@@ -1,0 +1,139 @@
+"""LTX-2 image-to-video (``Lightricks/LTX-2``) through diffusers' ``LTX2ImageToVideoPipeline``, from a hub id or a local
+folder whose model_index.json names that pipeline. It makes sound with the picture: ``denoise`` returns the video
+and audio latents, ``decode`` the frames and the waveform (``WithAudio``); the engine muxes the track into the mp4.
+
+We call the pipeline with ``output_type="latent"`` (it then returns both latents, denormalised) and decode as its
+own non-latent path does: the video VAE (with a zero decode timestep when the VAE is timestep-conditioned, the
+pipeline's default), then the audio VAE to a mel spectrogram and the vocoder to a waveform at its
+``output_sampling_rate``.
+
+Not used: the two-stage path (``LTX2LatentUpsamplePipeline`` and a distilled stage-2 schedule) is a second
+pipeline with its own upsampler checkpoint, not part of this pipeline; prompt enhancement (off by default upstream).
+"""
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+from PIL import Image
+
+from i2v.backends.base import DenoiseInputs, StepCallback, WithAudio
+from i2v.backends.ltx2.loading import HUB_ALLOW_PATTERNS, load_ltx2_from_folder
+from i2v.backends.ltx2.spec import LTX2_SPEC, TEXT_TOKENS
+from i2v.backends.pipeline_backend import PipelineBackend, latent_run_arguments, torch_dtype
+from i2v.errors import VideoEncodeError
+from i2v.planning.plan import ExecutionPlan
+
+# Spatio-temporal guidance perturbs one transformer block: upstream recommends block 29 for LTX-2.0 and 28 for
+# LTX-2.3 (the pipeline's docstring); the pipeline's default is LTX-2.3's.
+STG_BLOCK_LTX20, STG_BLOCK_LTX23 = 29, 28
+# The H.264 quality the picture is re-compressed at before it conditions the video: what LTX-2.0 was trained on
+# (diffusers' DEFAULT_IMAGE_CRF for Gemma 3 text encoders).
+CONDITIONING_CRF = 33
+_FFMPEG_TIMEOUT_S = 60
+
+
+class LTX2Backend(PipelineBackend):
+    spec = LTX2_SPEC
+    example_hub_id = "Lightricks/LTX-2"
+    hub_allow_patterns = HUB_ALLOW_PATTERNS
+
+    def _load_folder(self, folder: Path, dtype: str):
+        return load_ltx2_from_folder(folder, dtype, self.spec)
+
+    def denoise(self, inputs: DenoiseInputs, on_step: StepCallback) -> WithAudio:
+        import torch
+
+        pipe = self.pipeline
+        # A CPU generator gives the same starting noise on every device for a seed; the picture's latents are the
+        # VAE's mode (sample_mode="argmax"), so nothing else in the run draws random numbers.
+        generator = torch.Generator("cpu").manual_seed(inputs.seed)
+        video, audio = pipe(
+            image=conditioning_image(inputs.image, CONDITIONING_CRF),
+            image_crf=0,  # re-compressed above with our ffmpeg (the pipeline would need PyAV)
+            prompt=inputs.prompt,
+            negative_prompt=inputs.negative_prompt or None,
+            frame_rate=float(inputs.fps),
+            max_sequence_length=TEXT_TOKENS,
+            return_dict=False,
+            **generation_arguments(pipe),
+            **latent_run_arguments(inputs, generator, on_step),
+        )
+        # Both latents, denormalised: video (1, 128, latent frames, h/32, w/32), audio (1, 8, length, mel bins / 4).
+        return WithAudio(video, audio if inputs.audio else None)
+
+    def decode(self, latents: WithAudio, plan: ExecutionPlan, *, dtype: str | None = None) -> WithAudio:
+        """The video VAE, then (unless audio is off) the audio VAE and the vocoder. ``plan.decode_chunk_size`` does
+        not apply (the causal VAE takes the whole clip); tiling and slicing do."""
+        import torch
+
+        pipe = self.pipeline
+        device = pipe._execution_device
+        with self._vae_for_decode(plan, dtype) as (vae, target), torch.no_grad():
+            video_latents = latents.video.to(device=device, dtype=target)
+            # The pipeline's default decode_timestep is 0 with no added noise: the latents are decoded as they are.
+            timestep = torch.zeros(1, device=device, dtype=target) if vae.config.timestep_conditioning else None
+            video = vae.decode(video_latents, timestep, return_dict=False)[0]
+        if latents.audio is None:
+            return WithAudio(video, None)
+        with _cast(pipe.audio_vae, dtype) as audio_vae, _cast(pipe.vocoder, dtype) as vocoder, torch.no_grad():
+            mel = audio_vae.decode(latents.audio.to(device=device, dtype=audio_vae.dtype), return_dict=False)[0]
+            waveform = vocoder(mel.to(vocoder.dtype))
+        return WithAudio(video, waveform, int(vocoder.config.output_sampling_rate))
+
+
+def generation_arguments(pipe) -> dict:
+    """What differs between LTX-2.0 and LTX-2.3 checkpoints (the pipeline's defaults are LTX-2.3's). LTX-2.3's text
+    connectors project per modality; LTX-2.0's do not."""
+    layers = pipe.transformer.config.num_layers
+    if pipe.connectors.config.per_modality_projections:
+        return {"use_cross_timestep": True, "spatio_temporal_guidance_blocks": [min(STG_BLOCK_LTX23, layers - 1)]}
+    return {"use_cross_timestep": False, "spatio_temporal_guidance_blocks": [min(STG_BLOCK_LTX20, layers - 1)]}
+
+
+@contextlib.contextmanager
+def _cast(model, dtype: str | None) -> Iterator[object]:
+    """``model`` in ``dtype`` for a decode-only retry in a safer precision; put back afterwards."""
+    original = model.dtype
+    target = torch_dtype(dtype) if dtype else original
+    try:
+        if target != original:
+            model.to(dtype=target)
+        yield model
+    finally:
+        if target != original:
+            model.to(dtype=original)
+
+
+def conditioning_image(image: Image.Image, crf: int) -> Image.Image:
+    """``image`` after one H.264 encode at ``crf`` and back, as the pipeline's ``apply_image_conditioning_crf``
+    does with PyAV (libx264, preset veryfast, yuv420p): LTX-2 was trained on compressed first frames. Same codec and
+    settings through imageio-ffmpeg's ffmpeg, so not byte-identical to PyAV's colour conversion."""
+    import imageio_ffmpeg
+    import numpy as np
+
+    rgb = np.asarray(image.convert("RGB"))
+    height, width = rgb.shape[0] // 2 * 2, rgb.shape[1] // 2 * 2
+    rgb = np.ascontiguousarray(rgb[:height, :width])
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    encode = [ffmpeg, "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-i", "-",
+              "-frames:v", "1", "-c:v", "libx264", "-crf", str(crf), "-preset", "veryfast", "-pix_fmt", "yuv420p",
+              "-f", "h264", "-"]
+    decode = [ffmpeg, "-v", "error", "-f", "h264", "-i", "-", "-frames:v", "1", "-f", "rawvideo", "-pix_fmt",
+              "rgb24", "-"]
+    try:
+        stream = subprocess.run(encode, input=rgb.tobytes(), capture_output=True, timeout=_FFMPEG_TIMEOUT_S,
+                                check=True).stdout
+        raw = subprocess.run(decode, input=stream, capture_output=True, timeout=_FFMPEG_TIMEOUT_S,
+                             check=True).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise VideoEncodeError(
+            f"ffmpeg could not re-compress the picture for LTX-2's conditioning ({exc}). Reinstall it with "
+            "`pip install --force-reinstall imageio-ffmpeg`, or set IMAGEIO_FFMPEG_EXE to a working ffmpeg."
+        ) from exc
+    if len(raw) != height * width * 3:
+        raise VideoEncodeError(f"ffmpeg returned {len(raw)} bytes for a {width}×{height} picture; expected "
+                               f"{height * width * 3}.")
+    return Image.fromarray(np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3))
