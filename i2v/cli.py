@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--auto-enhance", action="store_true", help="contrast ×1.2, sharpness ×1.1 before the run")
     gen.add_argument("--model", default=None, help=f"hub id, local folder or 'tiny' (default: {default_model()})")
     gen.add_argument("--family", help=FAMILY_HELP)
+    gen.add_argument("--transformer-file", metavar="PATH",
+                     help="a quantized transformer (GGUF: .gguf path or hub owner/repo/file.gguf) instead of the "
+                          "model's own; Wan 2.1 only")
     gen.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto")
     gen.add_argument("--device", help="cpu or cuda[:N] (default: the first GPU, else CPU)")
     gen.add_argument("--output", type=Path, help="output .mp4 (default: outputs/DATE/…)")
@@ -370,7 +373,8 @@ def _requests(args) -> list[GenerationRequest]:
             resolution=args.resolution, width=args.width, height=args.height, frames=args.frames,
             steps=args.steps, guidance=args.guidance, fps=args.fps, seeds=tuple(args.seed),
             candidates=args.candidates, auto_enhance=args.auto_enhance, model=args.model or default_model(),
-            family=args.family, dtype=args.dtype, device=args.device, output_path=output,
+            family=args.family, transformer_file=args.transformer_file, dtype=args.dtype, device=args.device,
+            output_path=output,
         )
         for prompt, output in zip(args.prompt, outputs)
     ]

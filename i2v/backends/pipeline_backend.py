@@ -16,6 +16,7 @@ from i2v.errors import BadInputError
 from i2v.findings import Finding
 from i2v.planning.plan import ExecutionPlan
 from i2v.backends.base import LoadReport, ModelBackend
+from i2v.backends.gguf_file import record_for
 from i2v.backends.hub import download_or_cached, looks_like_hub_id
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ def torch_dtype(name: str):
 class PipelineBackend(ModelBackend):
     example_hub_id: str  # named in the message for a model that is neither a folder nor a hub id
     hub_allow_patterns: list[str]  # the files of a hub snapshot the family's pipeline needs
+    takes_transformer_file = False  # True: ``_load_folder`` loads ``transformer_file`` (a GGUF) as the transformer
 
     def __init__(self, model_id: str):
         from i2v.speedups import Speedups
@@ -38,6 +40,7 @@ class PipelineBackend(ModelBackend):
         self._loaded_key: tuple[str, str, tuple] | None = None
         self._loaded_plan: ExecutionPlan | None = None
         self._report: LoadReport | None = None
+        self.transformer_file: str | None = None  # a GGUF path or hub file: part of the model's identity
         self.speedups = Speedups()
         self._speedup_notes: list[str] = []  # what apply_speedups changed on the resident pipeline
         self._step_cache_stats: dict | None = None  # the last denoise's, when a step cache ran
@@ -59,7 +62,7 @@ class PipelineBackend(ModelBackend):
         key = (plan.device, plan.dtype, placement(plan))
         if self._pipe is not None and self._loaded_key == key:
             return self._report
-        if self._pipe is not None and self._loaded_key[2] == placement(plan) and movable(plan):
+        if self._pipe is not None and self._loaded_key[2] == placement(plan) and self._movable(plan):
             # Same offload mode: moving/casting in place is much cheaper than reading the weights again.
             self._pipe.to(plan.device, torch_dtype(plan.dtype))
             self._loaded_key = key
@@ -83,6 +86,7 @@ class PipelineBackend(ModelBackend):
             warnings=tuple(warnings_found) + self._extra_warnings(),
             load_seconds=time.perf_counter() - started,
             components=components,
+            transformer_file=record_for(self.transformer_file) if self.transformer_file else None,
         )
         for warning in self._report.warnings:
             log.warning("model %s: %s", self.model_id, warning.message)
@@ -153,8 +157,12 @@ class PipelineBackend(ModelBackend):
         """Where the model's files are: a built-in model is built on first use, a hub model fetched unless cached."""
         return self._resolve_folder()[0]
 
+    def _movable(self, plan: ExecutionPlan) -> bool:
+        # GGUF layers dequantize to the compute dtype they were loaded with: another dtype means loading again.
+        return movable(plan) and self.transformer_file is None
+
     def set_dtype(self, dtype: str) -> None:
-        if not movable(self._loaded_plan):  # hooks hold the weights' places and dtypes: load again in ``dtype``
+        if not self._movable(self._loaded_plan):  # hooks hold the weights' places and dtypes: load again in ``dtype``
             self.load(self._loaded_plan.with_dtype(dtype))
             return
         self.pipeline.to(dtype=torch_dtype(dtype))

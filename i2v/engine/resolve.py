@@ -12,7 +12,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from i2v.backends import spec_for
+from i2v.backends import check_takes_transformer_file, spec_for
+from i2v.backends import gguf_file
 from i2v.errors import BadInputError
 from i2v.findings import Finding
 from i2v.guidance.image_quality import ImageScores, assess_image
@@ -45,6 +46,7 @@ class ResolvedParams:
     fps: int
     seeds: tuple[int, ...]
     auto_enhance: bool
+    transformer_file: str | None = None  # the GGUF the transformer is loaded from, as given
 
     def for_seed(self, seed: int, dtype: str) -> dict:
         data = {k: v for k, v in self.__dict__.items() if k != "seeds"}
@@ -103,7 +105,7 @@ def prepare(
     token_counter: Callable[[str], int] | None = None,
 ) -> PreparedJob:
     validate_request(request)
-    spec = spec_for(request.model, request.family)
+    spec, file_notice = with_transformer_file(spec_for(request.model, request.family), request)
     preset_name = request.preset or DEFAULT_PRESET
     preset = get_preset(preset_name, presets, preset_key=spec.preset_key)
     notices: list[Finding] = []
@@ -133,7 +135,7 @@ def prepare(
                             max_tokens=spec.max_prompt_tokens)
 
     decision = planner.plan(spec, width, height, frames, device=request.device, dtype=request.dtype)
-    notices += decision.notices
+    notices += decision.notices + file_notice
     width, height, frames = decision.width, decision.height, decision.frames
     warnings += parameter_traps(
         width=width, height=height, frames=frames, steps=steps, guidance=guidance,
@@ -156,12 +158,28 @@ def prepare(
         fps=fps,
         seeds=seeds_for(request, secrets.randbelow(MAX_SEED + 1)),
         auto_enhance=request.auto_enhance,
+        transformer_file=request.transformer_file,
     )
     return PreparedJob(
         request=request, spec=spec, params=params, plan=decision.plan, image=image, source=source,
         image_scores=scores, image_sha256=_image_digest(request.image, source), notices=notices, warnings=warnings,
         decision=decision,
     )
+
+
+def with_transformer_file(spec: ModelSpec, request: GenerationRequest) -> tuple[ModelSpec, tuple[Finding, ...]]:
+    """The spec the planner sees: with a GGUF transformer, the file's size on disk is the transformer's weight bytes
+    (the planner is unchanged: it plans a profile whose transformer weighs that much). No file: the spec as is."""
+    if request.transformer_file is None:
+        return spec, ()
+    check_takes_transformer_file(request.model, request.family)
+    size = gguf_file.file_size(request.transformer_file)
+    path = gguf_file.local_path(request.transformer_file, download=False)
+    tensors = gguf_file.read_tensors(path) if path is not None else None
+    memory = spec.memory.with_transformer_bytes(size) if spec.memory is not None else None
+    notice = Finding("plan.transformer_file",
+                     f"transformer from {gguf_file.describe(request.transformer_file, tensors, size)}.")
+    return replace(spec, memory=memory), (notice,)
 
 
 def shape_for(spec: ModelSpec, preset: Preset, *, frames: int | None, resolution: int | None,

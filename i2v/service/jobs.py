@@ -36,7 +36,8 @@ POSTER_SUFFIX = ".jpg"
 INPUTS_FOLDER = "inputs"
 # Request fields a history entry needs to "load these settings" (the image is kept as a file beside them).
 SETTING_FIELDS = ("prompt", "negative_prompt", "preset", "resolution", "width", "height", "frames", "steps",
-                  "guidance", "fps", "seeds", "candidates", "auto_enhance", "model", "family", "dtype", "device")
+                  "guidance", "fps", "seeds", "candidates", "auto_enhance", "model", "family", "transformer_file", "dtype",
+                  "device")
 
 
 class JobListener:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from i2v.planning.plan import ExecutionPlan
 from i2v.backends.base import DenoiseInputs, LoadReport, StepCallback
-from i2v.backends.pipeline_backend import PipelineBackend, latent_run_arguments, movable, placement, torch_dtype
+from i2v.backends.pipeline_backend import PipelineBackend, latent_run_arguments, placement, torch_dtype
 from i2v.backends.wan.loading import FLOW_SHIFT_KEYS, HUB_ALLOW_PATTERNS, load_wan_from_folder
 from i2v.backends.wan.spec import TEXT_TOKENS, WAN_720P_SPEC, WAN_SPEC, WanSpec, is_720p_checkpoint
 
@@ -39,14 +39,15 @@ class WanBackend(PipelineBackend):
     spec = WAN_SPEC
     example_hub_id = "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers"
     hub_allow_patterns = HUB_ALLOW_PATTERNS
+    takes_transformer_file = True  # diffusers converts Wan's original GGUF key names (from_single_file)
 
     def _load_folder(self, folder: Path, dtype: str):
-        return load_wan_from_folder(folder, dtype, self.spec)
+        return load_wan_from_folder(folder, dtype, self.spec, transformer_file=self.transformer_file)
 
     def load(self, plan: ExecutionPlan) -> LoadReport:
         key = (plan.device, plan.dtype, placement(plan))
         if (self._pipe is not None and self._loaded_key not in (None, key) and self._loaded_key[2] == placement(plan)
-                and movable(plan)):
+                and self._movable(plan)):
             # The base class would .to(device, dtype) the whole pipeline: that casts the VAE too, and the parts of
             # the transformer diffusers keeps in float32. Move, then cast the way a fresh load would have.
             self._pipe.to(plan.device)
@@ -57,7 +58,7 @@ class WanBackend(PipelineBackend):
         return super().load(plan)
 
     def set_dtype(self, dtype: str) -> None:
-        if not movable(self._loaded_plan):
+        if not self._movable(self._loaded_plan):
             super().set_dtype(dtype)  # loads again in ``dtype``
             return
         pipe = self.pipeline
