@@ -158,22 +158,28 @@ def test_a_gguf_of_another_architecture_is_refused_before_the_run_and_writes_not
     assert not out.exists() or not any(out.rglob("*"))
 
 
-def test_the_planner_counts_the_file_and_skips_fp8(files, tmp_path):
-    """A Q4_K-sized file for Wan 2.1 14B (sparse: a real GGUF header, then holes) on a 24 GiB card."""
+def sparse_q4_file(path, size: int):
+    """A GGUF the size of a Q4_K file for Wan 2.1 14B: a real header with one Q4_K tensor, then holes."""
     import gguf
 
-    hypothetical = tmp_path / "wan2.1-i2v-14b-480p-Q4_K_M.gguf"
-    writer = gguf.GGUFWriter(str(hypothetical), arch="wan")
-    writer.add_tensor("blocks.0.ffn.0.weight", np.zeros((1, 256 // 2 + 16), np.uint8),
-                      raw_shape=(1, 256 // 2 + 16), raw_dtype=gguf.GGMLQuantizationType.Q4_K)
+    writer = gguf.GGUFWriter(str(path), arch="wan")
+    block_bytes = 144  # one Q4_K block: 256 values
+    writer.add_tensor("blocks.0.ffn.0.weight", np.zeros((1, block_bytes), np.uint8), raw_shape=(1, block_bytes),
+                      raw_dtype=gguf.GGMLQuantizationType.Q4_K)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    size = int(9.6 * GIB)
-    with open(hypothetical, "r+b") as handle:
+    with open(path, "r+b") as handle:
         handle.seek(size - 1)
         handle.write(b"\0")
+    return path
+
+
+def test_the_planner_counts_the_file_and_skips_fp8(files, tmp_path):
+    """A Q4_K-sized file for Wan 2.1 14B on a 24 GiB card."""
+    size = int(9.6 * GIB)
+    hypothetical = sparse_q4_file(tmp_path / "wan2.1-i2v-14b-480p-Q4_K_M.gguf", size)
     planner = MemoryPlanner(FixedGpuInfo.single(total_gib=24, ram_gib=64))
     asked = dict(image=files["picture"], prompt="waves crashing", model=WAN, width=832, height=480, frames=81)
     plain = prepare(GenerationRequest(**asked), planner)
@@ -189,6 +195,18 @@ def test_the_planner_counts_the_file_and_skips_fp8(files, tmp_path):
             < plain.spec.memory.predict_peak(**shape).weights_denoise_bytes - 20 * GIB)
     ladder = planner.candidates(quantized.spec, 832, 480, 81, planner.gpu_info.devices()[0], "bfloat16")
     assert not any(candidate.plan.fp8_weights for candidate in ladder)
+
+
+def test_plan_takes_the_file_too(tmp_path, capsys):
+    hypothetical = sparse_q4_file(tmp_path / "wan-Q4_K.gguf", int(9.6 * GIB))
+    args = ["plan", "--model", WAN, "--width", "832", "--height", "480", "--frames", "81", "--gpu-memory", "24",
+            "--ram", "64", "--json"]
+    assert main(args) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert main([*args, "--transformer-file", str(hypothetical)]) == 0
+    quantized = json.loads(capsys.readouterr().out)
+    assert (plain["plan"]["cpu_offload"], quantized["plan"]["cpu_offload"]) == ("group", "model")
+    assert any("(Q4_K, 9.6 GiB)" in n["message"] for n in quantized["notices"])
 
 
 def test_the_cli_flag_works_end_to_end(files, tmp_path, capsys):
@@ -245,3 +263,33 @@ def test_a_hub_file_name_is_accepted_in_form_and_other_text_is_not():
     for bad in ("city96/file.gguf", "not a file", "https://example.com/x.gguf", ""):
         with pytest.raises(BadInputError):
             check_transformer_file(bad)
+
+
+def test_a_safer_dtype_reloads_the_gguf_transformer_computing_in_it(files):
+    """GGUF layers dequantize to the dtype they were loaded with: a NaN retry's dtype change must load again."""
+    import torch
+
+    engine = Engine(gpu_info=FixedGpuInfo.none(), output_dir=files["folder"] / "dtype")
+    engine.load(request_for(files, files["good"]).with_changes(dtype="bfloat16"))
+    engine.backend.set_dtype("float32")
+    feed_forward = engine.backend.pipeline.transformer.blocks[0].ffn.net[2]
+    assert type(feed_forward).__name__ == "GGUFLinear" and feed_forward.compute_dtype == torch.float32
+
+
+def test_streaming_the_blocks_runs_a_gguf_transformer(files):
+    from dataclasses import replace
+
+    from i2v.planning.plan import BasicPlanner
+
+    class Streaming(BasicPlanner):
+        def plan(self, *args, **kwargs):
+            decision = super().plan(*args, **kwargs)
+            return replace(decision, plan=replace(decision.plan, cpu_offload="group"))
+
+    engine = Engine(gpu_info=FixedGpuInfo.none(), planner=Streaming(FixedGpuInfo.none()),
+                    output_dir=files["folder"] / "group")
+    streamed = engine.generate(request_for(files, files["good"]), keep_frames=True).videos[0]
+    plain = Engine(gpu_info=FixedGpuInfo.none(), output_dir=files["folder"] / "plain").generate(
+        request_for(files, files["good"]), keep_frames=True).videos[0]
+    assert streamed.record["plan"]["cpu_offload"] == "group"
+    assert (streamed.frames == plain.frames).all()

@@ -105,7 +105,8 @@ def prepare(
     token_counter: Callable[[str], int] | None = None,
 ) -> PreparedJob:
     validate_request(request)
-    spec, file_notice = with_transformer_file(spec_for(request.model, request.family), request)
+    spec, file_notice = with_transformer_file(spec_for(request.model, request.family), request.model, request.family,
+                                              request.transformer_file)
     preset_name = request.preset or DEFAULT_PRESET
     preset = get_preset(preset_name, presets, preset_key=spec.preset_key)
     notices: list[Finding] = []
@@ -167,18 +168,19 @@ def prepare(
     )
 
 
-def with_transformer_file(spec: ModelSpec, request: GenerationRequest) -> tuple[ModelSpec, tuple[Finding, ...]]:
+def with_transformer_file(spec: ModelSpec, model: str, family: str | None, transformer_file: str | None
+                          ) -> tuple[ModelSpec, tuple[Finding, ...]]:
     """The spec the planner sees: with a GGUF transformer, the file's size on disk is the transformer's weight bytes
     (the planner is unchanged: it plans a profile whose transformer weighs that much). No file: the spec as is."""
-    if request.transformer_file is None:
+    if transformer_file is None:
         return spec, ()
-    check_takes_transformer_file(request.model, request.family)
-    size = gguf_file.file_size(request.transformer_file)
-    path = gguf_file.local_path(request.transformer_file, download=False)
+    gguf_file.check_transformer_file(transformer_file)
+    check_takes_transformer_file(model, family)
+    size = gguf_file.file_size(transformer_file)
+    path = gguf_file.local_path(transformer_file, download=False)
     tensors = gguf_file.read_tensors(path) if path is not None else None
     memory = spec.memory.with_transformer_bytes(size) if spec.memory is not None else None
-    notice = Finding("plan.transformer_file",
-                     f"transformer from {gguf_file.describe(request.transformer_file, tensors, size)}.")
+    notice = Finding("plan.transformer_file", f"transformer from {gguf_file.describe(transformer_file, tensors, size)}.")
     return replace(spec, memory=memory), (notice,)
 
 
