@@ -293,3 +293,31 @@ def test_streaming_the_blocks_runs_a_gguf_transformer(files):
         request_for(files, files["good"]), keep_frames=True).videos[0]
     assert streamed.record["plan"]["cpu_offload"] == "group"
     assert (streamed.frames == plain.frames).all()
+
+
+def test_a_comfyui_reshaped_tensor_is_named_as_such(files, tmp_path):
+    """ComfyUI-GGUF stores some tensors reshaped with their true shape in metadata; diffusers reads no such
+    metadata, so the file is refused, saying why."""
+    import gguf
+
+    from i2v.backends.gguf_file import check_fits, read_tensors
+    from i2v.backends.wan.tiny import tiny_wan_folder
+    from diffusers import WanTransformer3DModel
+
+    wan = {original_wan_name(name): array for name, array in transformer_state("tiny-wan").items()}
+    patch = wan["patch_embedding.weight"]
+    wan["patch_embedding.weight"] = patch.reshape(patch.shape[0], patch.shape[1], 2, 2)  # 5-D → 4-D
+    path = tmp_path / "comfy.gguf"
+    writer = gguf.GGUFWriter(str(path), arch="wan")
+    writer.add_array("comfy.gguf.orig_shape.patch_embedding.weight", list(patch.shape))
+    for name, array in wan.items():
+        writer.add_tensor(name, array)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    tensors = read_tensors(path)
+    assert tensors.reshaped == {"patch_embedding.weight"}
+    with pytest.raises(ModelLoadError, match=r"1 with another shape: patch_embedding.weight .*stored reshaped for "
+                                             r"ComfyUI"):
+        check_fits(WanTransformer3DModel, path, tiny_wan_folder() / "transformer", tensors)

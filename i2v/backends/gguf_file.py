@@ -113,6 +113,9 @@ def file_size(value: str) -> int:
 class GgufTensors:
     shapes: dict[str, tuple[int, ...]]  # name -> the tensor's logical shape (torch order)
     types: dict[str, str]  # name -> GGML type name (Q8_0, Q4_K, F16, BF16, F32 …)
+    # Tensors ComfyUI-GGUF's converter stored reshaped, their true shape in "comfy.gguf.orig_shape.<name>" metadata
+    # (5-D convolutions, rows not a multiple of 256); diffusers 0.42.1 reads no such metadata.
+    reshaped: frozenset[str] = frozenset()
 
     def quant_types(self) -> list[str]:
         """The types present, most frequent first."""
@@ -129,7 +132,9 @@ def read_tensors(path: Path) -> GgufTensors:
         raise ModelLoadError(f"{path} is not a readable GGUF file: {exc}") from exc
     # GGUF lists a tensor's dimensions innermost first; torch lists them outermost first.
     shapes = {t.name: tuple(int(n) for n in reversed(t.shape)) for t in reader.tensors}
-    return GgufTensors(shapes, {t.name: t.tensor_type.name for t in reader.tensors})
+    prefix = "comfy.gguf.orig_shape."
+    reshaped = frozenset(key[len(prefix):] for key in reader.fields if key.startswith(prefix))
+    return GgufTensors(shapes, {t.name: t.tensor_type.name for t in reader.tensors}, reshaped)
 
 
 def file_record(path: Path, value: str, tensors: GgufTensors) -> dict:
@@ -198,8 +203,10 @@ def check_fits(cls, path: Path, config_folder: Path, tensors: GgufTensors) -> No
                              f"({type(exc).__name__}: {exc}).") from exc
     problem = mismatch(expected, found)
     if problem:
+        hint = (" Some tensors are stored reshaped for ComfyUI (comfy.gguf.orig_shape), which diffusers cannot load."
+                if tensors.reshaped else "")
         raise ModelLoadError(f"{path.name} does not match this model's transformer ({cls.__name__} from "
-                             f"{config_folder}): {problem}. Use a GGUF made from this model.")
+                             f"{config_folder}): {problem}.{hint} Use a GGUF made from this model.")
 
 
 def record_for(value: str) -> dict:
