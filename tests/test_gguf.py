@@ -9,6 +9,7 @@ import re
 
 import numpy as np
 import pytest
+from conftest import photo_like
 
 from i2v.cli import main
 from i2v.engine.engine import Engine
@@ -66,6 +67,10 @@ def write_gguf(path, tensors: dict) -> None:
             writer.add_tensor(name, array.astype(np.float16))
         else:
             writer.add_tensor(name, array)
+    finish(writer)
+
+
+def finish(writer) -> None:
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -74,12 +79,11 @@ def write_gguf(path, tensors: dict) -> None:
 
 def transformer_state(model: str) -> dict:
     """The built-in model's transformer weights as float32 numpy arrays, under diffusers' names."""
-    from i2v.backends import backend_for
-
-    backend = backend_for(model)
-    folder = backend.folder()
     import diffusers
 
+    from i2v.backends import backend_for
+
+    folder = backend_for(model).folder()
     cls = getattr(diffusers, json.loads((folder / "transformer" / "config.json").read_text())["_class_name"])
     transformer = cls.from_pretrained(folder / "transformer")
     return {name: tensor.float().numpy() for name, tensor in transformer.state_dict().items()}
@@ -98,8 +102,6 @@ def files(tmp_path_factory):
     write_gguf(folder / "tiny-wan-broken.gguf", broken)
     write_gguf(folder / "tiny-cogvideox.gguf", transformer_state("tiny-cogvideox"))
     picture = folder / "picture.png"
-    from conftest import photo_like
-
     photo_like(96, 64).save(picture)
     return {"folder": folder, "good": good, "broken": folder / "tiny-wan-broken.gguf",
             "cogvideox": folder / "tiny-cogvideox.gguf", "picture": picture}
@@ -166,10 +168,7 @@ def sparse_q4_file(path, size: int):
     block_bytes = 144  # one Q4_K block: 256 values
     writer.add_tensor("blocks.0.ffn.0.weight", np.zeros((1, block_bytes), np.uint8), raw_shape=(1, block_bytes),
                       raw_dtype=gguf.GGMLQuantizationType.Q4_K)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    finish(writer)
     with open(path, "r+b") as handle:
         handle.seek(size - 1)
         handle.write(b"\0")
@@ -312,10 +311,7 @@ def test_a_comfyui_reshaped_tensor_is_named_as_such(files, tmp_path):
     writer.add_array("comfy.gguf.orig_shape.patch_embedding.weight", list(patch.shape))
     for name, array in wan.items():
         writer.add_tensor(name, array)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    finish(writer)
     tensors = read_tensors(path)
     assert tensors.reshaped == {"patch_embedding.weight"}
     with pytest.raises(ModelLoadError, match=r"1 with another shape: patch_embedding.weight .*stored reshaped for "
