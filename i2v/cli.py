@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="leave the sound track out (models with sound, e.g. LTX-2; others have none anyway)")
     gen.add_argument("--model", default=None, help=f"hub id, local folder or 'tiny' (default: {default_model()})")
     gen.add_argument("--family", help=FAMILY_HELP)
+    gen.add_argument("--transformer-file", metavar="PATH",
+                     help="a quantized transformer (GGUF: .gguf path or hub owner/repo/file.gguf) instead of the "
+                          "model's own; Wan 2.1 only")
     gen.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto")
     gen.add_argument("--device", help="cpu or cuda[:N] (default: the first GPU, else CPU)")
     gen.add_argument("--output", type=Path, help="output .mp4 (default: outputs/DATE/…)")
@@ -77,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--steps", type=int)
     plan.add_argument("--model", default=None)
     plan.add_argument("--family", help=FAMILY_HELP)
+    plan.add_argument("--transformer-file", metavar="PATH",
+                      help="plan with a quantized transformer (GGUF) of this file's size (Wan 2.1 only)")
     plan.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto")
     plan.add_argument("--gpu-memory", type=float, metavar="GB",
                       help="plan for a hypothetical GPU with this much free memory (GiB) instead of the local one")
@@ -209,11 +214,11 @@ def _plan(args) -> int:
     from i2v.paths import cache_dir
     from i2v.planning.planner import MemoryPlanner, decode_description
     from i2v.engine.presets import DEFAULT_PRESET, get_preset
-    from i2v.engine.resolve import shape_for
+    from i2v.engine.resolve import shape_for, with_transformer_file
 
     model = args.model or default_model()
     identified = identify(model, args.family)
-    spec = identified.backend.spec
+    spec, file_notices = with_transformer_file(identified.backend.spec, model, args.family, args.transformer_file)
     preset = get_preset(args.preset or DEFAULT_PRESET, preset_key=spec.preset_key)
     if (args.width is None) != (args.height is None):
         raise BadInputError("Give both --width and --height, or neither.")
@@ -246,7 +251,7 @@ def _plan(args) -> int:
         "planned": {"width": decision.width, "height": decision.height, "frames": decision.frames},
         "plan": decision.plan.to_dict(),
         "vram_estimate": decision.estimate.to_dict() if decision.estimate else None,
-        "notices": [n.to_dict() for n in [*notices, *decision.notices]],
+        "notices": [n.to_dict() for n in [*notices, *decision.notices, *file_notices]],
     }
     if args.json:
         print(json.dumps(report, ensure_ascii=False))
@@ -373,7 +378,8 @@ def _requests(args) -> list[GenerationRequest]:
             resolution=args.resolution, width=args.width, height=args.height, frames=args.frames,
             steps=args.steps, guidance=args.guidance, fps=args.fps, seeds=tuple(args.seed),
             candidates=args.candidates, auto_enhance=args.auto_enhance, audio=args.audio, model=args.model or default_model(),
-            family=args.family, dtype=args.dtype, device=args.device, output_path=output, last_image=args.last_image,
+            family=args.family, transformer_file=args.transformer_file, dtype=args.dtype, device=args.device,
+            output_path=output, last_image=args.last_image,
         )
         for prompt, output in zip(args.prompt, outputs)
     ]

@@ -25,9 +25,11 @@ class LoadReport:
     warnings: tuple[Finding, ...] = ()  # returned with every result made with this model
     load_seconds: float = 0.0
     components: dict[str, str] = field(default_factory=dict)  # component -> class name
+    transformer_file: dict | None = None  # the GGUF the transformer came from: name, sha256, size, quant types
 
     def to_dict(self) -> dict:
         return {
+            **({"transformer_file": dict(self.transformer_file)} if self.transformer_file else {}),
             "model_id": self.model_id,
             "source": self.source,
             "revision": self.revision,

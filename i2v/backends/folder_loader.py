@@ -9,6 +9,7 @@ from pathlib import Path
 
 from i2v.errors import ModelLoadError
 from i2v.findings import Finding
+from i2v.backends.gguf_file import load_quantized
 from i2v.backends.pipeline_backend import torch_dtype
 
 # Component -> (library module, accepted class names), as each backend declares them.
@@ -16,10 +17,12 @@ Components = Mapping[str, tuple[str, Collection[str]]]
 
 
 def load_components(folder: Path, index: dict, components: Components, dtype: str, *, weighted: Collection[str],
-                    dtypes: Mapping[str, str] | None = None) -> tuple[dict, list[Finding], dict[str, str]]:
+                    dtypes: Mapping[str, str] | None = None, gguf_files: Mapping[str, str] | None = None
+                    ) -> tuple[dict, list[Finding], dict[str, str]]:
     """Every component of ``components`` from ``folder``/<name>, then the scheduler. ``weighted`` are the ones with
     weights (loaded in ``dtype``, or ``dtypes[name]``); the others (tokenizers, processors) are loaded as they are.
-    Returns (components by name, weight-key findings, class name by component)."""
+    ``gguf_files`` names a GGUF file whose quantized weights replace a component's (its config still comes from the
+    folder). Returns (components by name, weight-key findings, class name by component)."""
     import importlib
 
     import diffusers
@@ -42,6 +45,9 @@ def load_components(folder: Path, index: dict, components: Components, dtype: st
         # A library is a module name: "diffusers", "transformers", or a pipeline's own module for the classes
         # diffusers does not export at its top level (LTX-2's connectors and vocoder: "diffusers.pipelines.ltx2").
         cls = component_class(importlib.import_module(library), declared)
+        if name in (gguf_files or {}):  # checked against the architecture before a weight is read
+            loaded[name] = load_quantized(cls, gguf_files[name], path, torch_dtype(dtype))
+            continue
         loaded[name] = load_component(cls, name, path, (dtypes or {}).get(name, dtype), found,
                                       weighted=name in weighted)
     loaded["scheduler"] = load_scheduler(folder, index)

@@ -16,6 +16,7 @@ from i2v.errors import BadInputError
 from i2v.findings import Finding
 from i2v.planning.plan import ExecutionPlan
 from i2v.backends.base import LoadReport, ModelBackend
+from i2v.backends.gguf_file import record_for
 from i2v.backends.hub import download_or_cached, looks_like_hub_id
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ def torch_dtype(name: str):
 class PipelineBackend(ModelBackend):
     example_hub_id: str  # named in the message for a model that is neither a folder nor a hub id
     hub_allow_patterns: list[str]  # the files of a hub snapshot the family's pipeline needs
+    takes_transformer_file = False  # True: ``_load_folder`` loads ``transformer_file`` (a GGUF) as the transformer
 
     def __init__(self, model_id: str):
         from i2v.speedups import Speedups
@@ -40,6 +42,7 @@ class PipelineBackend(ModelBackend):
         self._load_dtype: str | None = None  # the dtype the weights were read in
         self._kept_dtypes: dict[tuple[str, str], object] = {}  # tensors a load in that dtype kept in another one
         self._report: LoadReport | None = None
+        self.transformer_file: str | None = None  # a GGUF path or hub file: part of the model's identity
         self.speedups = Speedups()
         self._speedup_notes: list[str] = []  # what apply_speedups changed on the resident pipeline
         self._step_cache_stats: dict | None = None  # the last denoise's, when a step cache ran
@@ -88,6 +91,7 @@ class PipelineBackend(ModelBackend):
             warnings=tuple(warnings_found) + self._extra_warnings(),
             load_seconds=time.perf_counter() - started,
             components=components,
+            transformer_file=record_for(self.transformer_file) if self.transformer_file else None,
         )
         for warning in self._report.warnings:
             log.warning("model %s: %s", self.model_id, warning.message)
@@ -158,6 +162,10 @@ class PipelineBackend(ModelBackend):
         """Where the model's files are: a built-in model is built on first use, a hub model fetched unless cached."""
         return self._resolve_folder()[0]
 
+    def _movable(self, plan: ExecutionPlan) -> bool:
+        # GGUF layers dequantize to the compute dtype they were loaded with: another dtype means loading again.
+        return movable(plan) and self.transformer_file is None
+
     def set_dtype(self, dtype: str) -> None:
         if not self._castable_to(self._loaded_plan.with_dtype(dtype)):
             self.load(self._loaded_plan.with_dtype(dtype))  # read again, as a fresh load in ``dtype`` would be
@@ -171,7 +179,7 @@ class PipelineBackend(ModelBackend):
         """In place only where a fresh load's dtypes are known: not under group offload or fp8 (hooks hold the
         weights), and not from a float32 load to a half precision (a float32 load keeps nothing apart, so which
         tensors a half-precision load keeps in float32 is unknown)."""
-        return movable(plan) and (self._load_dtype != "float32" or plan.dtype == "float32")
+        return self._movable(plan) and (self._load_dtype != "float32" or plan.dtype == "float32")
 
     def _cast_as_loaded(self, dtype: str) -> None:
         """Every floating tensor to ``dtype``, except those the load kept in their own dtype."""

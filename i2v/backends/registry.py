@@ -194,6 +194,21 @@ def last_frame_models() -> list[str]:
     return real + [name for name, cls in _BUILT_IN.items() if cls.spec.takes_last_image]
 
 
-def backend_for(model: str, family: str | None = None) -> ModelBackend:
+def backend_for(model: str, family: str | None = None, transformer_file: str | None = None) -> ModelBackend:
     cls = backend_class_for(model, family)
-    return cls() if model in _BUILT_IN else cls(model)
+    backend = cls() if model in _BUILT_IN else cls(model)
+    if transformer_file is not None:
+        check_takes_transformer_file(model, family)
+        backend.transformer_file = transformer_file
+    return backend
+
+
+def check_takes_transformer_file(model: str, family: str | None = None) -> None:
+    """Refuse a GGUF transformer for a model whose loader cannot take one, naming those that can."""
+    if getattr(backend_class_for(model, family), "takes_transformer_file", False):
+        return
+    takes = [name for name, cls in {**FAMILIES, **_BUILT_IN}.items() if getattr(cls, "takes_transformer_file", False)]
+    raise BadInputError(
+        f"'{model}' cannot take a transformer file (a GGUF): diffusers loads single-file transformers only for some "
+        f"families. Models that take one: {', '.join(takes)}."
+    )

@@ -87,7 +87,7 @@ class Engine:
         """Load the request's model for its plan now (keeps it warm for the next job)."""
         job = self.prepare(request)
         with device_lock(job.plan.device):
-            return self._backend_for(job.params.model, job.params.family).load(job.plan)
+            return self._backend_for(job.params.model, job.params.family, job.params.transformer_file).load(job.plan)
 
     @property
     def backend(self) -> ModelBackend | None:
@@ -114,20 +114,25 @@ class Engine:
             log.info("request: %s", json.dumps(job.summary()["params"], ensure_ascii=False))
             with device_lock(job.plan.device):
                 cancel.raise_if_cancelled()
-                services = RunServices(backend=self._backend_for(job.params.model, job.params.family), planner=self.planner,
+                backend = self._backend_for(job.params.model, job.params.family, job.params.transformer_file)
+                services = RunServices(backend=backend, planner=self.planner,
                                        gpu=self.gpu_for(job.plan.device), output_dir=self.output_dir,
                                        speedups=self.speedups)
                 return JobRun(services, job, job_id, started, on_progress, cancel, keep_frames).execute()
 
-    def _backend_for(self, model: str, family: str | None = None) -> ModelBackend:
-        """One model resident at a time: switching frees the previous one first."""
+    def _backend_for(self, model: str, family: str | None = None, transformer_file: str | None = None
+                     ) -> ModelBackend:
+        """One model resident at a time: switching frees the previous one first. A model is its name, its family
+        and the transformer file (a GGUF) it was loaded with."""
         wanted = backend_class_for(model, family)
         with self._backend_guard:
-            if self._backend is not None and (self._backend.model_id != model or type(self._backend) is not wanted):
+            current = self._backend
+            if current is not None and (current.model_id != model or type(current) is not wanted
+                                        or getattr(current, "transformer_file", None) != transformer_file):
                 self._backend.unload()
                 self._backend = None
             if self._backend is None:
-                self._backend = backend_for(model, family)
+                self._backend = backend_for(model, family, transformer_file)
             self._backend.configure_speedups(self.speedups)
             return self._backend
 

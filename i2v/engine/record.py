@@ -33,6 +33,7 @@ def reproduce_command(params: dict, image_hint: str, last_image_hint: str | None
         "--prompt", params["prompt"],
         "--model", params["model"],
         *(["--family", params["family"]] if params.get("family") else []),
+        *(["--transformer-file", params["transformer_file"]] if params.get("transformer_file") else []),
         "--width", str(params["width"]),
         "--height", str(params["height"]),
         "--frames", str(params["frames"]),

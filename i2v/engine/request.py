@@ -15,6 +15,7 @@ from typing import Any
 
 from PIL import Image
 
+from i2v.backends.gguf_file import check_transformer_file
 from i2v.errors import BadInputError, shown
 
 DEFAULT_MODEL = "ali-vilab/i2vgen-xl"
@@ -52,6 +53,7 @@ class GenerationRequest:
     auto_enhance: bool = False
     model: str = field(default_factory=default_model)
     family: str | None = None  # a family id (backends.FAMILIES) for a hub id whose name and cache do not tell
+    transformer_file: str | None = None  # a quantized transformer (.gguf path or hub owner/repo/file.gguf)
     dtype: str = "auto"
     device: str | None = None  # None: CUDA when present, else CPU
     output_path: Path | None = None  # explicit file for one video; several get _01, _02… suffixes
@@ -104,6 +106,8 @@ def validate_request(request: GenerationRequest) -> None:
         raise BadInputError(f"audio must be true or false; got {request.audio!r}.")
     if not isinstance(request.model, str) or not request.model.strip():
         raise BadInputError("model must be a hub id (owner/name), a local folder, or 'tiny'.")
+    if request.transformer_file is not None:
+        check_transformer_file(request.transformer_file)
     if request.dtype not in DTYPE_CHOICES:
         raise BadInputError(f"dtype must be one of {', '.join(DTYPE_CHOICES)}; got {shown(request.dtype)}.")
     if request.device is not None and not (isinstance(request.device, str) and DEVICE_PATTERN.match(request.device)):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from i2v.backends import last_frame_models, spec_for
+from i2v.backends import check_takes_transformer_file, gguf_file, last_frame_models, spec_for
 from i2v.errors import BadInputError
 from i2v.findings import Finding
 from i2v.guidance.image_quality import ImageScores, assess_image
@@ -47,6 +47,7 @@ class ResolvedParams:
     auto_enhance: bool
     last_image_sha256: str | None = None  # the last frame's picture, when one was given
     audio: bool = True  # a model with sound makes its track; no effect on models without sound
+    transformer_file: str | None = None  # the GGUF the transformer is loaded from, as given
 
     def for_seed(self, seed: int, dtype: str) -> dict:
         data = {k: v for k, v in self.__dict__.items() if k != "seeds"}
@@ -112,7 +113,8 @@ def prepare(
 ) -> PreparedJob:
     """``load`` decodes the picture (the engine passes its cache of recently decoded files)."""
     validate_request(request)
-    spec = spec_for(request.model, request.family)
+    spec, file_notice = with_transformer_file(spec_for(request.model, request.family), request.model, request.family,
+                                              request.transformer_file)
     check_last_image(request, spec)
     preset_name = request.preset or DEFAULT_PRESET
     preset = get_preset(preset_name, presets, preset_key=spec.preset_key)
@@ -144,7 +146,7 @@ def prepare(
                             max_tokens=spec.max_prompt_tokens)
 
     decision = planner.plan(spec, width, height, frames, device=request.device, dtype=request.dtype)
-    notices += decision.notices
+    notices += decision.notices + file_notice
     width, height, frames = decision.width, decision.height, decision.frames
     warnings += parameter_traps(
         width=width, height=height, frames=frames, steps=steps, guidance=guidance,
@@ -170,6 +172,7 @@ def prepare(
         auto_enhance=request.auto_enhance,
         last_image_sha256=_image_digest(request.last_image, last_source) if last_source else None,
         audio=request.audio,
+        transformer_file=request.transformer_file,
     )
     return PreparedJob(
         request=request, spec=spec, params=params, plan=decision.plan, image=image, source=source,
@@ -185,6 +188,22 @@ def check_last_image(request: GenerationRequest, spec: ModelSpec) -> None:
             f"{spec.family} does not take a last frame; leave the last image out, or use a model that takes one: "
             f"{', '.join(last_frame_models())}."
         )
+
+
+def with_transformer_file(spec: ModelSpec, model: str, family: str | None, transformer_file: str | None
+                          ) -> tuple[ModelSpec, tuple[Finding, ...]]:
+    """The spec the planner sees: with a GGUF transformer, the file's size on disk is the transformer's weight bytes
+    (the planner is unchanged: it plans a profile whose transformer weighs that much). No file: the spec as is."""
+    if transformer_file is None:
+        return spec, ()
+    gguf_file.check_transformer_file(transformer_file)
+    check_takes_transformer_file(model, family)
+    size = gguf_file.file_size(transformer_file)
+    path = gguf_file.local_path(transformer_file, download=False)
+    tensors = gguf_file.read_tensors(path) if path is not None else None
+    memory = spec.memory.with_transformer_bytes(size) if spec.memory is not None else None
+    notice = Finding("plan.transformer_file", f"transformer from {gguf_file.describe(transformer_file, tensors, size)}.")
+    return replace(spec, memory=memory), (notice,)
 
 
 def shape_for(spec: ModelSpec, preset: Preset, *, frames: int | None, resolution: int | None,

@@ -75,6 +75,9 @@ class TransformerMemoryProfile:
     # low-noise expert, switched at a boundary timestep); one computes at a time, so activations are one's. Without
     # offload every expert's weights stay on the GPU; with model offload the idle one waits on the CPU.
     experts: int = 1
+    # The transformer's weights from a quantized file (GGUF) instead of its parameters × the dtype's bytes: the
+    # file's size, whatever the plan's dtype (diffusers keeps them quantized and dequantizes a layer as it runs).
+    transformer_file_bytes: int | None = None
 
     # A causal 3-D VAE decodes the whole clip with a temporal cache: frame chunks change nothing, tiling does.
     decodes_in_frame_chunks = False
@@ -87,6 +90,16 @@ class TransformerMemoryProfile:
     @property
     def streams_blocks(self) -> bool:
         return self.transformer_blocks > 0
+
+    @property
+    def fp8_weights_possible(self) -> bool:
+        """fp8 storage casts float weights; quantized GGUF weights are not float weights."""
+        return self.transformer_file_bytes is None
+
+    def with_transformer_bytes(self, size: int) -> "TransformerMemoryProfile":
+        """The same model with its transformer's weights read from a quantized file of ``size`` bytes; the blocks keep
+        their share of the weights, for group offload."""
+        return dataclasses.replace(self, transformer_file_bytes=size)
 
     def predict_peak(self, *, width: int, height: int, frames: int, dtype: str, decode_chunk_size: int = 1,
                      vae_tiling: bool = False, cpu_offload: str = "none", fp8_weights: bool = False,
@@ -162,6 +175,10 @@ class TransformerMemoryProfile:
         block running and the next one (prefetched on a CUDA stream); with fp8 storage also one block's weights
         upcast to the compute dtype (an upper bound: diffusers upcasts a layer at a time)."""
         value = BYTES_PER_VALUE[dtype]
+        if self.transformer_file_bytes is not None:  # quantized: every weight shrinks in the file's proportion
+            share = self.transformer_block_params / self.transformer_params
+            block = int(self.transformer_file_bytes * share) // max(self.transformer_blocks, 1)
+            return self.transformer_file_bytes - block * self.transformer_blocks + 2 * block
         block = self.transformer_block_params // max(self.transformer_blocks, 1)
         outside = self.weights(dtype)["transformer"] - self.transformer_block_params * value
         return outside + 2 * block * (1 if fp8_weights else value) + (block * value if fp8_weights else 0)
@@ -177,7 +194,7 @@ class TransformerMemoryProfile:
         fp8_saving = self.transformer_block_params * (value - 1) if fp8_weights else 0
         transformer = (self.transformer_params - fp32) * value + fp32 * BYTES_PER_VALUE["float32"] - fp8_saving
         return {
-            "transformer": transformer,
+            "transformer": transformer if self.transformer_file_bytes is None else self.transformer_file_bytes,
             "text_encoder": self.text_encoder_params * value,
             "image_encoder": self.image_encoder_params * value,
             "vae": self.vae_params * BYTES_PER_VALUE[self.vae_dtype or dtype],

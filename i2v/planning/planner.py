@@ -278,7 +278,8 @@ def _streaming_rungs(spec: ModelSpec, tiled: ExecutionPlan):
     ram_fp8 = spec.memory.host_bytes(tiled.dtype, fp8_weights=True) / GIB
     streaming = f"streaming the models' blocks from CPU RAM (slower: weights cross PCIe every step; ~{ram:.0f} GiB RAM)"
     fp8 = "storing the transformer's weights in fp8 (slight quality cost)"
-    if tiled.dtype == "float32":  # fp8 storage is for half-precision compute
+    # fp8 storage is for half-precision compute, and casts float weights (not a quantized GGUF transformer's)
+    if tiled.dtype == "float32" or not spec.memory.fp8_weights_possible:
         yield replace(tiled, cpu_offload="group"), ("decoding in tiles", streaming)
         return
     yield replace(tiled, cpu_offload="group"), ("decoding in tiles", streaming)

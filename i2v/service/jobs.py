@@ -47,8 +47,8 @@ KEPT_SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "MPO": ".jpg", "WEBP": ".webp", 
                  "TIFF": ".tiff"}
 # Request fields a history entry needs to "load these settings" (the image is kept as a file beside them).
 SETTING_FIELDS = ("prompt", "negative_prompt", "preset", "resolution", "width", "height", "frames", "steps",
-                  "guidance", "fps", "seeds", "candidates", "auto_enhance", "model", "family", "dtype", "device",
-                  "audio")
+                  "guidance", "fps", "seeds", "candidates", "auto_enhance", "model", "family", "transformer_file",
+                  "dtype", "device", "audio")
 
 
 class JobListener:

@@ -39,9 +39,10 @@ class WanBackend(PipelineBackend):
     spec = WAN_SPEC
     example_hub_id = "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers"
     hub_allow_patterns = HUB_ALLOW_PATTERNS
+    takes_transformer_file = True  # diffusers converts Wan's original GGUF key names (from_single_file)
 
     def _load_folder(self, folder: Path, dtype: str):
-        return load_wan_from_folder(folder, dtype, self.spec)
+        return load_wan_from_folder(folder, dtype, self.spec, transformer_file=self.transformer_file)
 
     def denoise(self, inputs: DenoiseInputs, on_step: StepCallback):
         import torch

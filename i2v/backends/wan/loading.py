@@ -55,12 +55,14 @@ def _refuse_wan22(folder: Path, index: dict) -> None:
         )
 
 
-def load_wan_from_folder(folder: Path, dtype: str, spec: WanSpec):
-    """Load every component from ``folder``; return (pipeline, warnings, component class names)."""
+def load_wan_from_folder(folder: Path, dtype: str, spec: WanSpec, *, transformer_file: str | None = None):
+    """Load every component from ``folder`` (the transformer from ``transformer_file``, a GGUF, when given); return
+    (pipeline, warnings, component class names)."""
     import diffusers
 
+    gguf_files = {"transformer": transformer_file} if transformer_file else None
     loaded, found, classes = load_components(folder, read_model_index(folder), _COMPONENTS, dtype,
-                                             weighted=_WEIGHTED, dtypes={"vae": VAE_DTYPE})
+                                             weighted=_WEIGHTED, dtypes={"vae": VAE_DTYPE}, gguf_files=gguf_files)
     check_scheduler(loaded["scheduler"], folder)
     check_components_agree(loaded, spec)
     return diffusers.WanImageToVideoPipeline(**loaded), found, classes
