@@ -113,7 +113,11 @@ def test_full_size_random_model_runs_within_its_predicted_peak(photo_path, tmp_p
     assert 0.5 * predicted <= measured <= predicted, (measured / 2**30, predicted / 2**30)
 
 
-@pytest.mark.parametrize("model", ["tiny", "tiny-cogvideox", "tiny-wan", "tiny-easyanimate"])
+ALL_TINY = ["tiny", "tiny-cogvideox", "tiny-wan", "tiny-easyanimate", "tiny-wan22-ti2v", "tiny-wan22-a14b", "tiny-ltx2"]
+TRANSFORMER_TINY = ALL_TINY[1:]
+
+
+@pytest.mark.parametrize("model", ALL_TINY)
 def test_model_offload_plan_runs_every_family_on_gpu(photo_path, tmp_path, model):
     """The planner's last resort (only the active model on the GPU, tiled decode) works for each backend: the
     decode must send the latents where the VAE's offload hook will put the VAE, not where it waits."""
@@ -134,4 +138,31 @@ def test_model_offload_plan_runs_every_family_on_gpu(photo_path, tmp_path, model
     record = engine.generate(GenerationRequest(image=photo_path, prompt="waves crashing, camera panning left",
                                                model=model, preset="fast-check", seeds=(1,))).videos[0].record
     assert record["plan"]["cpu_offload"] == "model" and record["plan"]["device"] == "cuda:0"
+    assert record["video"]["frames"] == record["params"]["frames"]
+
+
+@pytest.mark.parametrize("placement", [{"cpu_offload": "group"}, {"fp8_weights": True},
+                                       {"cpu_offload": "group", "fp8_weights": True}])
+@pytest.mark.parametrize("model", TRANSFORMER_TINY)
+def test_streamed_blocks_and_fp8_weights_run_every_transformer_family_on_gpu(photo_path, tmp_path, model, placement):
+    """The memory tiers for 14B-class models (group offload on CUDA streams, fp8 layerwise casting) on the GPU,
+    where the streams and fp8 storage are real; the planner's choice is forced so every family runs each tier."""
+    import dataclasses
+
+    from i2v.engine.engine import Engine
+    from i2v.engine.request import GenerationRequest
+    from i2v.gpu.hardware import TorchCudaInfo
+    from i2v.planning.plan import BasicPlanner
+
+    class ForcedPlanner(BasicPlanner):
+        def plan(self, *args, **kwargs):
+            decision = super().plan(*args, **kwargs)
+            return dataclasses.replace(decision, plan=dataclasses.replace(decision.plan, vae_tiling=True,
+                                                                          **placement))
+
+    engine = Engine(output_dir=tmp_path, planner=ForcedPlanner(TorchCudaInfo()))
+    record = engine.generate(GenerationRequest(image=photo_path, prompt="waves crashing, camera panning left",
+                                               model=model, preset="fast-check", seeds=(1,))).videos[0].record
+    assert record["plan"]["device"] == "cuda:0"
+    assert all(record["plan"][key] == value for key, value in placement.items())
     assert record["video"]["frames"] == record["params"]["frames"]
