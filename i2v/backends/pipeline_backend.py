@@ -108,12 +108,7 @@ class PipelineBackend(ModelBackend):
         if plan.cpu_offload == "model":
             pipe.enable_model_cpu_offload(device=plan.device)
         elif plan.cpu_offload == "group":
-            import torch
-
-            # Block by block from pinned CPU RAM, the next block copied on a CUDA stream while one runs.
-            pipe.enable_group_offload(onload_device=torch.device(plan.device), offload_device=torch.device("cpu"),
-                                      offload_type="block_level", num_blocks_per_group=1,
-                                      use_stream=plan.device.startswith("cuda"))
+            _stream_from_cpu(pipe, plan.device)
         else:
             pipe.to(plan.device)
 
@@ -250,6 +245,24 @@ def _dtypes_kept(pipe, dtype: str) -> dict[tuple[str, str], object]:
     wanted = torch_dtype(dtype)
     return {(component, name): tensor.dtype for component, module in _modules(pipe)
             for name, tensor in _floating_tensors(module) if tensor.dtype != wanted}
+
+
+def _stream_from_cpu(pipe, device: str) -> None:
+    """Every model waits in pinned CPU RAM and comes to ``device`` in parts while it runs, the next part copied on a
+    CUDA stream meanwhile: the transformer and the VAE block by block, the text encoders layer by layer (their
+    blocks sit inside one submodule, which block level would bring over whole: 10-24 GiB for UMT5 or Gemma)."""
+    import torch
+    from diffusers.hooks import apply_group_offloading
+
+    for name, component in _modules(pipe):
+        by_layer = name.startswith("text_encoder")
+        options = dict(onload_device=torch.device(device), offload_device=torch.device("cpu"),
+                       offload_type="leaf_level" if by_layer else "block_level",
+                       num_blocks_per_group=None if by_layer else 1, use_stream=device.startswith("cuda"))
+        if hasattr(component, "enable_group_offload"):
+            component.enable_group_offload(**options)
+        else:
+            apply_group_offloading(module=component, **options)
 
 
 def placement(plan: ExecutionPlan) -> tuple[str, bool]:

@@ -70,6 +70,9 @@ class TransformerMemoryProfile:
     decode_tiled_per_call_pixel: int = 0
     decode_tiled_per_frame_pixel: int = 0
     transformer_blocks: int = 0  # the repeated blocks group offload streams (0: the rung is not offered)
+    # The text encoder's largest layer (its embedding table): group offload streams the text encoder layer by layer
+    # (leaf level), so while it reads a prompt it holds about two of its largest layers. 0: counted whole.
+    text_encoder_largest_layer_params: int = 0
     transformer_block_params: int = 0  # the parameters inside those blocks, all together
     # Transformers of ``transformer_params`` each that take turns over the steps (Wan 2.2 A14B: a high-noise and a
     # low-noise expert, switched at a boundary timestep); one computes at a time, so activations are one's. Without
@@ -168,6 +171,8 @@ class TransformerMemoryProfile:
         on_gpu = {stage: sum(weights[name] for name in names) for stage, names in resident.items()}
         if cpu_offload == "group":
             on_gpu["denoise"] = self.streamed_transformer_bytes(dtype, fp8_weights)
+            if self.text_encoder_largest_layer_params:  # streamed layer by layer: the running one and the next
+                on_gpu["text"] = 2 * self.text_encoder_largest_layer_params * BYTES_PER_VALUE[dtype]
         return on_gpu
 
     def streamed_transformer_bytes(self, dtype: str, fp8_weights: bool = False) -> int:
@@ -214,6 +219,9 @@ class TransformerMemoryProfile:
         if "transformer_params" in params and "transformer_block_params" not in params:  # the same share in blocks
             params["transformer_block_params"] = times(self.transformer_block_params,
                                                        params["transformer_params"] / self.transformer_params)
+        if "text_encoder_params" in params and "text_encoder_largest_layer_params" not in params:
+            params["text_encoder_largest_layer_params"] = times(
+                self.text_encoder_largest_layer_params, params["text_encoder_params"] / self.text_encoder_params)
         return dataclasses.replace(
             self, **params,
             denoise_fixed=times(self.denoise_fixed, transformer_width),

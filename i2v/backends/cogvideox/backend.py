@@ -119,7 +119,8 @@ COGVIDEOX_SPEC = ModelSpec(
     # and unconditional inputs (batch 2) and encodes the picture alone, while T5 is still on the GPU under offload.
     memory=TransformerMemoryProfile(
         transformer_params=5_570_479_680, transformer_blocks=42, transformer_block_params=5_552_300_544,
-        text_encoder_params=4_762_310_656, vae_params=215_583_907,
+        text_encoder_params=4_762_310_656,
+        text_encoder_largest_layer_params=131_597_312, vae_params=215_583_907,
         cfg_batch=2, denoise_fixed=20_453_392, denoise_per_token=80_512, text_activation=50_336_528,
         encodes_clip=False, encode_resident=("text_encoder", "vae"), encode_per_pixel=5_330,
         decode_per_call_pixel=45_793, decode_per_frame_pixel=0, vae_tile=(360, 240),

@@ -142,7 +142,8 @@ EASYANIMATE_SPEC = ModelSpec(
     # masked clip while Qwen2-VL is still on the GPU under offload: with offload that stage is the peak.
     memory=TransformerMemoryProfile(
         transformer_params=6_814_670_912, transformer_blocks=36, transformer_block_params=6_798_048_768,
-        text_encoder_params=8_291_375_616, vae_params=244_375_507,
+        text_encoder_params=8_291_375_616,
+        text_encoder_largest_layer_params=544_997_376, vae_params=244_375_507,
         cfg_batch=2, denoise_fixed=22_620_164, denoise_per_token=80_456, text_activation=145_760_256,
         encodes_clip=True, encode_resident=("text_encoder", "vae"), encode_per_pixel=11_247,
         encode_per_frame_pixel=7, decode_per_call_pixel=19_627, decode_per_frame_pixel=7, vae_tile=(512, 512),

@@ -64,7 +64,8 @@ LTX2_SPEC = ModelSpec(
     # still on the GPU.
     memory=TransformerMemoryProfile(
         transformer_params=18_876_174_592, transformer_blocks=48, transformer_block_params=18_531_581_952,
-        text_encoder_params=12_202_563_392, connector_params=1_431_475_200,
+        text_encoder_params=12_202_563_392,
+        text_encoder_largest_layer_params=1_011_597_312, connector_params=1_431_475_200,
         vae_params=1_222_479_601, audio_params=53_248_146 + 55_592_802,
         cfg_batch=2, patch_size=1, vae_scale_factor=32, temporal_compression=8,
         denoise_fixed=60_000_000, denoise_per_token=136_000, text_activation=800_000_000,

@@ -90,6 +90,7 @@ WAN_SPEC = WanSpec(
     memory=TransformerMemoryProfile(
         transformer_params=16_394_878_784, transformer_blocks=40, transformer_block_params=16_153_538_560,
         transformer_fp32_params=29_196_800, text_encoder_params=5_680_910_336,
+        text_encoder_largest_layer_params=1_050_173_440,
         image_encoder_params=630_766_080, vae_params=126_892_531, vae_dtype=VAE_DTYPE,
         cfg_batch=1, denoise_fixed=30_233_092, denoise_per_token=114_660, text_activation=226_499_584,
         encodes_clip=True, encode_resident=("image_encoder", "vae"), encode_per_pixel=14_083,

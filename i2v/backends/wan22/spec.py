@@ -88,6 +88,7 @@ TI2V_5B_SPEC = Wan22Spec(
     memory=TransformerMemoryProfile(
         transformer_params=4_999_787_712, transformer_blocks=30, transformer_block_params=4_909_701_120,
         transformer_fp32_params=10_973_184, text_encoder_params=5_680_910_336,
+        text_encoder_largest_layer_params=1_050_173_440,
         vae_params=704_688_668, vae_dtype=VAE_DTYPE, cfg_batch=1, vae_scale_factor=16,
         denoise_fixed=12_210_176, denoise_per_token=201_236, text_activation=226_499_584,
         encodes_clip=False, encode_resident=("text_encoder", "vae"), encode_per_pixel=1_965,
@@ -133,6 +134,7 @@ A14B_SPEC = Wan22Spec(
     memory=TransformerMemoryProfile(
         transformer_params=14_288_901_184, transformer_blocks=40, transformer_block_params=14_055_772_160,
         transformer_fp32_params=29_184_000, text_encoder_params=5_680_910_336,
+        text_encoder_largest_layer_params=1_050_173_440,
         vae_params=126_892_531, vae_dtype=VAE_DTYPE, cfg_batch=1, experts=2,
         denoise_fixed=24_311_812, denoise_per_token=114_660, text_activation=226_499_584,
         encodes_clip=True, encode_resident=("text_encoder", "vae"), encode_per_pixel=14_083,
