@@ -170,6 +170,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("warn_percent", 80, "GPU memory use (percent) at which the page warns", _percent),
     Setting("auth", None, "user:password or @FILE (first line user:password) for HTTP Basic auth on every route "
             "but /healthz; empty: no auth", _auth),
+    Setting("shared_control", False, "every visitor may cancel and promote every job (on/off); off: only the browser "
+            "or API caller that submitted a job steers it, others see it", _switch),
     Setting("log_dir", "", "folder of the log files app_YYYYmmdd_HHMMSS.log and latest.log (empty: logs/ in the "
             "project; 'none': no log file)"),
     Setting("keep_logs", 20, "log files of this many runs are kept; older ones are deleted at start", _positive_int),
@@ -204,6 +206,7 @@ class AppSettings:
     poll_seconds: float
     warn_percent: int
     auth: Credentials | None
+    shared_control: bool
     log_dir: str
     keep_logs: int
     log_max_mb: int

@@ -20,6 +20,7 @@ from conftest import photo_like
 from test_requeue import crashed_job
 
 JOB_TIMEOUT_S = 120
+OWNER = "secret-of-this-browser"  # page.owner_token: what the page sends with submit, cancel, restore, promote
 SMALL = {"prompt": "a red ball rolling slowly to the left", "preset": "fast-check", "resolution": 128, "frames": 4,
          "steps": 2}
 
@@ -72,20 +73,21 @@ def test_every_handler_answers_only_for_the_outputs_of_its_events(app, picture):
     call("check_settings", *form(events))  # no image yet: a square is assumed
     call("check_settings", *form(events, image=picture, **SMALL))
     call("check_settings", *form(events, image=picture, frames="many"))  # refused
-    call("submit", *form(events, **SMALL))  # refused: no image
-    job_id = call("submit", *form(events, image=picture, **SMALL))[page.job_id]
+    call("submit", *form(events, **SMALL), OWNER)  # refused: no image
+    job_id = call("submit", *form(events, image=picture, **SMALL), OWNER)[page.job_id]
     call("poll", job_id, None)  # most likely still running; either branch is checked
     assert jobs.wait(job_id, timeout=JOB_TIMEOUT_S).state == "done"
     shown = call("poll", job_id, None)[page.shown]
     assert shown and shown["id"] == job_id
     call("poll", None, None)
-    call("restore", None)
-    call("restore", job_id)
+    call("restore", None, OWNER)
+    call("restore", job_id, OWNER)
+    call("restore", job_id, "another browser")  # shown, not taken over
     for index in (0, 3):  # a candidate on screen, and a slot without one
         call("use_seed", shown, index)
-        call("promote", shown, index)
+        call("promote", shown, OWNER, index)
     call("use_seed", None, 0)
-    call("promote", None, 0)
+    call("promote", None, OWNER, 0)
     call("history")
     history_ids = answers["history"][-1][page.history_ids]
     assert job_id in history_ids

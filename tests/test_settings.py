@@ -16,7 +16,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 OTHER_DEFAULTS = dict(allowed_hosts=(), min_free_mb=1024, retention_days=0.0, warn_percent=80, log_dir="",
                       keep_logs=20, log_max_mb=50, console_log=True, idle_stop_minutes=0.0, idle_command="", models=(),
-                      step_cache=1, channels_last=False, compile=False, attention="sdpa")
+                      step_cache=1, channels_last=False, compile=False, attention="sdpa",
+                      shared_control=False)
 
 
 def test_defaults():

@@ -4,13 +4,17 @@
 of the input picture, records the job in the ``JobStore`` and queues it. One worker thread runs the queue in
 order through ``Engine.generate`` (which also holds the per-device lock, so other callers in the process wait
 their turn). Pages ask ``status(job_id)`` whenever they like: a closed or reloaded tab loses nothing, and a job
-is only stopped by ``cancel``. How a job ended reaches its caller and the page even when the job database cannot
-be written (a full disk): the outcome waits in memory and the worker writes it again until the database takes it.
+is only stopped by ``cancel``. A job belongs to whoever submitted it (``owner``: the page's per-browser secret,
+an API call's Gradio session): only the same secret may cancel it (``may_control``), unless ``shared_control``
+lets everyone; the job database keeps a SHA-256 of the secret, never the secret. How a job ended reaches its
+caller and the page even when the job database cannot be written (a full disk): the outcome waits in memory and the
+worker writes it again until the database takes it.
 """
 from __future__ import annotations
 
 import glob
 import hashlib
+import hmac
 import logging
 import secrets
 import sqlite3
@@ -49,6 +53,15 @@ KEPT_SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "MPO": ".jpg", "WEBP": ".webp", 
 SETTING_FIELDS = ("prompt", "negative_prompt", "preset", "resolution", "width", "height", "frames", "steps",
                   "guidance", "fps", "seeds", "candidates", "auto_enhance", "model", "family", "transformer_file",
                   "dtype", "device", "audio")
+
+
+NOT_YOURS = ("This job was started in another browser (or by a script): only the browser that started it can "
+             "cancel it. You can watch it here.")
+
+
+def owner_digest(secret: str | None) -> str | None:
+    """What the job database keeps of a submitter's secret; None for no secret (a job anyone may steer)."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest() if secret else None
 
 
 class JobListener:
@@ -148,8 +161,10 @@ def request_from_settings(settings: dict[str, Any], image: Any) -> GenerationReq
 
 class JobManager:
     def __init__(self, engine: Engine, store: JobStore | None = None, *, max_queue: int = DEFAULT_MAX_QUEUE,
-                 listener: JobListener | None = None, retry_seconds: float = RETRY_SECONDS):
+                 listener: JobListener | None = None, retry_seconds: float = RETRY_SECONDS,
+                 shared_control: bool = False):
         self.engine = engine
+        self.shared_control = shared_control  # every caller may steer every job (the admin's choice)
         self.listener = listener or JobListener()
         self.store = store or JobStore.in_folder(engine.output_dir)
         self.max_queue = max_queue
@@ -184,12 +199,16 @@ class JobManager:
         return swept
 
     # -- submitting ----------------------------------------------------------------------------------------
-    def submit(self, request: GenerationRequest) -> str:
+    def submit(self, request: GenerationRequest, owner: str | None = None) -> str:
         """Queue a job and return its id. Bad input and a full queue raise ``BadInputError`` right here, and a
         refused request writes nothing: the picture is kept only once every check has passed. Messages name no
-        server path (``public``)."""
+        server path (``public``). ``owner``: the submitter's secret; only it may cancel the job (none: anyone)."""
+        return self._submit_owned(request, owner_digest(owner))
+
+    def _submit_owned(self, request: GenerationRequest, owner: str | None) -> str:
+        """``submit`` with the owner already as its digest (a re-queued job keeps its owner)."""
         try:
-            return self._submit(request)
+            return self._submit(request, owner)
         except BadInputError as exc:
             raise self._public_error(exc) from None
 
@@ -209,7 +228,7 @@ class JobManager:
             log.warning("refused a job: %s", exc)  # the machine's trouble: the operator needs the full paths
         return type(exc)(self.public(str(exc)))
 
-    def _submit(self, request: GenerationRequest) -> str:
+    def _submit(self, request: GenerationRequest, owner: str | None) -> str:
         validate_request(request)
         self._refuse_when_full()  # at once, before reading the picture and planning (checked again below)
         if not request.seeds:
@@ -230,7 +249,7 @@ class JobManager:
             waiting = len(self._queue)
             self._refuse_when_full()
             record = JobRecord(id=job_id, state="queued", created_at=time.time(),
-                               settings=request_settings(request), image_path=str(request.image))
+                               settings=request_settings(request), image_path=str(request.image), owner=owner)
             try:
                 self.store.add(record)
             except STORE_ERRORS as exc:
@@ -299,7 +318,7 @@ class JobManager:
             raise BadInputError(f"Job {job_id} was re-queued already, as job {again}.")
         if not record.image_path or not Path(record.image_path).is_file():
             raise BadInputError(f"The picture of job {job_id} is gone from the outputs folder; upload it again.")
-        new_id = self.submit(request_from_settings(record.settings, Path(record.image_path)))
+        new_id = self._submit_owned(request_from_settings(record.settings, Path(record.image_path)), record.owner)
         self.store.mark_requeued(job_id, new_id)
         with job_context(new_id):
             log.info("re-queued interrupted job %s", job_id)
@@ -311,23 +330,52 @@ class JobManager:
         return [r.id for r in reversed(records) if not (r.result or {}).get("requeued_as")]
 
     # -- control and queries -------------------------------------------------------------------------------
-    def cancel(self, job_id: str) -> bool:
-        """Stop a queued job now or a running one within a denoising step. False when it is not active."""
+    def cancel(self, job_id: str, owner: str | None = None) -> bool:
+        """Stop a queued job now or a running one within a denoising step. False when it is not active, or when
+        ``owner`` is not the secret it was submitted with (``may_control``)."""
         with self._changed:
-            for live in self._queue:
-                if live.id == job_id:
-                    self._queue.remove(live)
-                    self._end(live, _Outcome("cancelled"))
-                    self._changed.notify_all()
-                    with job_context(job_id):
-                        log.info("cancelled while queued")
-                    return True
-            if self._running is not None and self._running.id == job_id:
-                self._running.cancel.cancel()
+            queued = next((live for live in self._queue if live.id == job_id), None)
+            running = self._running if self._running is not None and self._running.id == job_id else None
+            live = queued or running
+            if live is None:
+                return False
+            if not self._allows(live.record.owner, owner):
                 with job_context(job_id):
-                    log.info("cancel requested")
+                    log.warning("cancel refused: asked by someone other than the job's submitter")
+                return False
+            if queued is not None:
+                self._queue.remove(queued)
+                self._end(queued, _Outcome("cancelled"))
+                self._changed.notify_all()
+                with job_context(job_id):
+                    log.info("cancelled while queued")
                 return True
-        return False
+            running.cancel.cancel()
+            with job_context(job_id):
+                log.info("cancel requested")
+            return True
+
+    def may_control(self, job_id: str, owner: str | None) -> bool:
+        """Whether the holder of the secret ``owner`` may steer the job (cancel it, promote its videos, follow it
+        as its own): its submitter; anyone for a job without an owner (from before owners were kept) or with
+        ``shared_control``. Everyone may see every job."""
+        return self._allows(self._owner_of(job_id), owner)
+
+    def _allows(self, job_owner: str | None, owner: str | None) -> bool:
+        if self.shared_control or job_owner is None:
+            return True
+        digest = owner_digest(owner)
+        return digest is not None and hmac.compare_digest(job_owner, digest)
+
+    def _owner_of(self, job_id: str) -> str | None:
+        with self._changed:
+            lives = ([self._running] if self._running else []) + list(self._queue)
+            lives += [live for live, _outcome in self._unrecorded.values()]
+            for live in lives:
+                if live.id == job_id:
+                    return live.record.owner
+        record = self.store.get(job_id)
+        return record.owner if record else None
 
     def status(self, job_id: str) -> JobStatus | None:
         with self._changed:

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 FILE_NAME = "jobs.sqlite3"
 STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 FINISHED_STATES = ("done", "failed", "cancelled", "interrupted")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the owner column
 SQLITE_IOERR, SQLITE_FULL = 10, 13  # primary result codes (an extended code's low byte)
 
 _SCHEMA = """
@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     image_path TEXT,
     result TEXT,
     error_kind TEXT,
-    error_message TEXT
+    error_message TEXT,
+    owner TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at);
 """
@@ -55,6 +56,7 @@ class JobRecord:
     result: dict[str, Any] | None = None  # videos, notices, warnings, params (see JobManager)
     error_kind: str | None = None
     error_message: str | None = None
+    owner: str | None = None  # SHA-256 of the submitter's secret (JobManager); None: anyone may steer it
 
     @property
     def finished(self) -> bool:
@@ -68,6 +70,7 @@ class JobStore:
         self._lock = threading.Lock()
         with self._connect() as db:
             db.executescript(_SCHEMA)
+            _add_missing_columns(db)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @classmethod
@@ -107,8 +110,9 @@ class JobStore:
     def add(self, record: JobRecord) -> None:
         with self._connect() as db:
             db.execute(
-                "INSERT INTO jobs (id, state, created_at, settings, image_path) VALUES (?, ?, ?, ?, ?)",
-                (record.id, record.state, record.created_at, json.dumps(record.settings), record.image_path),
+                "INSERT INTO jobs (id, state, created_at, settings, image_path, owner) VALUES (?, ?, ?, ?, ?, ?)",
+                (record.id, record.state, record.created_at, json.dumps(record.settings), record.image_path,
+                 record.owner),
             )
 
     def mark_running(self, job_id: str) -> None:
@@ -194,10 +198,18 @@ class JobStore:
         return [_record(row) for row in rows]
 
 
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """A database from an older version keeps its rows: a column added since is added empty (its jobs have no
+    owner, so whoever may see them may steer them, as before)."""
+    present = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+    if "owner" not in present:
+        db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
+
+
 def _record(row: sqlite3.Row) -> JobRecord:
     return JobRecord(
         id=row["id"], state=row["state"], created_at=row["created_at"], settings=json.loads(row["settings"]),
         image_path=row["image_path"], started_at=row["started_at"], finished_at=row["finished_at"],
         result=json.loads(row["result"]) if row["result"] else None, error_kind=row["error_kind"],
-        error_message=row["error_message"],
+        error_message=row["error_message"], owner=row["owner"] if "owner" in row.keys() else None,
     )

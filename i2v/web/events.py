@@ -5,12 +5,15 @@ user types, ``JobManager`` for jobs).
 
 Jobs belong to the server: the page keeps only the id of its last job (in the browser's local storage) and asks
 the ``JobManager`` for its state once a second while it is active, so a reload or a dropped connection shows
-the same job where it is.
+the same job where it is. Each browser also keeps a secret of its own (``page.owner_token``, made at its first
+visit); the jobs it submits carry it, and only it may cancel or promote them. Everyone sees every job: another
+browser's job is shown, never taken over (``restore``).
 """
 from __future__ import annotations
 
 import functools
 import html
+import secrets
 from collections.abc import Callable
 from typing import Protocol
 
@@ -23,7 +26,7 @@ from i2v.engine.presets import DEFAULT_PRESET, Preset
 from i2v.engine.resolve import PreparedJob
 from i2v.errors import BadInputError
 from i2v.guidance.prompt_lint import KeywordLibrary, lint_prompt
-from i2v.service.jobs import JobManager, JobStatus, request_from_settings
+from i2v.service.jobs import NOT_YOURS, JobManager, JobStatus, request_from_settings
 from i2v.web import render
 from i2v.web.forms import RANDOM_SEED, FormValues, next_tier, preset_values, to_request
 from i2v.web.model_choice import banner_html, control_updates, preset_choices
@@ -46,6 +49,10 @@ class StudioServices(Protocol):
     def requeue_all(self) -> tuple[dict[str, str], list[str]]: ...
 
 HISTORY_SIZE = 40
+NOT_YOURS_TO_PROMOTE = ("This run was started in another browser: only that browser can promote it (Load these "
+                        "settings to run them yourself).")
+WATCHING = ('<div class="findings hint" data-code="job.not_yours">Started in another browser: shown as it stands; '
+            "only that browser can cancel it.</div>")
 PICTURE_CONCURRENCY = 2  # page events decoding the picture at once, over all tabs
 
 
@@ -69,6 +76,7 @@ class PageEvents:
         settings_outputs = [page.verdict, page.image_report, page.preview, page.traps, page.last_image_box]
         job_view = [page.status, page.timer, *page.on_screen()]
         submitted = [page.job_id, page.browser_job, *job_view]
+        owned = [*controls, page.owner_token]  # the form and this browser's secret: what submitting sends
         history = page.history_outputs()
         quick = {"concurrency_limit": None, "show_progress": "hidden", "api_visibility": "private"}
         # Events that decode the picture (a 40 MP upload is ~120 MB and a second each) share one small bound, so
@@ -92,14 +100,15 @@ class PageEvents:
         for chip in page.chips:
             chip.click(self.add_keyword, [chip, page.prompt], page.prompt, **quick)
 
-        page.generate_button.click(self.submit, controls, submitted, **picture)
-        page.cancel_button.click(self.cancel, page.job_id, page.status, **quick)
+        page.generate_button.click(self.submit, owned, submitted, **picture)
+        page.cancel_button.click(self.cancel, [page.job_id, page.owner_token], page.status, **quick)
         page.timer.tick(self.poll, [page.job_id, page.shown], [*job_view, *history], **quick)
         for index, slot in enumerate(page.slots):
             slot.use_seed.click(functools.partial(self.use_seed, index=index), page.shown,
                                 [page.seed, page.candidates], **quick)
-            slot.promote.click(functools.partial(self.promote, index=index), page.shown, controls, **quick).then(
-                self.submit, controls, submitted, **picture)
+            # A refused promote raises, so nothing is submitted after it.
+            slot.promote.click(functools.partial(self.promote, index=index), [page.shown, page.owner_token],
+                               controls, **quick).success(self.submit, owned, submitted, **picture)
 
         page.gallery.select(self.select_history, page.history_ids,
                             [page.selected, page.history_detail, page.load_button, *page.on_screen()], **quick)
@@ -107,7 +116,8 @@ class PageEvents:
             self.check_settings, controls, settings_outputs, **picture)
         page.refresh_button.click(self.history, None, history, **quick)
         page.requeue_button.click(self.requeue_interrupted, None, [*submitted, *history], **quick)
-        demo.load(self.restore, page.browser_job, [page.job_id, *job_view, *history], **quick)
+        demo.load(self.claim_owner, page.owner_token, page.owner_token, **quick)
+        demo.load(self.restore, [page.browser_job, page.owner_token], [page.job_id, *job_view, *history], **quick)
         demo.load(self.check_settings, controls, settings_outputs, **picture)
         demo.load(self.lint, lint_inputs, page.lint, **quick)
 
@@ -187,19 +197,27 @@ class PageEvents:
         return f"{prompt}{'' if prompt.endswith(',') else ','} {keyword}"
 
     # -- jobs ----------------------------------------------------------------------------------------------
+    @staticmethod
+    def claim_owner(token: str | None) -> str:
+        """Page load: this browser's secret, made at its first visit and kept in its local storage."""
+        return token or secrets.token_urlsafe(24)
+
     def submit(self, *values) -> Updates:
-        page = self.page
+        """``values``: the controls (``FormValues``), then this browser's secret."""
+        page, (*controls, owner) = self.page, values
         try:
-            form = FormValues(*values)
-            job_id = self.jobs.submit(to_request(form, self.studio.option(form.model).name))
+            form = FormValues(*controls)
+            job_id = self.jobs.submit(to_request(form, self.studio.option(form.model).name), owner=owner)
         except BadInputError as exc:  # the last job's videos stay on screen under the message
             return {page.status: render.status_html(None, error=str(exc)), page.timer: gr.Timer(active=False)}
         return {page.job_id: job_id, page.browser_job: job_id,
                 page.status: render.status_html(self.jobs.status(job_id)), page.timer: gr.Timer(active=True),
                 **self._on_screen(None)}
 
-    def cancel(self, job_id: str | None) -> str:
-        if not job_id or not self.jobs.cancel(job_id):
+    def cancel(self, job_id: str | None, owner: str | None) -> str:
+        if job_id and not self.jobs.may_control(job_id, owner):
+            return render.status_html(None, error=NOT_YOURS)
+        if not job_id or not self.jobs.cancel(job_id, owner):
             return gr.skip()
         return render.status_html(self.jobs.status(job_id))
 
@@ -213,10 +231,14 @@ class PageEvents:
         return {page.status: render.status_html(status), page.timer: gr.Timer(active=False),
                 **self._on_screen(status), **self.history()}
 
-    def restore(self, browser_job: str | None) -> Updates:
-        """Page (re)load: pick up the last job of this browser where it is now."""
+    def restore(self, browser_job: str | None, owner: str | None) -> Updates:
+        """Page (re)load: pick up the last job of this browser where it is now. A job id in the browser's storage
+        is only a claim: another browser's job is shown as it stands, and not taken over (Cancel cannot reach it)."""
         page = self.page
         status = self.jobs.status(browser_job) if browser_job else None
+        if status is not None and not self.jobs.may_control(status.id, owner):
+            return {page.job_id: None, page.status: render.status_html(status) + WATCHING,
+                    page.timer: gr.Timer(active=False), **self._on_screen(status), **self.history()}
         return {page.job_id: status.id if status else None, page.status: render.status_html(status),
                 page.timer: gr.Timer(active=status is not None and not status.finished),
                 **self._on_screen(status), **self.history()}
@@ -227,10 +249,12 @@ class PageEvents:
             return unchanged()
         return {self.page.seed: shown["videos"][index]["seed"], self.page.candidates: 1}
 
-    def promote(self, shown: dict | None, index: int) -> Updates:
-        """Same picture, prompt, model and seed at the next tier up."""
+    def promote(self, shown: dict | None, owner: str | None, index: int) -> Updates:
+        """Same picture, prompt, model and seed at the next tier up: for the browser that made the run only."""
         if not shown or index >= len(shown["videos"]):
             return unchanged()
+        if not self.jobs.may_control(shown["id"], owner):
+            raise gr.Error(NOT_YOURS_TO_PROMOTE, print_exception=False)
         page, settings = self.page, shown["settings"]
         model = self.studio.still_offered(settings.get("model"))
         presets = self.studio.presets_for(model)

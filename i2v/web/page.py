@@ -74,6 +74,9 @@ class Page:
         self._history()
         self.job_id = gr.State(None)
         self.browser_job = gr.BrowserState(None, storage_key="i2v-studio-job")
+        # This browser's secret, made at its first visit: the jobs it submits are its own to cancel and promote
+        # (the job database keeps only a SHA-256 of it). Job ids are public; this is not.
+        self.owner_token = gr.BrowserState(None, storage_key="i2v-studio-owner")
         self.shown = gr.State(None)  # the job whose videos are on screen: {"id", "videos", "settings", "image"}
         self.history_ids = gr.State([])
         self.selected = gr.State(None)

@@ -126,7 +126,7 @@ def create_app(settings: AppSettings, *, monitor=None, engine: Engine | None = N
     folder_lock = FolderLock(engine.output_dir).acquire()  # before recover(): it must not sweep a live app's jobs
     store = JobStore.in_folder(engine.output_dir)
     retention = RetentionListener(engine.output_dir, store, settings.retention_days)
-    jobs = JobManager(engine, store, max_queue=settings.queue_size,
+    jobs = JobManager(engine, store, max_queue=settings.queue_size, shared_control=settings.shared_control,
                       listener=_AllListeners(metrics, idle, retention))
     for record in jobs.recover():
         log.warning("job %s (%s) did not finish before the last stop: shown as interrupted", record.id,

@@ -97,12 +97,16 @@ class Studio:
 
     # -- the scripts' endpoints ---------------------------------------------------------------------------
     def api_generate(self, image, prompt, negative_prompt, preset, resolution, frames, steps, guidance, fps, seed,
-                     candidates, auto_enhance, model=None, last_image=None, audio=True, progress=gr.Progress()):
+                     candidates, auto_enhance, model=None, last_image=None, audio=True, progress=gr.Progress(),
+                     request: gr.Request = None):
+        """The job belongs to the calling Gradio session (gradio_client: one per ``Client``): no page can cancel
+        or promote it."""
         from_preset = [None if value in (0, None) else value for value in (resolution, frames, steps, guidance, fps)]
         form = FormValues(image, prompt, negative_prompt, preset, *from_preset, seed, candidates, auto_enhance, model,
                           last_image, audio)
         try:
-            job_id = self.jobs.submit(to_request(form, self.option(model).name, allow_missing=True))
+            job_id = self.jobs.submit(to_request(form, self.option(model).name, allow_missing=True),
+                                      owner=getattr(request, "session_hash", None))
         except BadInputError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
         status = self.jobs.status(job_id)
