@@ -23,6 +23,7 @@ from pathlib import Path
 
 from i2v.planning.plan import ExecutionPlan
 from i2v.backends.base import DenoiseInputs, StepCallback
+from i2v.backends.normalized_latents import decode_normalized
 from i2v.backends.pipeline_backend import PipelineBackend, latent_run_arguments
 from i2v.backends.wan.loading import FLOW_SHIFT_KEYS, HUB_ALLOW_PATTERNS, load_wan_from_folder
 from i2v.backends.wan.spec import TEXT_TOKENS, WAN_720P_SPEC, WAN_SPEC, WanSpec, is_720p_checkpoint
@@ -72,11 +73,7 @@ class WanBackend(PipelineBackend):
             # The execution device, not vae.device: under model offload the VAE waits on the CPU until its
             # decode hook moves it, and latents left there would meet a GPU VAE.
             latents = latents.to(device=self.pipeline._execution_device, dtype=target)
-            shape = (1, vae.config.z_dim, 1, 1, 1)
-            mean = torch.tensor(vae.config.latents_mean).view(shape).to(latents)
-            inverse_std = 1.0 / torch.tensor(vae.config.latents_std).view(shape).to(latents)
-            # Written as the pipeline writes it (divide by 1/std), so our frames equal its own decode bit for bit.
-            return vae.decode(latents / inverse_std + mean, return_dict=False)[0]
+            return decode_normalized(vae, latents)
 
 
 class Wan720PBackend(WanBackend):

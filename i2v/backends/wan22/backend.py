@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 
 from i2v.backends.base import DenoiseInputs, LoadReport, StepCallback
+from i2v.backends.normalized_latents import decode_normalized
 from i2v.backends.pipeline_backend import PipelineBackend, latent_run_arguments, torch_dtype
 from i2v.backends.wan22.loading import A14B_EXAMPLE, HUB_ALLOW_PATTERNS, TI2V_EXAMPLE, load_wan22_from_folder
 from i2v.backends.wan22.spec import A14B_SPEC, TEXT_TOKENS, TI2V_5B_SPEC
@@ -80,11 +81,7 @@ class Wan22Backend(PipelineBackend):
             # The execution device, not vae.device: under model offload the VAE waits on the CPU until its hook
             # moves it.
             latents = latents.to(device=self.pipeline._execution_device, dtype=target)
-            shape = (1, vae.config.z_dim, 1, 1, 1)
-            mean = torch.tensor(vae.config.latents_mean).view(shape).to(latents)
-            inverse_std = 1.0 / torch.tensor(vae.config.latents_std).view(shape).to(latents)
-            # Written as the pipeline writes it, so our frames equal its own decode bit for bit.
-            return vae.decode(latents / inverse_std + mean, return_dict=False)[0]
+            return decode_normalized(vae, latents)
 
 
 class Wan22TI2VBackend(Wan22Backend):
