@@ -17,7 +17,7 @@ HOSTILE_PROMPT = '![t](http://127.0.0.1:9/leak.png) <script>alert("x")</script> 
 
 def picture_events(blocks: gr.Blocks) -> list:
     return [fn for fn in blocks.fns.values()
-            if getattr(getattr(fn.fn, "func", fn.fn), "__name__", "") in ("check_settings", "submit")
+            if getattr(getattr(fn.fn, "func", fn.fn), "__name__", "") in ("check_settings_newest", "submit")
             and isinstance(getattr(getattr(fn.fn, "func", fn.fn), "__self__", None), PageEvents)]
 
 

@@ -390,15 +390,27 @@ def _choose_model(page, name: str, family: str) -> None:
 
 def _generate_16_frames(page) -> None:
     """Frames 16 (snapped to 17 with a notice), 2 steps, then wait for the finished job's video."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     field = page.locator("#frames input[type=number]")
     if not field.is_visible():
         page.click("#advanced button")
-    field.fill("16")
-    field.press("Enter")
-    steps = page.locator("#steps input[type=number]")
-    steps.fill("2")
-    steps.press("Enter")
-    page.wait_for_function("document.querySelector('#plan-verdict')?.innerText.includes('17 frames, 2 steps')")
+        field.wait_for(state="visible")
+    # The verdict names the snap ("16 frames changed to 17"), so it shows only once the typed 16 reached the server.
+    # A value typed while the just-opened accordion mounts its inputs can be reset by the mount: type it again.
+    for attempt in range(3):
+        field.fill("16")
+        field.press("Enter")
+        steps = page.locator("#steps input[type=number]")
+        steps.fill("2")
+        steps.press("Enter")
+        try:
+            page.wait_for_function("(t => t.includes('17 frames, 2 steps') && t.includes('16 frames changed to 17'))"
+                                   "(document.querySelector('#plan-verdict')?.innerText ?? '')", timeout=20_000)
+            break
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
     before = page.get_attribute("#job-status [data-state]", "data-job")  # None before the first job
     page.click("#generate")
     page.wait_for_function(f"(el => el && el.dataset.job && el.dataset.job !== {json.dumps(before)})"

@@ -30,6 +30,7 @@ from i2v.service.jobs import NOT_YOURS, JobManager, JobStatus, request_from_sett
 from i2v.web import render
 from i2v.web.forms import RANDOM_SEED, FormValues, next_tier, preset_values, to_request
 from i2v.web.model_choice import banner_html, control_updates, preset_choices
+from i2v.web.newest import NewestWins
 from i2v.web.page import Page, Updates, audio_checkbox
 
 
@@ -69,6 +70,7 @@ class PageEvents:
         self.studio = studio
         self.jobs = studio.jobs
         self.page = page
+        self.newest_check = NewestWins()
 
     def wire(self, demo: gr.Blocks) -> None:
         page = self.page
@@ -90,9 +92,9 @@ class PageEvents:
         page.model.input(self.choose_model, [page.model, page.preset],
                          [page.preset, *page.numbers(), page.banner, page.last_image_box, page.last_image,
                           page.audio],
-                         **quick).then(self.check_settings, controls, settings_outputs, **picture)
-        gr.on([c.change for c in controls if c not in (page.prompt, page.model)], self.check_settings, controls,
-              settings_outputs, trigger_mode="always_last", **picture)
+                         **quick).then(self.check_settings_newest, controls, settings_outputs, **picture)
+        gr.on([c.change for c in controls if c not in (page.prompt, page.model)], self.check_settings_newest,
+              controls, settings_outputs, trigger_mode="always_last", **picture)
         # Lint as the user types: "always_last" drops the keystrokes that arrive while a lint is running.
         lint_inputs = [page.prompt, page.negative_prompt, page.model]
         gr.on([c.change for c in lint_inputs], self.lint, lint_inputs, page.lint, trigger_mode="always_last",
@@ -113,12 +115,12 @@ class PageEvents:
         page.gallery.select(self.select_history, page.history_ids,
                             [page.selected, page.history_detail, page.load_button, *page.on_screen()], **quick)
         page.load_button.click(self.load_settings, page.selected, controls, **quick).then(
-            self.check_settings, controls, settings_outputs, **picture)
+            self.check_settings_newest, controls, settings_outputs, **picture)
         page.refresh_button.click(self.history, None, history, **quick)
         page.requeue_button.click(self.requeue_interrupted, None, [*submitted, *history], **quick)
         demo.load(self.claim_owner, page.owner_token, page.owner_token, **quick)
         demo.load(self.restore, [page.browser_job, page.owner_token], [page.job_id, *job_view, *history], **quick)
-        demo.load(self.check_settings, controls, settings_outputs, **picture)
+        demo.load(self.check_settings_newest, controls, settings_outputs, **picture)
         demo.load(self.lint, lint_inputs, page.lint, **quick)
 
     # -- settings and guidance -----------------------------------------------------------------------------
@@ -139,6 +141,15 @@ class PageEvents:
                 page.last_image_box: gr.Column(visible=takes_last),
                 page.audio: gr.Checkbox(visible=option.spec.has_audio),
                 **({} if takes_last else {page.last_image: None})}
+
+    def check_settings_newest(self, request: gr.Request, *values) -> Updates:
+        """``check_settings`` as the page wires it: a tab's older check that finishes after a newer one (the model
+        change's check can outlast the check of a value typed just after) is dropped, so the verdict on screen
+        always describes the controls as they are."""
+        tab = getattr(request, "session_hash", None)
+        ticket = self.newest_check.begin(tab)
+        updates = self.check_settings(*values)
+        return updates if self.newest_check.is_newest(tab, ticket) else unchanged()
 
     def check_settings(self, *values) -> Updates:
         """The planner's verdict, image warnings, preview and parameter traps for the current controls."""
