@@ -15,6 +15,7 @@ from i2v.backends import FAMILIES
 from i2v.service import jobs_cli
 from i2v.errors import BadInputError, I2VError, JobCancelled
 from i2v.logs import configure_logging
+from i2v.loras.choice import parse_lora
 from i2v.engine.request import DTYPE_CHOICES, GenerationRequest, default_model
 
 log = logging.getLogger("i2v.cli")
@@ -63,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--transformer-file", metavar="PATH",
                      help="a quantized transformer (GGUF: .gguf path or hub owner/repo/file.gguf) instead of the "
                           "model's own; Wan 2.1 only")
+    gen.add_argument("--lora", action="append", default=[], metavar="PATH[:STRENGTH]",
+                     help="a LoRA (.safetensors path, a file in the LoRA folder I2V_LORA_DIR, or hub "
+                          "owner/repo/file.safetensors) at a strength (default 1); repeat for several")
     gen.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto")
     gen.add_argument("--device", help="cpu or cuda[:N] (default: the first GPU, else CPU)")
     gen.add_argument("--output", type=Path, help="output .mp4 (default: outputs/DATE/…)")
@@ -379,7 +383,7 @@ def _requests(args) -> list[GenerationRequest]:
             steps=args.steps, guidance=args.guidance, fps=args.fps, seeds=tuple(args.seed),
             candidates=args.candidates, auto_enhance=args.auto_enhance, audio=args.audio, model=args.model or default_model(),
             family=args.family, transformer_file=args.transformer_file, dtype=args.dtype, device=args.device,
-            output_path=output, last_image=args.last_image,
+            output_path=output, last_image=args.last_image, loras=tuple(parse_lora(text) for text in args.lora),
         )
         for prompt, output in zip(args.prompt, outputs)
     ]

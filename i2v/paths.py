@@ -23,3 +23,8 @@ def cache_dir() -> Path:
     """Our own cache (the built tiny model). Model weights go to the standard Hugging Face cache."""
     default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "i2v-studio"
     return Path(os.environ.get("I2V_CACHE_DIR", default))
+
+
+def lora_dir() -> Path:
+    """The app's LoRA folder: a LoRA given by file name alone is looked up here, and the page lists what it holds."""
+    return Path(os.environ.get("I2V_LORA_DIR", cache_dir() / "loras")).expanduser()

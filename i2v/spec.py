@@ -77,6 +77,8 @@ class ModelSpec:
     takes_last_image: bool = False
     # The model generates a sound track with the picture (LTX-2): the mp4 carries it unless the request turns it off.
     has_audio: bool = False
+    # LoRAs load into its denoiser (``GenerationRequest.loras``): its diffusers pipeline has a LoRA loader.
+    takes_loras: bool = False
 
     # -- sizes -------------------------------------------------------------------------------------------
     def size_for_tier(self, tier: int, aspect: float) -> tuple[tuple[int, int], list[Finding]]:
@@ -191,6 +193,7 @@ class ModelSpec:
             "random_weights": self.random_weights,
             "takes_last_image": self.takes_last_image,
             "has_audio": self.has_audio,
+            "takes_loras": self.takes_loras,
         }
 
 

@@ -70,9 +70,9 @@ def test_every_handler_answers_only_for_the_outputs_of_its_events(app, picture):
     jobs, page = app.jobs, events.page
     call("fill_preset", "fast-check", "tiny")
     call("choose_model", "tiny", "no-such-preset")
-    call("check_settings", *form(events))  # no image yet: a square is assumed
-    call("check_settings", *form(events, image=picture, **SMALL))
-    call("check_settings", *form(events, image=picture, frames="many"))  # refused
+    call("check_settings_newest", None, *form(events))  # no image yet: a square is assumed
+    call("check_settings_newest", None, *form(events, image=picture, **SMALL))
+    call("check_settings_newest", None, *form(events, image=picture, frames="many"))  # refused
     call("submit", *form(events, **SMALL), OWNER)  # refused: no image
     job_id = call("submit", *form(events, image=picture, **SMALL), OWNER)[page.job_id]
     call("poll", job_id, None)  # most likely still running; either branch is checked

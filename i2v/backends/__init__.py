@@ -5,9 +5,10 @@ diffusers-pipeline backend (``pipeline_backend``), hub and folder helpers (``hub
 A new family is a new folder plus its lines in ``registry.py``."""
 from i2v.backends.base import DenoiseInputs, LoadReport, ModelBackend, WithAudio
 from i2v.backends.registry import (BUILT_IN_MODELS, FAMILIES, TEST_MODELS, Identified, backend_class_for, backend_for,
-                                   check_takes_transformer_file, identify, last_frame_models, preset_keys,
+                                   check_takes_transformer_file, identify, last_frame_models, lora_models,
+                                   preset_keys,
                                    registered_specs, spec_for)
 
 __all__ = ["BUILT_IN_MODELS", "DenoiseInputs", "FAMILIES", "Identified", "LoadReport", "ModelBackend", "TEST_MODELS",
            "backend_class_for", "backend_for", "check_takes_transformer_file", "identify", "last_frame_models",
-           "preset_keys", "registered_specs", "spec_for", "WithAudio"]
+           "lora_models",            "preset_keys", "registered_specs", "spec_for", "WithAudio"]

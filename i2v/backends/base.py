@@ -96,6 +96,13 @@ class ModelBackend(ABC):
     def unload(self) -> None:
         """Free the model's memory."""
 
+    def use_loras(self, loras: tuple) -> tuple[list[dict], list[Finding]]:
+        """Make exactly ``loras`` (``i2v.loras.files.LoraFile``) active on the loaded model: (one record per LoRA,
+        warnings). A backend without LoRA loading takes none (the request was refused before it got here)."""
+        if loras:
+            raise RuntimeError(f"{type(self).__name__} does not take LoRAs")
+        return [], []
+
     def configure_speedups(self, speedups) -> None:
         """Use ``speedups`` (``i2v.speedups.Speedups``) from now on; a backend without any ignores them."""
 

@@ -46,6 +46,7 @@ class PipelineBackend(ModelBackend):
         self.speedups = Speedups()
         self._speedup_notes: list[str] = []  # what apply_speedups changed on the resident pipeline
         self._step_cache_stats: dict | None = None  # the last denoise's, when a step cache ran
+        self._loras = None  # the LoRA adapters in the resident pipeline (i2v.loras.adapters.ResidentLoras)
 
     # -- what a family provides -------------------------------------------------------------------------
     @abstractmethod
@@ -121,6 +122,23 @@ class PipelineBackend(ModelBackend):
                 f"Model '{self.model_id}' is neither a local folder nor a hub id like '{self.example_hub_id}'."
             )
         return self._download()
+
+    # -- LoRAs -------------------------------------------------------------------------------------------
+    def use_loras(self, loras: tuple) -> tuple[list[dict], list[Finding]]:
+        if not self.spec.takes_loras:
+            return super().use_loras(loras)
+        from i2v.loras.adapters import ResidentLoras
+        from i2v.loras.choice import LoraChoice
+        from i2v.loras.files import find_lora
+
+        if self._loras is None:
+            if not loras:
+                return [], []
+            self._loras = ResidentLoras()
+        # A hub file the job found only in name is fetched now (prepare never downloads).
+        files = tuple(lora if lora.path else find_lora(LoraChoice(lora.source, lora.strength), download=True)
+                      for lora in loras)
+        return self._loras.use(self.pipeline, files, self.spec.family)
 
     # -- speedups ----------------------------------------------------------------------------------------
     def configure_speedups(self, speedups) -> None:
@@ -216,6 +234,7 @@ class PipelineBackend(ModelBackend):
             return
         self._pipe = None
         self._loaded_key = None
+        self._loras = None  # its adapters went with it
         gc.collect()
         with contextlib.suppress(ImportError):
             import torch

@@ -194,6 +194,12 @@ def last_frame_models() -> list[str]:
     return real + [name for name, cls in _BUILT_IN.items() if cls.spec.takes_last_image]
 
 
+def lora_models() -> list[str]:
+    """The models that take LoRAs (``GenerationRequest.loras``): real ones by hub id, then the built-in test models."""
+    real = [cls.example_hub_id for cls in FAMILIES.values() if cls.spec.takes_loras]
+    return real + [name for name, cls in _BUILT_IN.items() if cls.spec.takes_loras]
+
+
 def backend_for(model: str, family: str | None = None, transformer_file: str | None = None) -> ModelBackend:
     cls = backend_class_for(model, family)
     backend = cls() if model in _BUILT_IN else cls(model)

@@ -17,6 +17,7 @@ from PIL import Image
 
 from i2v.backends.gguf_file import check_transformer_file
 from i2v.errors import BadInputError, shown
+from i2v.loras.choice import LoraChoice, check_choices
 
 DEFAULT_MODEL = "ali-vilab/i2vgen-xl"
 MAX_PROMPT_CHARS = 2000
@@ -61,6 +62,8 @@ class GenerationRequest:
     # The sound track of a model that makes one (LTX-2). Accepted for every model: one without sound records
     # "audio": null, as it would with audio off, so a switch left on never fails a request.
     audio: bool = True
+    # LoRAs applied to the denoiser, each with its strength (models with spec.takes_loras).
+    loras: tuple[LoraChoice, ...] = ()
 
     def with_changes(self, **changes: Any) -> "GenerationRequest":
         return replace(self, **changes)
@@ -108,6 +111,9 @@ def validate_request(request: GenerationRequest) -> None:
         raise BadInputError("model must be a hub id (owner/name), a local folder, or 'tiny'.")
     if request.transformer_file is not None:
         check_transformer_file(request.transformer_file)
+    if not isinstance(request.loras, tuple) or not all(isinstance(c, LoraChoice) for c in request.loras):
+        raise BadInputError("loras must be a list of LoRAs, each a file with a strength.")
+    check_choices(request.loras)
     if request.dtype not in DTYPE_CHOICES:
         raise BadInputError(f"dtype must be one of {', '.join(DTYPE_CHOICES)}; got {shown(request.dtype)}.")
     if request.device is not None and not (isinstance(request.device, str) and DEVICE_PATTERN.match(request.device)):

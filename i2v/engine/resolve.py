@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from i2v.backends import check_takes_transformer_file, gguf_file, last_frame_models, spec_for
+from i2v.backends import check_takes_transformer_file, gguf_file, last_frame_models, lora_models, spec_for
 from i2v.errors import BadInputError
 from i2v.findings import Finding
 from i2v.guidance.image_quality import ImageScores, assess_image
@@ -23,6 +23,7 @@ from i2v.guidance.prompt_lint import KeywordLibrary, lint_prompt
 from i2v.engine.request import MAX_SEED, GenerationRequest, seeds_for, validate_request
 from i2v.spec import ModelSpec
 from i2v.guidance.traps import parameter_traps
+from i2v.loras.files import LoraFile, find_lora
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class ResolvedParams:
     last_image_sha256: str | None = None  # the last frame's picture, when one was given
     audio: bool = True  # a model with sound makes its track; no effect on models without sound
     transformer_file: str | None = None  # the GGUF the transformer is loaded from, as given
+    loras: tuple[dict, ...] = ()  # each LoRA as given: source, strength (the record adds file name and sha256)
 
     def for_seed(self, seed: int, dtype: str) -> dict:
         data = {k: v for k, v in self.__dict__.items() if k != "seeds"}
@@ -69,6 +71,7 @@ class PreparedJob:
     decision: PlanDecision | None = None  # the planner's full answer (with its VRAM estimate)
     last_source: LoadedImage | None = None  # the last frame as given (models with spec.takes_last_image)
     last_image: Image.Image | None = None  # … fitted like ``image``
+    lora_files: tuple[LoraFile, ...] = ()  # the request's LoRAs, found (models with spec.takes_loras)
 
     def with_decision(self, decision: PlanDecision) -> "PreparedJob":
         """The same job on another plan (after an out-of-memory retry): size and frames may be smaller."""
@@ -116,6 +119,7 @@ def prepare(
     spec, file_notice = with_transformer_file(spec_for(request.model, request.family), request.model, request.family,
                                               request.transformer_file)
     check_last_image(request, spec)
+    lora_files = find_loras(request, spec)
     preset_name = request.preset or DEFAULT_PRESET
     preset = get_preset(preset_name, presets, preset_key=spec.preset_key)
     notices: list[Finding] = []
@@ -173,11 +177,12 @@ def prepare(
         last_image_sha256=_image_digest(request.last_image, last_source) if last_source else None,
         audio=request.audio,
         transformer_file=request.transformer_file,
+        loras=tuple(choice.to_dict() for choice in request.loras),
     )
     return PreparedJob(
         request=request, spec=spec, params=params, plan=decision.plan, image=image, source=source,
         image_scores=scores, image_sha256=_image_digest(request.image, source), notices=notices, warnings=warnings,
-        decision=decision, last_source=last_source, last_image=last_image,
+        decision=decision, last_source=last_source, last_image=last_image, lora_files=lora_files,
     )
 
 
@@ -188,6 +193,15 @@ def check_last_image(request: GenerationRequest, spec: ModelSpec) -> None:
             f"{spec.family} does not take a last frame; leave the last image out, or use a model that takes one: "
             f"{', '.join(last_frame_models())}."
         )
+
+
+def find_loras(request: GenerationRequest, spec: ModelSpec) -> tuple[LoraFile, ...]:
+    """The request's LoRA files, each found now (a hub file not yet downloaded is fetched when the job runs); only
+    for a model that takes LoRAs: elsewhere they would be ignored without a word."""
+    if request.loras and not spec.takes_loras:
+        raise BadInputError(f"{spec.family} does not take LoRAs; leave them out, or use a model that takes them: "
+                            f"{', '.join(lora_models())}.")
+    return tuple(find_lora(choice, download=False) for choice in request.loras)
 
 
 def with_transformer_file(spec: ModelSpec, model: str, family: str | None, transformer_file: str | None

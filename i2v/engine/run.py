@@ -10,7 +10,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -94,11 +94,15 @@ class JobRun:
         self.timings: dict[str, float] = {"prepare": time.perf_counter() - started}
         self.written: list[Path] = []
         self.candidate = 0  # the candidate being made, for progress events and notices
+        self.loras: list[dict] = []  # the LoRAs the denoiser ran with, for the records
 
     def execute(self) -> GenerationResult:
         self._progress("load", 0, 1)
         t0 = time.perf_counter()
         report = self.backend.load(self.job.plan)
+        # Before any step: a LoRA that fits nothing is refused here, with no file written.
+        self.loras, lora_warnings = self.backend.use_loras(self.job.lora_files)
+        self.job = replace(self.job, warnings=self.job.warnings + lora_warnings) if lora_warnings else self.job
         self.timings["load"] = time.perf_counter() - t0
         job, videos = self.job, []
         try:
@@ -349,6 +353,7 @@ class JobRun:
             "model": {**report.to_dict(), "family": job.spec.family, "random_weights": job.spec.random_weights},
             "plan": {**job.plan.to_dict(), "dtype_used": rendered.dtype},
             "speedups": speedups,
+            "loras": list(self.loras),  # file name, sha256, strength, source, tensors applied and skipped
             "input_image": job.image_info(),
             "notices": [n.to_dict() for n in self.notices],
             "warnings": [w.to_dict() for w in job.warnings],
@@ -423,6 +428,7 @@ def _requested(request: GenerationRequest) -> dict:
     # The last frame is named like the picture in the reproduce line (a path, or a stand-in for bytes/an image).
     data["last_image"] = _last_image_hint(request)
     data["seeds"] = list(request.seeds)
+    data["loras"] = [choice.to_dict() for choice in request.loras]
     data["output_path"] = str(request.output_path) if request.output_path else None
     return data
 

@@ -28,6 +28,7 @@ from typing import Any
 from PIL import Image
 
 from i2v.engine.engine import Engine
+from i2v.loras.choice import lora_choices
 from i2v.errors import (BadInputError, I2VError, JobCancelled, NotEnoughDiskSpaceError, OutputWriteError,
                         without_server_paths)
 from i2v.guidance.images import check_file_size
@@ -148,6 +149,7 @@ def request_settings(request: GenerationRequest) -> dict[str, Any]:
     """The request without its picture, as JSON-able values."""
     settings = {name: getattr(request, name) for name in SETTING_FIELDS}
     settings["seeds"] = list(request.seeds)
+    settings["loras"] = [choice.to_dict() for choice in request.loras]
     # The app's own copy of the last frame (JobManager.submit keeps it beside the picture), when there is one.
     settings["last_image"] = str(request.last_image) if isinstance(request.last_image, (str, Path)) else None
     return settings
@@ -156,7 +158,8 @@ def request_settings(request: GenerationRequest) -> dict[str, Any]:
 def request_from_settings(settings: dict[str, Any], image: Any) -> GenerationRequest:
     values = {name: settings[name] for name in SETTING_FIELDS if name in settings}
     values["seeds"] = tuple(values.get("seeds") or ())
-    return GenerationRequest(image=image, last_image=settings.get("last_image"), **values)
+    return GenerationRequest(image=image, last_image=settings.get("last_image"),
+                             loras=lora_choices(settings.get("loras")), **values)
 
 
 class JobManager:

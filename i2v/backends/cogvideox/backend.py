@@ -87,6 +87,7 @@ def parameter_counts() -> dict[str, int]:
 
 COGVIDEOX_SPEC = ModelSpec(
     family="CogVideoX-I2V",
+    takes_loras=True,  # CogVideoXLoraLoaderMixin
     # The causal 3D VAE compresses time 4×, and its encoder takes frames in batches of 8 (1, 8k or 8k+1 frames:
     # diffusers' AutoencoderKLCogVideoX._encode); CogVideoX 1.0 was trained on 49 = 8·6+1 frames.
     frame_rule=FrameRule(step=8, offset=1),

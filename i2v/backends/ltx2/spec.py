@@ -47,6 +47,7 @@ LTX2_SPEC = ModelSpec(
     default_guidance=3.0,  # the video guidance; the audio keeps the pipeline's own (7.0)
     default_fps=24,
     has_audio=True,
+    takes_loras=True,  # LTX2LoraLoaderMixin (transformer and text connectors)
     notes=(
         "Generates sound with the picture: the mp4 carries an AAC track at the vocoder's sample rate (24 kHz for "
         "LTX-2); switch audio off to leave it out.",

@@ -50,6 +50,7 @@ class WanSpec(ModelSpec):
 
 WAN_SPEC = WanSpec(
     family="Wan 2.1 I2V 480P",
+    takes_loras=True,  # WanLoraLoaderMixin
     # The causal 3D VAE keeps the first frame and folds every further 4 into one latent frame: 4N+1 frames.
     # The pipeline would only warn and round down; we snap to the nearest count up front, with a notice.
     frame_rule=FrameRule(step=4, offset=1),

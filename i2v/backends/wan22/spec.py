@@ -55,6 +55,7 @@ _UMT5_NOTE = ("Reads prompts with UMT5 (up to 512 tokens): long, descriptive pro
 # -- TI2V-5B -----------------------------------------------------------------------------------------------
 TI2V_5B_SPEC = Wan22Spec(
     family="Wan 2.2 TI2V-5B",
+    takes_loras=True,  # WanLoraLoaderMixin
     frame_rule=FrameRule(step=4, offset=1),  # the causal VAE: the first frame, then 4 per latent frame
     min_frames=5,
     max_frames=121,  # the training length: 5 s at 24 fps
@@ -123,6 +124,7 @@ A14B_SPEC = Wan22Spec(
     default_guidance=3.5,
     default_fps=16,
     takes_last_image=True,
+    takes_loras=True,  # WanLoraLoaderMixin: into both experts
     notes=("480p is about 832×480 and 720p about 1280×720 pixels at the picture's aspect ratio; 4N+1 frames, up to "
            "81 (5 s at 16 fps). Takes an optional last frame: the video then ends on that picture.",
            "Two 14 B experts take turns (high noise, then low noise) with the same guidance; only one is on the "
