@@ -32,7 +32,8 @@ def test_every_generate_flag_is_documented():
 def test_vram_doc_table_matches_the_planner():
     from i2v.backends.i2vgen_xl.backend import I2VGEN_XL_SPEC
     from i2v.planning.planner import decision_table
-    from i2v.engine.presets import default_presets
+    from i2v.engine.presets import default_presets, presets_for_model
 
     doc = (REPO / "docs" / "VRAM.md").read_text(encoding="utf-8")
-    assert decision_table(I2VGEN_XL_SPEC, default_presets(), (8, 12, 16, 24, 48, 80)) in doc
+    presets = presets_for_model(default_presets(), I2VGEN_XL_SPEC.preset_key)
+    assert decision_table(I2VGEN_XL_SPEC, presets, (8, 12, 16, 24, 48, 80)) in doc

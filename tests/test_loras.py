@@ -172,3 +172,34 @@ def test_the_cli_takes_loras_and_the_record_names_them(picture, wan_loras, tmp_p
     code = main(["generate", "--image", str(picture), "--prompt", "a boat", "--model", TINY_WAN_NAME,
                  "--lora", str(tmp_path / "gone.pt"), "--output-dir", str(tmp_path)])
     assert code != 0 and "pickle file" in capsys.readouterr().err
+
+
+# -- the turbo tier: a step-distilled LoRA, 4 steps, no guidance pass ------------------------------------------------
+def test_turbo_runs_four_steps_with_its_lora_and_refuses_with_the_command_without_it(engine, picture, wan_loras,
+                                                                                     tmp_path, monkeypatch):
+    monkeypatch.setenv("I2V_LORA_DIR", str(tmp_path))
+    turbo = {"preset": "turbo", "frames": None, "steps": None, "resolution": None}
+    with pytest.raises(BadInputError, match=r"turbo tier of Wan.*needs the step-distilled LoRA "
+                                            r"tiny-wan-turbo\.safetensors.*put tiny-wan-turbo\.safetensors in the "
+                                            r"LoRA folder"):
+        engine.prepare(_request(picture, TINY_WAN_NAME, (), **turbo))
+    real = "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers"  # known by its name: nothing is loaded to plan it
+    with pytest.raises(BadInputError, match=r"`hf download lightx2v/Wan2.1-Distill-Loras "
+                                            r"wan2.1_i2v_lora_rank64_lightx2v_4step.safetensors --local-dir "):
+        engine.prepare(_request(picture, real, (), **turbo))
+
+    (tmp_path / "tiny-wan-turbo.safetensors").write_bytes(wan_loras["style"].read_bytes())
+    steps_seen = []
+    result = engine.generate(_request(picture, TINY_WAN_NAME, (), **turbo),
+                             on_progress=lambda event: steps_seen.append(event.total_steps) if event.stage == "denoise"
+                             else None)
+    record = result.videos[0].record
+    assert (record["params"]["steps"], record["params"]["guidance"], record["params"]["flow_shift"]) == (4, 1.0, 5.0)
+    assert set(steps_seen) == {4}
+    assert [lora["file"] for lora in record["loras"]] == ["tiny-wan-turbo.safetensors"]
+    assert "--preset turbo" in record["reproduce"]
+
+
+def test_turbo_is_not_offered_to_a_model_without_a_distilled_lora(engine, picture):
+    with pytest.raises(BadInputError, match="turbo tier is not offered for this model"):
+        engine.prepare(_request(picture, TINY_NAME, (), preset="turbo", frames=None, steps=None, resolution=None))

@@ -13,7 +13,7 @@ from i2v.gpu.hardware import FixedGpuInfo
 from i2v.paths import presets_dir
 from i2v.planning.plan import BasicPlanner
 from i2v.backends import registered_specs
-from i2v.engine.presets import get_preset, load_preset_file, load_presets
+from i2v.engine.presets import get_preset, load_preset_file, load_presets, presets_for_model
 from i2v.engine.request import GenerationRequest
 from i2v.engine.resolve import prepare
 
@@ -32,7 +32,8 @@ EXPECTED = {
 
 def test_shipped_presets_load_in_order_with_the_documented_values():
     presets = load_presets()
-    assert list(presets) == ["fast-check", "balanced", "high-quality"]
+    assert list(presets) == ["fast-check", "balanced", "high-quality", "turbo"]
+    assert presets["turbo"].models_only and not presets["balanced"].models_only
     for name, (resolution, frames, steps, guidance, fps) in EXPECTED.items():
         preset = presets[name]
         assert preset.name == name
@@ -40,6 +41,18 @@ def test_shipped_presets_load_in_order_with_the_documented_values():
         assert preset.guidance == guidance and isinstance(preset.guidance, float)
         assert isinstance(preset.frames, int) and isinstance(preset.steps, int)
         assert preset.label.strip() and preset.description.strip()
+
+
+def test_the_turbo_tier_is_offered_only_to_models_with_a_step_distilled_lora():
+    presets = load_presets()
+    assert "turbo" in presets_for_model(presets, "wan") and "turbo" in presets_for_model(presets, "tiny-wan")
+    assert "turbo" not in presets_for_model(presets, "i2vgen-xl")
+    assert "turbo" not in presets_for_model(presets, "cogvideox")
+    wan_turbo = get_preset("turbo", presets, preset_key="wan")
+    assert (wan_turbo.steps, wan_turbo.guidance, wan_turbo.flow_shift) == (4, 1.0, 5.0)
+    assert wan_turbo.lora.endswith("lightx2v_4step.safetensors")
+    with pytest.raises(BadInputError, match=r"turbo tier is not offered for this model.*fast-check, balanced"):
+        get_preset("turbo", presets, preset_key="cogvideox")
 
 
 def test_get_preset_returns_the_shipped_preset():
@@ -209,8 +222,8 @@ def test_cogvideox_tiers_use_its_own_trained_values():
 @pytest.mark.parametrize("spec", registered_specs(), ids=lambda spec: spec.family)
 def test_every_tier_is_valid_for_every_model_without_a_change(spec):
     """A preset the model would refuse or silently reshape is a broken preset: each tier must fit as it is."""
-    for preset in load_presets().values():
-        values = preset.for_model(spec.preset_key)
+    for preset in presets_for_model(load_presets(), spec.preset_key).values():
+        values = preset
         assert values.resolution in spec.resolution_tiers, (spec.family, preset.name)
         frames, notices = spec.snap_frames(values.frames)
         assert (frames, notices) == (values.frames, []), (spec.family, preset.name)

@@ -33,7 +33,7 @@ def main() -> int:
     from i2v.backends.i2vgen_xl.backend import I2VGEN_XL_SPEC
 
     text = replace_table_after(text, "Decisions per preset and card (square image",
-                               decision_table(I2VGEN_XL_SPEC, default_presets(), I2VGEN_XL_CARDS))
+                               decision_table(I2VGEN_XL_SPEC, presets_for_model(default_presets(), I2VGEN_XL_SPEC.preset_key), I2VGEN_XL_CARDS))
     for heading in re.findall(r"^#### [^\n]*\(([\w.-]+/[\w.-]+)\)$", text, flags=re.M):
         spec = spec_for(heading)
         table = decision_table(spec, presets_for_model(default_presets(), spec.preset_key), TRANSFORMER_CARDS,

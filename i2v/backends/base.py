@@ -53,6 +53,7 @@ class DenoiseInputs:
     seed: int
     last_image: Image.Image | None = None  # the video's last frame, fitted like ``image`` (spec.takes_last_image)
     audio: bool = True  # a model with sound makes its track (ignored by models without sound)
+    flow_shift: float | None = None  # a step-distilled tier's sampler shift (None: the model's own rule)
 
 
 @dataclass(frozen=True)

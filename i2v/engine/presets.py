@@ -28,8 +28,11 @@ _NUMERIC_KEYS: dict[str, tuple[type, float, float]] = {
 }
 _TEXT_KEYS = {"label", "description"}
 _REQUIRED = set(_NUMERIC_KEYS) | _TEXT_KEYS | {"order"}
+_OPTIONAL = {"models_only"}  # true: the tier is offered only to the models with a [models.<key>] table in it
 _MODELS_TABLE = "models"
-_MODEL_KEYS = set(_NUMERIC_KEYS) | {"description"}  # what a [models.<key>] table may override
+# A step-distilled tier names the LoRA it needs, its strength and the sampler shift it was distilled with.
+_DISTILLED_KEYS = {"lora": str, "lora_strength": float, "flow_shift": float}
+_MODEL_KEYS = set(_NUMERIC_KEYS) | {"description"} | set(_DISTILLED_KEYS)  # what a [models.<key>] table may set
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,10 @@ class Preset:
     steps: int
     guidance: float
     fps: int
+    models_only: bool = False  # offered only to the models with their own table in the file
+    lora: str | None = None  # the step-distilled LoRA the tier needs (a hub file or a name in the LoRA folder)
+    lora_strength: float = 1.0
+    flow_shift: float | None = None  # the sampler shift the LoRA was distilled with (None: the model's own)
     # preset key -> the values that model family uses instead (see the module docstring)
     per_model: dict[str, dict[str, object]] = field(default_factory=dict, compare=False, repr=False)
 
@@ -50,6 +57,9 @@ class Preset:
         """This tier's values for the models whose spec has ``preset_key`` (itself when it has no overrides)."""
         overrides = self.per_model.get(preset_key)
         return replace(self, per_model={}, **overrides) if overrides else self
+
+    def offered_to(self, preset_key: str) -> bool:
+        return not self.models_only or preset_key in self.per_model
 
     def to_dict(self) -> dict:
         return {key: value for key, value in self.__dict__.items() if key != "per_model"}
@@ -64,9 +74,12 @@ def load_preset_file(path: Path) -> Preset:
         raise DataFileError(f"{path}: not valid TOML ({exc}).") from exc
 
     per_model = _per_model_values(path, data.pop(_MODELS_TABLE, {}))
+    models_only = data.pop("models_only", False)
+    if not isinstance(models_only, bool):
+        raise DataFileError(f"{path}: models_only: must be true or false.")
     unknown = sorted(set(data) - _REQUIRED)
     if unknown:
-        allowed = ", ".join(sorted(_REQUIRED | {_MODELS_TABLE}))
+        allowed = ", ".join(sorted(_REQUIRED | _OPTIONAL | {_MODELS_TABLE}))
         raise DataFileError(f"{path}: {unknown[0]}: unknown key (allowed: {allowed}).")
     missing = sorted(_REQUIRED - set(data))
     if missing:
@@ -78,7 +91,7 @@ def load_preset_file(path: Path) -> Preset:
         raise DataFileError(f"{path}: order: must be an integer.")
     values = {key: _check_number(path, key, data[key], *spec) for key, spec in _NUMERIC_KEYS.items()}
     return Preset(name=path.stem, label=data["label"], description=data["description"], order=data["order"],
-                  per_model=per_model, **values)
+                  per_model=per_model, models_only=models_only, **values)
 
 
 def _per_model_values(path: Path, tables: object) -> dict[str, dict[str, object]]:
@@ -100,10 +113,12 @@ def _per_model_values(path: Path, tables: object) -> dict[str, dict[str, object]
             raise DataFileError(f"{path}: {where}.{unknown[0]}: unknown key (allowed: {allowed}).")
         checked: dict[str, object] = {}
         for name, value in values.items():
-            if name == "description":
+            if name in ("description", "lora"):
                 if not isinstance(value, str) or not value.strip():
-                    raise DataFileError(f"{path}: {where}.description: must be a non-empty string.")
+                    raise DataFileError(f"{path}: {where}.{name}: must be a non-empty string.")
                 checked[name] = value
+            elif name in _DISTILLED_KEYS:
+                checked[name] = _check_number(path, f"{where}.{name}", value, float, 0.0, 20.0)
             else:
                 checked[name] = _check_number(path, f"{where}.{name}", value, *_NUMERIC_KEYS[name])
         result[key] = checked
@@ -143,8 +158,13 @@ def get_preset(name: str, presets: dict[str, Preset] | None = None, *, preset_ke
         preset = presets[name]
     except KeyError:
         raise BadInputError(f"Unknown preset {shown(name)}; choose one of: {', '.join(presets)}.") from None
+    if preset_key and not preset.offered_to(preset_key):
+        offered = [p.name for p in presets.values() if p.offered_to(preset_key)]
+        raise BadInputError(f"The {preset.name} tier is not offered for this model (it needs a step-distilled "
+                            f"LoRA, and none is known for it); choose one of: {', '.join(offered)}.")
     return preset.for_model(preset_key) if preset_key else preset
 
 
 def presets_for_model(presets: dict[str, Preset], preset_key: str) -> dict[str, Preset]:
-    return {name: preset.for_model(preset_key) for name, preset in presets.items()}
+    """The tiers a model is offered (a ``models_only`` tier only where the file has the model's table)."""
+    return {name: preset.for_model(preset_key) for name, preset in presets.items() if preset.offered_to(preset_key)}

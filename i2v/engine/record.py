@@ -51,6 +51,8 @@ def reproduce_command(params: dict, image_hint: str, last_image_hint: str | None
         args += ["--last-image", last_image_hint]
     if params.get("audio") is False:
         args.append("--no-audio")
+    if params.get("flow_shift") is not None:  # a step-distilled tier: its shift comes with the tier
+        args += ["--preset", params["preset"]]
     for lora in params.get("loras") or ():
         args += ["--lora", f"{lora['source']}:{lora['strength']:g}"]
     return shlex.join(args)

@@ -23,7 +23,7 @@ from i2v.guidance.prompt_lint import KeywordLibrary, lint_prompt
 from i2v.engine.request import MAX_SEED, GenerationRequest, seeds_for, validate_request
 from i2v.spec import ModelSpec
 from i2v.guidance.traps import parameter_traps
-from i2v.loras.files import LoraFile, find_lora
+from i2v.loras.files import LoraFile, find_lora, required_lora
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ class ResolvedParams:
     audio: bool = True  # a model with sound makes its track; no effect on models without sound
     transformer_file: str | None = None  # the GGUF the transformer is loaded from, as given
     loras: tuple[dict, ...] = ()  # each LoRA as given: source, strength (the record adds file name and sha256)
+    flow_shift: float | None = None  # the tier's sampler shift (a step-distilled tier); None: the model's own
 
     def for_seed(self, seed: int, dtype: str) -> dict:
         data = {k: v for k, v in self.__dict__.items() if k != "seeds"}
@@ -122,6 +123,7 @@ def prepare(
     lora_files = find_loras(request, spec)
     preset_name = request.preset or DEFAULT_PRESET
     preset = get_preset(preset_name, presets, preset_key=spec.preset_key)
+    lora_files = with_tier_lora(lora_files, preset, spec)
     notices: list[Finding] = []
     warnings: list[Finding] = []
 
@@ -177,7 +179,8 @@ def prepare(
         last_image_sha256=_image_digest(request.last_image, last_source) if last_source else None,
         audio=request.audio,
         transformer_file=request.transformer_file,
-        loras=tuple(choice.to_dict() for choice in request.loras),
+        loras=tuple({"source": lora.source, "strength": lora.strength} for lora in lora_files),
+        flow_shift=preset.flow_shift,
     )
     return PreparedJob(
         request=request, spec=spec, params=params, plan=decision.plan, image=image, source=source,
@@ -202,6 +205,14 @@ def find_loras(request: GenerationRequest, spec: ModelSpec) -> tuple[LoraFile, .
         raise BadInputError(f"{spec.family} does not take LoRAs; leave them out, or use a model that takes them: "
                             f"{', '.join(lora_models())}.")
     return tuple(find_lora(choice, download=False) for choice in request.loras)
+
+
+def with_tier_lora(lora_files: tuple[LoraFile, ...], preset: Preset, spec: ModelSpec) -> tuple[LoraFile, ...]:
+    """The request's LoRAs plus the step-distilled one the tier needs (once: a request may name it too)."""
+    if not preset.lora or any(lora.source == preset.lora for lora in lora_files):
+        return lora_files
+    needed = required_lora(preset.lora, preset.lora_strength, f"The {preset.name} tier of {spec.family}")
+    return (needed, *lora_files)
 
 
 def with_transformer_file(spec: ModelSpec, model: str, family: str | None, transformer_file: str | None

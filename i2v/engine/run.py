@@ -407,7 +407,7 @@ def denoise_inputs(job: PreparedJob, seed: int) -> DenoiseInputs:
     return DenoiseInputs(
         image=job.image, prompt=params.prompt, negative_prompt=params.negative_prompt, width=params.width,
         height=params.height, frames=params.frames, steps=params.steps, guidance=params.guidance,
-        fps=params.fps, seed=seed, last_image=job.last_image, audio=params.audio,
+        fps=params.fps, seed=seed, last_image=job.last_image, audio=params.audio, flow_shift=params.flow_shift,
     )
 
 

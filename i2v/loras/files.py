@@ -65,6 +65,29 @@ def find_lora(choice: LoraChoice, *, download: bool) -> LoraFile:
     return LoraFile(source, choice.strength, path, Path(filename).name)
 
 
+def required_lora(source: str, strength: float, needed_by: str) -> LoraFile:
+    """A LoRA a tier needs (``needed_by`` names the tier and model): in the LoRA folder under its file name, or the
+    hub file in the local cache. Not on this machine: refused with the exact command that fetches it (a tier never
+    runs its few steps without the LoRA that makes few steps work)."""
+    name = Path(source).name
+    match = HUB_FILE_PATTERN.match(source)
+    for candidate in (lora_dir() / name, lora_dir() / match[3] if match else None):
+        if candidate is not None and candidate.is_file():
+            check_safetensors(candidate)
+            return LoraFile(source, strength, candidate, name)
+    if match:
+        found = _from_hub(source, match[1], match[2], match[3], download=False)
+        if found is not None:
+            check_safetensors(found)
+            return LoraFile(source, strength, found, name)
+        revision = f" --revision {match[2]}" if match[2] else ""
+        how = f"download it with `hf download {match[1]} {match[3]}{revision} --local-dir {lora_dir()}`"
+    else:
+        how = f"put {name} in the LoRA folder {lora_dir()}"
+    raise BadInputError(f"{needed_by} needs the step-distilled LoRA {name}, which is not on this machine: {how}, "
+                        "then run again (or choose another tier).")
+
+
 def _refuse_pickle(source: str) -> None:
     suffix = Path(source).suffix.lower()
     if suffix in PICKLE_SUFFIXES:

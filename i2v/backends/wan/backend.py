@@ -54,7 +54,7 @@ class WanBackend(PipelineBackend):
         # VAE's mode (the pipeline's sample_mode="argmax"), so nothing else in the run draws random numbers.
         generator = torch.Generator("cpu").manual_seed(inputs.seed)
 
-        with _flow_shift_for_run(pipe, self.spec, inputs.width, inputs.height):
+        with _flow_shift_for_run(pipe, self.spec, inputs.width, inputs.height, inputs.flow_shift):
             output = pipe(
                 image=inputs.image,
                 prompt=inputs.prompt,
@@ -102,11 +102,13 @@ def declared_shift(scheduler) -> float:
 
 
 @contextlib.contextmanager
-def _flow_shift_for_run(pipe, spec: WanSpec, width: int, height: int) -> Iterator[None]:
-    """A scheduler with the shift for this size for one run; the loaded one (and its declared shift) is put back."""
+def _flow_shift_for_run(pipe, spec: WanSpec, width: int, height: int, tier_shift: float | None = None
+                        ) -> Iterator[None]:
+    """A scheduler with the shift for this size (or the step-distilled tier's) for one run; the loaded one (and its
+    declared shift) is put back."""
     loaded = pipe.scheduler
     key = FLOW_SHIFT_KEYS[type(loaded).__name__]
-    shift = flow_shift_for(spec, width, height, declared_shift(loaded))
+    shift = tier_shift if tier_shift is not None else flow_shift_for(spec, width, height, declared_shift(loaded))
     pipe.scheduler = type(loaded).from_config(loaded.config, **{key: shift})
     try:
         yield
