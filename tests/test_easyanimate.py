@@ -39,7 +39,7 @@ from i2v.engine.engine import Engine
 from i2v.errors import BadInputError, ModelLoadError, ModelNotAvailableError
 from i2v.gpu.hardware import FixedGpuInfo
 from i2v.planning.plan import ExecutionPlan
-from i2v.engine.presets import load_presets
+from i2v.engine.presets import load_presets, presets_for_model
 from i2v.engine.request import GenerationRequest
 
 HUB_ID = "alibaba-pai/EasyAnimateV5.1-7b-zh-InP-diffusers"
@@ -180,8 +180,7 @@ def test_a_folder_whose_shape_differs_from_the_spec_is_refused_at_load(saved_tin
 # -- generating --------------------------------------------------------------------------------------------
 def test_every_tiny_preset_runs_on_a_cpu_in_seconds(photo_path, tmp_path):
     engine = Engine(gpu_info=FixedGpuInfo.none(), output_dir=tmp_path / "out")
-    for name, preset in load_presets().items():
-        values = preset.for_model(TINY_EASYANIMATE_SPEC.preset_key)
+    for name, values in presets_for_model(load_presets(), TINY_EASYANIMATE_SPEC.preset_key).items():
         result = engine.generate(make_request(photo_path, frames=None, steps=None, preset=name))
         record = result.videos[0].record
         assert record["video"]["frames"] == values.frames and values.frames % 4 == 1, name
