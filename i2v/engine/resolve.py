@@ -54,7 +54,7 @@ class ResolvedParams:
 
     def for_seed(self, seed: int, dtype: str) -> dict:
         data = {k: v for k, v in self.__dict__.items() if k != "seeds"}
-        return {**data, "seed": seed, "dtype": dtype}
+        return {**data, "loras": [dict(lora) for lora in self.loras], "seed": seed, "dtype": dtype}
 
 
 @dataclass
