@@ -64,9 +64,3 @@ def test_resident_speedups_are_applied_and_reverted_on_the_warm_model(photo_path
     # Same maths in another order: equal to within float rounding, so the video is (nearly) the same.
     difference = np.abs(first.frames.astype(int) - second.frames.astype(int))
     assert difference.max() <= 2
-
-
-def test_step_cache_on_a_transformer_model_is_reported_as_not_available(photo_path, tmp_path):
-    engine = Engine(gpu_info=FixedGpuInfo.none(), output_dir=tmp_path, speedups=Speedups(step_cache_interval=2))
-    video = engine.generate(_request(photo_path, model="tiny-cogvideox", resolution=None, frames=9, steps=2)).videos[0]
-    assert "not available for this model" in video.record["speedups"]["step_cache"]

@@ -157,8 +157,18 @@ class PipelineBackend(ModelBackend):
     def speedups_record(self) -> dict:
         record = {**self.speedups.to_dict(), "applied": list(self._speedup_notes)}
         if self.speedups.step_cache_interval > 1:
-            record["step_cache"] = self._step_cache_stats or "not available for this model (UNet models only)"
+            record["step_cache"] = self._step_cache_stats or "not run (no denoising since the setting changed)"
         return record
+
+    @contextlib.contextmanager
+    def transformer_cache_for_run(self) -> Iterator[None]:
+        """The transformer families' step cache around one pipeline call (``speedups.transformer_cache``); what ran
+        goes into the record."""
+        from i2v.speedups.transformer_cache import transformer_step_cache
+
+        with transformer_step_cache(self.pipeline, self.speedups.step_cache_interval) as stats:
+            yield
+        self._step_cache_stats = stats.to_dict() if self.speedups.step_cache_interval > 1 else None
 
     # -- running -----------------------------------------------------------------------------------------
     @property

@@ -147,14 +147,15 @@ class CogVideoXBackend(PipelineBackend):
         # A CPU generator gives the same starting noise on every device for a seed.
         generator = torch.Generator("cpu").manual_seed(inputs.seed)
 
-        output = pipe(
-            image=inputs.image,
-            prompt=inputs.prompt,
-            negative_prompt=inputs.negative_prompt or None,
-            **latent_run_arguments(inputs, generator, on_step),
-            # The transformer's text positions: 226 for the real model; a longer sequence does not fit.
-            max_sequence_length=pipe.transformer.config.max_text_seq_length,
-        )
+        with self.transformer_cache_for_run():
+            output = pipe(
+                image=inputs.image,
+                prompt=inputs.prompt,
+                negative_prompt=inputs.negative_prompt or None,
+                **latent_run_arguments(inputs, generator, on_step),
+                # The transformer's text positions: 226 for the real model; a longer sequence does not fit.
+                max_sequence_length=pipe.transformer.config.max_text_seq_length,
+            )
         return output.frames  # latents, (batch, latent frames, channels, height/8, width/8)
 
     def decode(self, latents, plan: ExecutionPlan, *, dtype: str | None = None):

@@ -173,14 +173,15 @@ class EasyAnimateBackend(PipelineBackend):
         # execution device: a seed reproduces a video on the same kind of device (CPU or CUDA), not across them.
         generator = torch.Generator(pipe._execution_device).manual_seed(inputs.seed)
 
-        output = pipe(
-            prompt=inputs.prompt,
-            # With guidance the pipeline encodes the negative prompt unconditionally and fails on None.
-            negative_prompt=inputs.negative_prompt or "",
-            video=video,
-            mask_video=mask,
-            **latent_run_arguments(inputs, generator, on_step),
-        )
+        with self.transformer_cache_for_run():
+            output = pipe(
+                prompt=inputs.prompt,
+                # With guidance the pipeline encodes the negative prompt unconditionally and fails on None.
+                negative_prompt=inputs.negative_prompt or "",
+                video=video,
+                mask_video=mask,
+                **latent_run_arguments(inputs, generator, on_step),
+            )
         return output.frames  # latents, (batch, channels, latent frames, height/8, width/8)
 
     def decode(self, latents, plan: ExecutionPlan, *, dtype: str | None = None):

@@ -50,17 +50,18 @@ class LTX2Backend(PipelineBackend):
         # A CPU generator gives the same starting noise on every device for a seed; the picture's latents are the
         # VAE's mode (sample_mode="argmax"), so nothing else in the run draws random numbers.
         generator = torch.Generator("cpu").manual_seed(inputs.seed)
-        video, audio = pipe(
-            image=conditioning_image(inputs.image, CONDITIONING_CRF),
-            image_crf=0,  # re-compressed above with our ffmpeg (the pipeline would need PyAV)
-            prompt=inputs.prompt,
-            negative_prompt=inputs.negative_prompt or None,
-            frame_rate=float(inputs.fps),
-            max_sequence_length=TEXT_TOKENS,
-            return_dict=False,
-            **generation_arguments(pipe),
-            **latent_run_arguments(inputs, generator, on_step),
-        )
+        with self.transformer_cache_for_run():
+            video, audio = pipe(
+                image=conditioning_image(inputs.image, CONDITIONING_CRF),
+                image_crf=0,  # re-compressed above with our ffmpeg (the pipeline would need PyAV)
+                prompt=inputs.prompt,
+                negative_prompt=inputs.negative_prompt or None,
+                frame_rate=float(inputs.fps),
+                max_sequence_length=TEXT_TOKENS,
+                return_dict=False,
+                **generation_arguments(pipe),
+                **latent_run_arguments(inputs, generator, on_step),
+            )
         # Both latents, denormalised: video (1, 128, latent frames, h/32, w/32), audio (1, 8, length, mel bins / 4).
         return WithAudio(video, audio if inputs.audio else None)
 

@@ -54,7 +54,8 @@ class WanBackend(PipelineBackend):
         # VAE's mode (the pipeline's sample_mode="argmax"), so nothing else in the run draws random numbers.
         generator = torch.Generator("cpu").manual_seed(inputs.seed)
 
-        with _flow_shift_for_run(pipe, self.spec, inputs.width, inputs.height, inputs.flow_shift):
+        with _flow_shift_for_run(pipe, self.spec, inputs.width, inputs.height, inputs.flow_shift), \
+                self.transformer_cache_for_run():
             output = pipe(
                 image=inputs.image,
                 prompt=inputs.prompt,

@@ -58,14 +58,15 @@ class Wan22Backend(PipelineBackend):
         # A CPU generator: the same starting noise on every device. The picture's latents are the VAE's mode
         # (sample_mode="argmax"), so nothing else in the run draws random numbers.
         generator = torch.Generator("cpu").manual_seed(inputs.seed)
-        output = self.pipeline(
-            image=inputs.image,
-            prompt=inputs.prompt,
-            negative_prompt=inputs.negative_prompt or None,
-            **latent_run_arguments(inputs, generator, on_step),
-            **self._model_arguments(inputs),
-            max_sequence_length=TEXT_TOKENS,
-        )
+        with self.transformer_cache_for_run():
+            output = self.pipeline(
+                image=inputs.image,
+                prompt=inputs.prompt,
+                negative_prompt=inputs.negative_prompt or None,
+                **latent_run_arguments(inputs, generator, on_step),
+                **self._model_arguments(inputs),
+                max_sequence_length=TEXT_TOKENS,
+            )
         return output.frames  # latents (batch, channels, latent frames, height/f, width/f), float32
 
     def _model_arguments(self, inputs: DenoiseInputs) -> dict:
