@@ -57,13 +57,19 @@ def apply_speedups(pipe, speedups: Speedups, *, compile_backend: str = "inductor
       the compiled code stays in memory until the process ends (torch has no cheap way to drop it), and turning
       compile on again reuses it where its guards still hold.
     """
-    denoiser = _denoiser(pipe)
-    for module in denoiser.modules():
-        if is_step_cache_wrapper(module.__dict__.get("forward")):
-            raise RuntimeError("Apply speedups between runs: a step cache is active on this pipeline's UNet.")
-    notes = _set_memory_format(denoiser, speedups.channels_last)
+    denoisers = _denoisers(pipe)
+    for _name, denoiser in denoisers:
+        for module in denoiser.modules():
+            if is_step_cache_wrapper(module.__dict__.get("forward")):
+                raise RuntimeError("Apply speedups between runs: a step cache is active on this pipeline's UNet.")
+    notes = []
+    for name, denoiser in denoisers:
+        notes += _set_memory_format(denoiser, speedups.channels_last)
     notes += _set_attention(pipe, speedups.attention)
-    notes += _set_compile(denoiser, speedups.compile, compile_backend)
+    for name, denoiser in denoisers:
+        # Wan 2.2 A14B: both experts, each named in its note.
+        label = f"{name}: " if len(denoisers) > 1 else ""
+        notes += [label + note for note in _set_compile(denoiser, speedups.compile, compile_backend)]
     for note in notes:
         log.info("speedups: %s", note)
     return notes
@@ -98,12 +104,13 @@ def _filled_in_by_torch(value: str) -> bool:
     return utils is not None and os.path.abspath(value) == os.path.abspath(utils.default_cache_dir())
 
 
-def _denoiser(pipe):
-    for name in ("unet", "transformer"):
-        module = getattr(pipe, name, None)
-        if module is not None:
-            return module
-    raise BadInputError(f"{type(pipe).__name__} has no UNet or transformer to speed up.")
+def _denoisers(pipe) -> list[tuple[str, Any]]:
+    """The UNet, or the transformer (and Wan 2.2 A14B's second expert, ``transformer_2``)."""
+    found = [(name, getattr(pipe, name, None)) for name in ("unet", "transformer", "transformer_2")]
+    found = [(name, module) for name, module in found if module is not None]
+    if not found:
+        raise BadInputError(f"{type(pipe).__name__} has no UNet or transformer to speed up.")
+    return found[:1] if found[0][0] == "unet" else found
 
 
 def _set_memory_format(denoiser, channels_last: bool) -> list[str]:
@@ -147,7 +154,9 @@ def _compile_regions(denoiser) -> list[tuple[str, Any]]:
     """The children compiled one by one (regional compilation); empty for a model we do not know how to split."""
     regions = [(name, getattr(denoiser, name)) for name in ("transformer_in", "image_latents_temporal_encoder")
                if getattr(denoiser, name, None) is not None]
-    for list_name in ("down_blocks", "up_blocks", "transformer_blocks"):
+    # The repeated blocks: a UNet's down/up blocks; a transformer's blocks (Wan's "blocks", the others'
+    # "transformer_blocks"): one class each, so torch traces the code once and reuses it across the blocks.
+    for list_name in ("down_blocks", "up_blocks", "transformer_blocks", "blocks"):
         regions += [(f"{list_name}.{i}", block) for i, block in enumerate(getattr(denoiser, list_name, None) or ())]
     if getattr(denoiser, "mid_block", None) is not None:
         regions.append(("mid_block", denoiser.mid_block))
