@@ -26,6 +26,7 @@ def diffusers_lora(denoiser, path: Path, *, pattern: str = r"attn1\.to_(q|v)$", 
     """A LoRA on every linear layer whose name matches ``pattern``, in diffusers' PEFT names."""
     generator, tensors = torch.Generator().manual_seed(seed), {}
     for name, module in denoiser.named_modules():
+        module = getattr(module, "base_layer", module)  # a layer an earlier LoRA already wrapped
         if isinstance(module, torch.nn.Linear) and re.search(pattern, name):
             down, up = _pair(module, rank, generator, scale)
             tensors[f"{prefix}.{name}.lora_A.weight"] = down
@@ -45,7 +46,8 @@ def wan_original_lora(transformer, path: Path, *, rank: int = 4, seed: int = 0, 
     for index in range(len(blocks) + extra_blocks):
         block = blocks[min(index, len(blocks) - 1)]
         for ours, original in WAN_ORIGINAL_NAMES.items():
-            down, up = _pair(block.get_submodule(ours), rank, generator, scale)
+            layer = block.get_submodule(ours)
+            down, up = _pair(getattr(layer, "base_layer", layer), rank, generator, scale)
             key = f"diffusion_model.blocks.{index}.{original}"
             tensors[f"{key}.lora_down.weight"] = down
             tensors[f"{key}.lora_up.weight"] = up

@@ -136,14 +136,16 @@ def test_a_lora_is_found_by_name_in_the_lora_folder(engine, picture, wan_loras, 
         engine.prepare(_request(picture, TINY_WAN_NAME, [LoraChoice("../elsewhere")]))
 
 
-@pytest.mark.parametrize("model, experts", [(TINY_COGVIDEOX_NAME, 1), (TINY_LTX2_NAME, 1), (TINY_A14B_NAME, 2)])
-def test_loras_in_diffusers_names_apply_to_the_other_transformer_families(engine, picture, tmp_path, model, experts):
+@pytest.mark.parametrize("model, loaded_into", [(TINY_COGVIDEOX_NAME, ["transformer"]), (TINY_LTX2_NAME, ["transformer"]),
+                                               (TINY_A14B_NAME, ["transformer", "transformer_2"])])
+def test_loras_in_diffusers_names_apply_to_the_other_transformer_families(engine, picture, tmp_path, model,
+                                                                          loaded_into):
     shape = {"frames": 9, "resolution": None}  # 9 frames fits every rule; each tiny model's own size
     base = _run(engine, picture, model, **shape)
     lora = diffusers_lora(engine._backend.pipeline.transformer, tmp_path / f"{model}.safetensors")
     styled = _run(engine, picture, model, [LoraChoice(str(lora))], **shape)
     assert styled["video"]["frames_sha256"] != base["video"]["frames_sha256"]
-    assert styled["loras"][0]["experts"] == experts  # Wan 2.2 A14B: both the high- and the low-noise expert
+    assert styled["loras"][0]["loaded_into"] == loaded_into  # Wan 2.2 A14B: both the high- and the low-noise expert
     assert _run(engine, picture, model, **shape)["video"]["frames_sha256"] == base["video"]["frames_sha256"]
 
 
@@ -152,6 +154,8 @@ def test_the_lora_argument_keeps_colons_of_paths_and_reads_the_strength_after_th
     assert parse_lora("style.safetensors:0.8") == LoraChoice("style.safetensors", 0.8)
     assert parse_lora("C:/loras/x.safetensors") == LoraChoice("C:/loras/x.safetensors", 1.0)
     assert parse_lora("owner/repo/x.safetensors:-0.5") == LoraChoice("owner/repo/x.safetensors", -0.5)
+    assert parse_lora("high.safetensors:0.7@high") == LoraChoice("high.safetensors", 0.7, "high")
+    assert parse_lora("owner/repo@v2/low.safetensors@low") == LoraChoice("owner/repo@v2/low.safetensors", 1.0, "low")
     with pytest.raises(BadInputError, match=r"strength .* is 9: use -4..4"):
         parse_lora("x.safetensors:9")
     assert lora_choices([{"file": "a.safetensors", "strength": 0.5}, ["b.safetensors", 2], "c.safetensors:1.5"]) == (
@@ -203,3 +207,42 @@ def test_turbo_runs_four_steps_with_its_lora_and_refuses_with_the_command_withou
 def test_turbo_is_not_offered_to_a_model_without_a_distilled_lora(engine, picture):
     with pytest.raises(BadInputError, match="turbo tier is not offered for this model"):
         engine.prepare(_request(picture, TINY_NAME, (), preset="turbo", frames=None, steps=None, resolution=None))
+
+
+def test_a14b_takes_one_lora_per_expert_and_other_models_refuse_an_expert(engine, picture, tmp_path):
+    shape = {"frames": 9, "resolution": None}
+    base = _run(engine, picture, TINY_A14B_NAME, **shape)
+    pipe = engine._backend.pipeline
+    high = diffusers_lora(pipe.transformer, tmp_path / "high_noise.safetensors", seed=1)
+    low = diffusers_lora(pipe.transformer_2, tmp_path / "low_noise.safetensors", seed=2)
+    both = _run(engine, picture, TINY_A14B_NAME, [parse_lora(f"{high}:1@high"), parse_lora(f"{low}:1@low")], **shape)
+    only_high = _run(engine, picture, TINY_A14B_NAME, [parse_lora(f"{high}@high")], **shape)
+
+    assert [(r["file"], r["expert"], r["loaded_into"]) for r in both["loras"]] == [
+        ("high_noise.safetensors", "high", ["transformer"]), ("low_noise.safetensors", "low", ["transformer_2"])]
+    hashes = {base["video"]["frames_sha256"], both["video"]["frames_sha256"], only_high["video"]["frames_sha256"]}
+    assert len(hashes) == 3  # each expert's LoRA changes the video on its own
+    assert f"--lora {high}:1@high" in both["reproduce"] and f"--lora {low}:1@low" in both["reproduce"]
+    assert _run(engine, picture, TINY_A14B_NAME, **shape)["video"]["frames_sha256"] == base["video"]["frames_sha256"]
+    with pytest.raises(BadInputError, match=r"high-noise expert, but Wan .* has one transformer: leave '@high' out"):
+        engine.prepare(_request(picture, TINY_WAN_NAME, [parse_lora(f"{high}@high")]))
+
+
+def test_a14b_turbo_needs_one_distilled_lora_per_expert(engine, picture, tmp_path, monkeypatch):
+    monkeypatch.setenv("I2V_LORA_DIR", str(tmp_path))
+    turbo = {"preset": "turbo", "frames": None, "steps": None, "resolution": None}
+    real = "Wan-AI/Wan2.2-I2V-A14B-Diffusers"
+    with pytest.raises(BadInputError) as refused:
+        engine.prepare(_request(picture, real, (), **turbo))
+    message = str(refused.value)
+    assert message.count("`hf download Kijai/WanVideo_comfy LoRAs/Wan22_Lightx2v/") == 2  # one command per expert
+    assert "HIGH_lightx2v_4step" in message and "LOW_lightx2v_4step" in message
+
+    _run(engine, picture, TINY_A14B_NAME, frames=9, resolution=None)  # load the tiny experts to write LoRAs for
+    pipe = engine._backend.pipeline
+    diffusers_lora(pipe.transformer, tmp_path / "tiny-wan22-a14b-turbo-high.safetensors", seed=3)
+    diffusers_lora(pipe.transformer_2, tmp_path / "tiny-wan22-a14b-turbo-low.safetensors", seed=4)
+    record = _run(engine, picture, TINY_A14B_NAME, **turbo)
+    assert (record["params"]["steps"], record["params"]["guidance"]) == (4, 1.0)
+    assert [(r["expert"], r["loaded_into"]) for r in record["loras"]] == [("high", ["transformer"]),
+                                                                         ("low", ["transformer_2"])]

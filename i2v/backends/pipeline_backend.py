@@ -128,7 +128,6 @@ class PipelineBackend(ModelBackend):
         if not self.spec.takes_loras:
             return super().use_loras(loras)
         from i2v.loras.adapters import ResidentLoras
-        from i2v.loras.choice import LoraChoice
         from i2v.loras.files import find_lora
 
         if self._loras is None:
@@ -136,8 +135,7 @@ class PipelineBackend(ModelBackend):
                 return [], []
             self._loras = ResidentLoras()
         # A hub file the job found only in name is fetched now (prepare never downloads).
-        files = tuple(lora if lora.path else find_lora(LoraChoice(lora.source, lora.strength), download=True)
-                      for lora in loras)
+        files = tuple(lora if lora.path else find_lora(lora.choice(), download=True) for lora in loras)
         return self._loras.use(self.pipeline, files, self.spec.family)
 
     # -- speedups ----------------------------------------------------------------------------------------

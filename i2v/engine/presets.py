@@ -31,7 +31,8 @@ _REQUIRED = set(_NUMERIC_KEYS) | _TEXT_KEYS | {"order"}
 _OPTIONAL = {"models_only"}  # true: the tier is offered only to the models with a [models.<key>] table in it
 _MODELS_TABLE = "models"
 # A step-distilled tier names the LoRA it needs, its strength and the sampler shift it was distilled with.
-_DISTILLED_KEYS = {"lora": str, "lora_strength": float, "flow_shift": float}
+# Wan 2.2 I2V-A14B's distilled LoRAs come as one file per expert: lora_high and lora_low instead of lora.
+_DISTILLED_KEYS = {"lora": str, "lora_high": str, "lora_low": str, "lora_strength": float, "flow_shift": float}
 _MODEL_KEYS = set(_NUMERIC_KEYS) | {"description"} | set(_DISTILLED_KEYS)  # what a [models.<key>] table may set
 
 
@@ -48,6 +49,8 @@ class Preset:
     fps: int
     models_only: bool = False  # offered only to the models with their own table in the file
     lora: str | None = None  # the step-distilled LoRA the tier needs (a hub file or a name in the LoRA folder)
+    lora_high: str | None = None  # … or one per expert (Wan 2.2 I2V-A14B): the high-noise expert's
+    lora_low: str | None = None  # … and the low-noise expert's
     lora_strength: float = 1.0
     flow_shift: float | None = None  # the sampler shift the LoRA was distilled with (None: the model's own)
     # preset key -> the values that model family uses instead (see the module docstring)
@@ -113,7 +116,7 @@ def _per_model_values(path: Path, tables: object) -> dict[str, dict[str, object]
             raise DataFileError(f"{path}: {where}.{unknown[0]}: unknown key (allowed: {allowed}).")
         checked: dict[str, object] = {}
         for name, value in values.items():
-            if name in ("description", "lora"):
+            if name in ("description", "lora", "lora_high", "lora_low"):
                 if not isinstance(value, str) or not value.strip():
                     raise DataFileError(f"{path}: {where}.{name}: must be a non-empty string.")
                 checked[name] = value
@@ -121,6 +124,9 @@ def _per_model_values(path: Path, tables: object) -> dict[str, dict[str, object]
                 checked[name] = _check_number(path, f"{where}.{name}", value, float, 0.0, 20.0)
             else:
                 checked[name] = _check_number(path, f"{where}.{name}", value, *_NUMERIC_KEYS[name])
+        if ("lora_high" in checked) != ("lora_low" in checked) or ("lora" in checked and "lora_high" in checked):
+            raise DataFileError(f"{path}: {where}: give lora (one LoRA for every expert) or both lora_high and "
+                                "lora_low (one per expert of Wan 2.2 I2V-A14B).")
         result[key] = checked
     return result
 

@@ -54,7 +54,8 @@ def reproduce_command(params: dict, image_hint: str, last_image_hint: str | None
     if params.get("flow_shift") is not None:  # a step-distilled tier: its shift comes with the tier
         args += ["--preset", params["preset"]]
     for lora in params.get("loras") or ():
-        args += ["--lora", f"{lora['source']}:{lora['strength']:g}"]
+        expert = lora.get("expert", "both")
+        args += ["--lora", f"{lora['source']}:{lora['strength']:g}" + ("" if expert == "both" else f"@{expert}")]
     return shlex.join(args)
 
 

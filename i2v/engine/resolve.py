@@ -23,7 +23,7 @@ from i2v.guidance.prompt_lint import KeywordLibrary, lint_prompt
 from i2v.engine.request import MAX_SEED, GenerationRequest, seeds_for, validate_request
 from i2v.spec import ModelSpec
 from i2v.guidance.traps import parameter_traps
-from i2v.loras.files import LoraFile, find_lora, required_lora
+from i2v.loras.files import LoraFile, find_lora, required_loras
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ def prepare(
         last_image_sha256=_image_digest(request.last_image, last_source) if last_source else None,
         audio=request.audio,
         transformer_file=request.transformer_file,
-        loras=tuple({"source": lora.source, "strength": lora.strength} for lora in lora_files),
+        loras=tuple(lora.choice().to_dict() for lora in lora_files),
         flow_shift=preset.flow_shift,
     )
     return PreparedJob(
@@ -204,15 +204,26 @@ def find_loras(request: GenerationRequest, spec: ModelSpec) -> tuple[LoraFile, .
     if request.loras and not spec.takes_loras:
         raise BadInputError(f"{spec.family} does not take LoRAs; leave them out, or use a model that takes them: "
                             f"{', '.join(lora_models())}.")
+    one_expert = next((c for c in request.loras if c.expert != "both"), None)
+    if one_expert is not None and expert_count(spec) < 2:
+        raise BadInputError(f"LoRA {one_expert.source!r} is for the {one_expert.expert}-noise expert, but "
+                            f"{spec.family} has one transformer: leave '@{one_expert.expert}' out.")
     return tuple(find_lora(choice, download=False) for choice in request.loras)
 
 
+def expert_count(spec: ModelSpec) -> int:
+    """Denoisers that take turns (Wan 2.2 I2V-A14B: 2), as the memory profile knows them."""
+    return getattr(spec.memory, "experts", 1) if spec.memory is not None else 1
+
+
 def with_tier_lora(lora_files: tuple[LoraFile, ...], preset: Preset, spec: ModelSpec) -> tuple[LoraFile, ...]:
-    """The request's LoRAs plus the step-distilled one the tier needs (once: a request may name it too)."""
-    if not preset.lora or any(lora.source == preset.lora for lora in lora_files):
-        return lora_files
-    needed = required_lora(preset.lora, preset.lora_strength, f"The {preset.name} tier of {spec.family}")
-    return (needed, *lora_files)
+    """The request's LoRAs plus the step-distilled one(s) the tier needs (once: a request may name them too)."""
+    wanted = [(source, expert) for source, expert in ((preset.lora, "both"), (preset.lora_high, "high"),
+                                                      (preset.lora_low, "low")) if source]
+    given = {(lora.source, lora.expert) for lora in lora_files}
+    missing = [pair for pair in wanted if pair not in given]
+    needed = required_loras(missing, preset.lora_strength, f"The {preset.name} tier of {spec.family}") if missing else ()
+    return (*needed, *lora_files)
 
 
 def with_transformer_file(spec: ModelSpec, model: str, family: str | None, transformer_file: str | None

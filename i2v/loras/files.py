@@ -29,11 +29,15 @@ class LoraFile:
     strength: float
     path: Path | None
     name: str  # the file name, as the record and the page show it
+    expert: str = "both"  # the denoiser(s) it goes into (choice.EXPERTS)
+
+    def choice(self) -> LoraChoice:
+        return LoraChoice(self.source, self.strength, self.expert)
 
     def describe(self) -> dict:
         """For the record: file name, sha256 (None before a hub file is downloaded), strength, source."""
         return {"file": self.name, "sha256": file_sha256(self.path) if self.path else None,
-                "strength": self.strength, "source": self.source}
+                "strength": self.strength, "source": self.source, "expert": self.expert}
 
 
 def available_loras() -> list[str]:
@@ -54,7 +58,7 @@ def find_lora(choice: LoraChoice, *, download: bool) -> LoraFile:
         if path.suffix.lower() != SUFFIX:
             raise BadInputError(f"LoRA {source!r} is not a .safetensors file: LoRAs are read from safetensors only.")
         check_safetensors(path)
-        return LoraFile(source, choice.strength, path, path.name)
+        return LoraFile(source, choice.strength, path, path.name, choice.expert)
     match = HUB_FILE_PATTERN.match(source)
     if match is None:
         raise BadInputError(_not_found(source))
@@ -62,30 +66,43 @@ def find_lora(choice: LoraChoice, *, download: bool) -> LoraFile:
     path = _from_hub(source, repo, revision, filename, download=download)
     if path is not None:
         check_safetensors(path)
-    return LoraFile(source, choice.strength, path, Path(filename).name)
+    return LoraFile(source, choice.strength, path, Path(filename).name, choice.expert)
 
 
-def required_lora(source: str, strength: float, needed_by: str) -> LoraFile:
-    """A LoRA a tier needs (``needed_by`` names the tier and model): in the LoRA folder under its file name, or the
-    hub file in the local cache. Not on this machine: refused with the exact command that fetches it (a tier never
-    runs its few steps without the LoRA that makes few steps work)."""
-    name = Path(source).name
+def required_loras(wanted: list[tuple[str, str]], strength: float, needed_by: str) -> tuple[LoraFile, ...]:
+    """The LoRAs a tier needs, as (source, expert) pairs (``needed_by`` names the tier and model): each in the LoRA
+    folder under its file name (or its hub path), or the hub file in the local cache. Any not on this machine: one
+    refusal with the exact command that fetches each (a tier never runs its few steps without the LoRA that makes few
+    steps work)."""
+    found, commands = [], []
+    for source, expert in wanted:
+        path = _on_this_machine(source)
+        if path is None:
+            commands.append(_fetch_command(source))
+        else:
+            check_safetensors(path)
+            found.append(LoraFile(source, strength, path, Path(source).name, expert))
+    if commands:
+        names = ", ".join(Path(source).name for source, _ in wanted)
+        raise BadInputError(f"{needed_by} needs the step-distilled LoRA {names}, which is not on this machine: "
+                            f"{'; '.join(commands)}; then run again (or choose another tier).")
+    return tuple(found)
+
+
+def _on_this_machine(source: str) -> Path | None:
     match = HUB_FILE_PATTERN.match(source)
-    for candidate in (lora_dir() / name, lora_dir() / match[3] if match else None):
+    for candidate in (lora_dir() / Path(source).name, lora_dir() / match[3] if match else None):
         if candidate is not None and candidate.is_file():
-            check_safetensors(candidate)
-            return LoraFile(source, strength, candidate, name)
-    if match:
-        found = _from_hub(source, match[1], match[2], match[3], download=False)
-        if found is not None:
-            check_safetensors(found)
-            return LoraFile(source, strength, found, name)
-        revision = f" --revision {match[2]}" if match[2] else ""
-        how = f"download it with `hf download {match[1]} {match[3]}{revision} --local-dir {lora_dir()}`"
-    else:
-        how = f"put {name} in the LoRA folder {lora_dir()}"
-    raise BadInputError(f"{needed_by} needs the step-distilled LoRA {name}, which is not on this machine: {how}, "
-                        "then run again (or choose another tier).")
+            return candidate
+    return _from_hub(source, match[1], match[2], match[3], download=False) if match else None
+
+
+def _fetch_command(source: str) -> str:
+    match = HUB_FILE_PATTERN.match(source)
+    if match is None:
+        return f"put {Path(source).name} in the LoRA folder {lora_dir()}"
+    revision = f" --revision {match[2]}" if match[2] else ""
+    return f"download it with `hf download {match[1]} {match[3]}{revision} --local-dir {lora_dir()}`"
 
 
 def _refuse_pickle(source: str) -> None:
