@@ -246,3 +246,13 @@ def test_a14b_turbo_needs_one_distilled_lora_per_expert(engine, picture, tmp_pat
     assert (record["params"]["steps"], record["params"]["guidance"]) == (4, 1.0)
     assert [(r["expert"], r["loaded_into"]) for r in record["loras"]] == [("high", ["transformer"]),
                                                                          ("low", ["transformer_2"])]
+
+
+def test_the_planner_counts_the_loras_weights(engine, picture, wan_loras):
+    from i2v.loras.files import lora_parameter_count
+
+    plain = engine.prepare(_request(picture, TINY_WAN_NAME, ()))
+    styled = engine.prepare(_request(picture, TINY_WAN_NAME, [LoraChoice(str(wan_loras["style"]))]))
+    assert styled.spec.memory.lora_params == lora_parameter_count(wan_loras["style"]) > 0
+    assert styled.spec.memory.weights("float32")["transformer"] == (
+        plain.spec.memory.weights("float32")["transformer"] + 4 * styled.spec.memory.lora_params)

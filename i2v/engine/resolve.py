@@ -23,7 +23,7 @@ from i2v.guidance.prompt_lint import KeywordLibrary, lint_prompt
 from i2v.engine.request import MAX_SEED, GenerationRequest, seeds_for, validate_request
 from i2v.spec import ModelSpec
 from i2v.guidance.traps import parameter_traps
-from i2v.loras.files import LoraFile, find_lora, required_loras
+from i2v.loras.files import LoraFile, find_lora, lora_parameter_count, required_loras
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,7 @@ def prepare(
     preset_name = request.preset or DEFAULT_PRESET
     preset = get_preset(preset_name, presets, preset_key=spec.preset_key)
     lora_files = with_tier_lora(lora_files, preset, spec)
+    spec = with_lora_weights(spec, lora_files)
     notices: list[Finding] = []
     warnings: list[Finding] = []
 
@@ -209,6 +210,14 @@ def find_loras(request: GenerationRequest, spec: ModelSpec) -> tuple[LoraFile, .
         raise BadInputError(f"LoRA {one_expert.source!r} is for the {one_expert.expert}-noise expert, but "
                             f"{spec.family} has one transformer: leave '@{one_expert.expert}' out.")
     return tuple(find_lora(choice, download=False) for choice in request.loras)
+
+
+def with_lora_weights(spec: ModelSpec, lora_files: tuple[LoraFile, ...]) -> ModelSpec:
+    """The spec the planner sees: the LoRAs' parameters (from their safetensors headers) loaded beside the
+    transformer's. A hub LoRA not downloaded yet is not counted (its size is known only once it is here)."""
+    count = sum(lora_parameter_count(lora.path) for lora in lora_files if lora.path is not None)
+    add = getattr(spec.memory, "with_lora_params", None)
+    return replace(spec, memory=add(count)) if count and add else spec
 
 
 def expert_count(spec: ModelSpec) -> int:

@@ -174,6 +174,14 @@ def check_safetensors(path: Path) -> dict:
     return tensors
 
 
+def lora_parameter_count(path: Path) -> int:
+    """Values in the LoRA's tensors, from its header (nothing else is read)."""
+    import math
+
+    return sum(math.prod(entry.get("shape", ())) for entry in check_safetensors(path).values()
+               if isinstance(entry, dict))
+
+
 _hashes: dict[tuple[str, int, int], str] = {}
 _hash_lock = threading.Lock()
 

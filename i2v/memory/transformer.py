@@ -81,6 +81,8 @@ class TransformerMemoryProfile:
     # The transformer's weights from a quantized file (GGUF) instead of its parameters × the dtype's bytes: the
     # file's size, whatever the plan's dtype (diffusers keeps them quantized and dequantizes a layer as it runs).
     transformer_file_bytes: int | None = None
+    # LoRA weights attached to the transformer's layers (PEFT adapters, kept beside the base weights, in its dtype).
+    lora_params: int = 0
 
     # A causal 3-D VAE decodes the whole clip with a temporal cache: frame chunks change nothing, tiling does.
     decodes_in_frame_chunks = False
@@ -98,6 +100,10 @@ class TransformerMemoryProfile:
     def fp8_weights_possible(self) -> bool:
         """fp8 storage casts float weights; quantized GGUF weights are not float weights."""
         return self.transformer_file_bytes is None
+
+    def with_lora_params(self, count: int) -> "TransformerMemoryProfile":
+        """The same model with ``count`` LoRA parameters loaded into its transformer."""
+        return dataclasses.replace(self, lora_params=count)
 
     def with_transformer_bytes(self, size: int) -> "TransformerMemoryProfile":
         """The same model with its transformer's weights read from a quantized file of ``size`` bytes; the blocks keep
@@ -183,9 +189,10 @@ class TransformerMemoryProfile:
         if self.transformer_file_bytes is not None:  # quantized: every weight shrinks in the file's proportion
             share = self.transformer_block_params / self.transformer_params
             block = int(self.transformer_file_bytes * share) // max(self.transformer_blocks, 1)
-            return self.transformer_file_bytes - block * self.transformer_blocks + 2 * block
-        block = self.transformer_block_params // max(self.transformer_blocks, 1)
-        outside = self.weights(dtype)["transformer"] - self.transformer_block_params * value
+            lora_block = self.lora_params * value // max(self.transformer_blocks, 1)  # LoRAs sit in the blocks
+            return self.transformer_file_bytes - block * self.transformer_blocks + 2 * (block + lora_block)
+        block = (self.transformer_block_params + self.lora_params) // max(self.transformer_blocks, 1)
+        outside = self.weights(dtype)["transformer"] - (self.transformer_block_params + self.lora_params) * value
         return outside + 2 * block * (1 if fp8_weights else value) + (block * value if fp8_weights else 0)
 
     def host_bytes(self, dtype: str, fp8_weights: bool = False) -> int:
@@ -198,8 +205,11 @@ class TransformerMemoryProfile:
         # fp8 storage (layerwise casting) keeps one byte per weight inside the blocks; the rest keeps its dtype.
         fp8_saving = self.transformer_block_params * (value - 1) if fp8_weights else 0
         transformer = (self.transformer_params - fp32) * value + fp32 * BYTES_PER_VALUE["float32"] - fp8_saving
+        if self.transformer_file_bytes is not None:
+            transformer = self.transformer_file_bytes
+        transformer += self.lora_params * value
         return {
-            "transformer": transformer if self.transformer_file_bytes is None else self.transformer_file_bytes,
+            "transformer": transformer,
             "text_encoder": self.text_encoder_params * value,
             "image_encoder": self.image_encoder_params * value,
             "vae": self.vae_params * BYTES_PER_VALUE[self.vae_dtype or dtype],
