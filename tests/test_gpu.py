@@ -166,3 +166,38 @@ def test_streamed_blocks_and_fp8_weights_run_every_transformer_family_on_gpu(pho
     assert record["plan"]["device"] == "cuda:0"
     assert all(record["plan"][key] == value for key, value in placement.items())
     assert record["video"]["frames"] == record["params"]["frames"]
+
+
+@pytest.mark.parametrize("placement", [{}, {"cpu_offload": "model"}, {"cpu_offload": "group"}, {"fp8_weights": True}])
+@pytest.mark.parametrize("model", ["tiny-wan", "tiny-wan22-a14b", "tiny-cogvideox", "tiny-ltx2"])
+def test_loras_and_the_step_cache_run_on_every_placement_on_gpu(photo_path, tmp_path, model, placement):
+    """LoRA adapters (PEFT) and the TaylorSeer hooks under the placements diffusers moves weights in (model offload
+    hooks, group offload streams, fp8 layerwise casting): the combinations a CPU cannot exercise."""
+    import dataclasses
+
+    from i2v.engine.engine import Engine
+    from i2v.engine.request import GenerationRequest
+    from i2v.gpu.hardware import TorchCudaInfo
+    from i2v.loras.choice import LoraChoice
+    from i2v.planning.plan import BasicPlanner
+    from i2v.speedups import Speedups
+
+    from lora_files import diffusers_lora
+
+    class ForcedPlanner(BasicPlanner):
+        def plan(self, *args, **kwargs):
+            decision = super().plan(*args, **kwargs)
+            return dataclasses.replace(decision, plan=dataclasses.replace(decision.plan, vae_tiling=True,
+                                                                          **placement))
+
+    engine = Engine(output_dir=tmp_path, planner=ForcedPlanner(TorchCudaInfo()),
+                    speedups=Speedups(step_cache_interval=2))
+    request = GenerationRequest(image=photo_path, prompt="waves crashing, camera panning left", model=model,
+                                frames=9, steps=8, seeds=(1,))
+    plain = engine.generate(request).videos[0].record
+    lora = diffusers_lora(engine.backend.pipeline.transformer, tmp_path / "lora.safetensors")
+    styled = engine.generate(request.with_changes(loras=(LoraChoice(str(lora)),))).videos[0].record
+    assert styled["loras"][0]["tensors_applied"] > 0
+    assert styled["video"]["frames_sha256"] != plain["video"]["frames_sha256"]
+    assert styled["speedups"]["step_cache"]["predicted"] > 0
+    assert engine.generate(request).videos[0].record["loras"] == []  # switched off (exact frames: the CPU tests)
