@@ -42,6 +42,14 @@ def photo_like(width: int, height: int, seed: int = 0) -> Image.Image:
     return Image.fromarray(np.clip(image, 0, 255).astype(np.uint8), "RGB")
 
 
+@pytest.fixture(scope="session")
+def shared_photo_path(tmp_path_factory) -> Path:
+    """The same picture as ``photo_path``, written once for the module-scoped engines that reuse a loaded model."""
+    path = tmp_path_factory.mktemp("shared-photo") / "input.png"
+    photo_like(320, 256).save(path)
+    return path
+
+
 @pytest.fixture
 def photo_path(tmp_path) -> Path:
     path = tmp_path / "input.png"

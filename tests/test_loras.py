@@ -21,17 +21,14 @@ from i2v.errors import BadInputError
 from i2v.gpu.hardware import FixedGpuInfo
 from i2v.loras.choice import LoraChoice, lora_choices, parse_lora
 
-from conftest import photo_like
 from lora_files import diffusers_lora, unet_lora, wan_original_lora
 
 SMALL = {"frames": 5, "steps": 2, "resolution": 64}
 
 
 @pytest.fixture(scope="module")
-def picture(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("lora-picture") / "input.png"
-    photo_like(320, 256).save(path)
-    return path
+def picture(shared_photo_path) -> Path:
+    return shared_photo_path
 
 
 @pytest.fixture(scope="module")

@@ -14,16 +14,13 @@ from i2v.engine.request import GenerationRequest
 from i2v.gpu.hardware import FixedGpuInfo
 from i2v.speedups import Speedups
 
-from conftest import photo_like
 
 STEPS = 12  # enough steps past the 3 warm-up ones for the interval to show
 
 
 @pytest.fixture(scope="module")
-def picture(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("cache-picture") / "input.png"
-    photo_like(320, 256).save(path)
-    return path
+def picture(shared_photo_path) -> Path:
+    return shared_photo_path
 
 
 @pytest.fixture(scope="module")
