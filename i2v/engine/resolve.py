@@ -53,7 +53,8 @@ class ResolvedParams:
 
     def for_seed(self, seed: int, dtype: str) -> dict:
         data = {k: v for k, v in self.__dict__.items() if k != "seeds"}
-        return {**data, "seed": seed, "dtype": dtype}
+        # As the sidecar's JSON reads back (a list): the record must equal its own sidecar and mp4 copy.
+        return {**data, "loras": [dict(lora) for lora in self.loras], "seed": seed, "dtype": dtype}
 
 
 @dataclass
