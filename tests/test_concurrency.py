@@ -129,7 +129,8 @@ def rest_call(url: str, image: Path, ready: threading.Barrier) -> dict:
         uploaded = http.post("upload", files={"files": (image.name, image.read_bytes(), "image/png")})
         uploaded.raise_for_status()
         data = [{"path": uploaded.json()[0], "meta": {"_type": "gradio.FileData"}}, PROMPT, "",
-                SMALL["preset"], SMALL["resolution"], SMALL["frames"], SMALL["steps"], 0, 0, -1, 1, False, "", None, True]
+                SMALL["preset"], SMALL["resolution"], SMALL["frames"], SMALL["steps"], 0, 0, -1, 1, False, "", None, True,
+                None]  # no last frame, sound on, no LoRAs
         ready.wait(timeout=120)
         started = time.monotonic()
         posted = http.post("call/generate", json={"data": data})

@@ -434,7 +434,8 @@ def test_api_refuses_hostile_input_with_the_engine_message(server, client, api_f
 def _raw_generate(server, image: dict, prompt: str, guidance: float = 0) -> tuple[str, dict]:
     """POST /generate as plain JSON (a NaN literal and a lone-surrogate escape, which gradio_client refuses to
     send) and read the event stream's last event: ("complete" | "error", its data)."""
-    data = [image, prompt, "", "fast-check", 128, 4, 2, guidance, 0, -1, 1, False, "", None, True]  # no last_image
+    data = [image, prompt, "", "fast-check", 128, 4, 2, guidance, 0, -1, 1, False, "", None, True,
+            None]  # no last_image, no LoRAs
     body = json.dumps({"data": data})  # allow_nan and ensure_ascii: NaN and "\udcff" go out as written
     call = httpx.post(f"{server.url}gradio_api/call/generate", content=body,
                       headers={"content-type": "application/json"}, timeout=30)
@@ -467,9 +468,9 @@ def test_api_refuses_a_nan_literal_and_an_undecodable_prompt(server, api_files):
 def test_api_says_what_was_wrong_in_its_own_words(server, api_files, case):
     """Gradio's and pydantic's wording (class names, object reprs, server paths) must not reach the caller."""
     data = [_uploaded(server, api_files / "photo.png"), corpus.GOOD, "", "fast-check", 128, 4, 2, 0, 0, -1, 1,
-            False, "", None, True]
+            False, "", None, True, None]
     expected = {"image as text": "uploaded file", "image as a number": "uploaded file",
-                "image not uploaded": "uploaded to this app", "too few values": "takes 15 values"}[case]
+                "image not uploaded": "uploaded to this app", "too few values": "takes 16 values"}[case]
     if case == "too few values":
         data = data[:3]
     else:

@@ -111,8 +111,9 @@ def test_generate_requires_only_image_and_prompt_and_only_the_script_endpoints_a
     assert names[:2] == ["image", "prompt"]
     required = [p["parameter_name"] for p in parameters if not p["parameter_has_default"]]
     assert required == ["image", "prompt"]
-    # last_image and audio came last, with defaults, so scripts that pass the others by position keep working.
-    assert names[-3:] == ["model", "last_image", "audio"] and parameters[-1]["parameter_default"] is True
+    # last_image, audio and loras came last, with defaults, so scripts that pass the others by position keep working.
+    assert names[-4:] == ["model", "last_image", "audio", "loras"]
+    assert parameters[-2]["parameter_default"] is True and parameters[-1]["parameter_default"] is None
 
 
 def test_a_seed_given_through_the_api_is_used(client, image):

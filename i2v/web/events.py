@@ -26,9 +26,12 @@ from i2v.engine.presets import DEFAULT_PRESET, Preset
 from i2v.engine.resolve import PreparedJob
 from i2v.errors import BadInputError
 from i2v.guidance.prompt_lint import KeywordLibrary, lint_prompt
+from i2v.loras.choice import lora_choices
 from i2v.service.jobs import NOT_YOURS, JobManager, JobStatus, request_from_settings
+from i2v.spec import ModelSpec
 from i2v.web import render
 from i2v.web.forms import RANDOM_SEED, FormValues, next_tier, preset_values, to_request
+from i2v.web.lora_picker import LoraEvents
 from i2v.web.model_choice import banner_html, control_updates, preset_choices
 from i2v.web.newest import NewestWins
 from i2v.web.page import Page, Updates, audio_checkbox
@@ -63,8 +66,9 @@ def unchanged() -> dict:
     return gr.skip()
 
 
-class PageEvents:
-    """The handlers of one built page: ``studio`` for the services, ``page`` for the components they update."""
+class PageEvents(LoraEvents):
+    """The handlers of one built page: ``studio`` for the services, ``page`` for the components they update (the
+    LoRA picker's in ``lora_picker.LoraEvents``)."""
 
     def __init__(self, studio: StudioServices, page: Page):
         self.studio = studio
@@ -75,7 +79,9 @@ class PageEvents:
     def wire(self, demo: gr.Blocks) -> None:
         page = self.page
         controls = page.controls()
-        settings_outputs = [page.verdict, page.image_report, page.preview, page.traps, page.last_image_box]
+        settings_outputs = [page.verdict, page.image_report, page.preview, page.traps, page.last_image_box,
+                            page.lora_box]
+        filled = [*controls, page.lora_names]  # what loading settings fills in: the LoRAs' sliders know their names
         job_view = [page.status, page.timer, *page.on_screen()]
         submitted = [page.job_id, page.browser_job, *job_view]
         owned = [*controls, page.owner_token]  # the form and this browser's secret: what submitting sends
@@ -91,7 +97,7 @@ class PageEvents:
         # old resolution, which the new model's resolution menu may no longer hold.
         page.model.input(self.choose_model, [page.model, page.preset],
                          [page.preset, *page.numbers(), page.banner, page.last_image_box, page.last_image,
-                          page.audio],
+                          page.audio, page.lora_box, page.loras, *page.lora_strengths, page.lora_names],
                          **quick).then(self.check_settings_newest, controls, settings_outputs, **picture)
         gr.on([c.change for c in controls if c not in (page.prompt, page.model)], self.check_settings_newest,
               controls, settings_outputs, trigger_mode="always_last", **picture)
@@ -110,11 +116,11 @@ class PageEvents:
                                 [page.seed, page.candidates], **quick)
             # A refused promote raises, so nothing is submitted after it.
             slot.promote.click(functools.partial(self.promote, index=index), [page.shown, page.owner_token],
-                               controls, **quick).success(self.submit, owned, submitted, **picture)
+                               filled, **quick).success(self.submit, owned, submitted, **picture)
 
         page.gallery.select(self.select_history, page.history_ids,
                             [page.selected, page.history_detail, page.load_button, *page.on_screen()], **quick)
-        page.load_button.click(self.load_settings, page.selected, controls, **quick).then(
+        page.load_button.click(self.load_settings, page.selected, filled, **quick).then(
             self.check_settings_newest, controls, settings_outputs, **picture)
         page.refresh_button.click(self.history, None, history, **quick)
         page.requeue_button.click(self.requeue_interrupted, None, [*submitted, *history], **quick)
@@ -122,6 +128,7 @@ class PageEvents:
         demo.load(self.restore, [page.browser_job, page.owner_token], [page.job_id, *job_view, *history], **quick)
         demo.load(self.check_settings_newest, controls, settings_outputs, **picture)
         demo.load(self.lint, lint_inputs, page.lint, **quick)
+        self.wire_lora_picker(demo, quick)
 
     # -- settings and guidance -----------------------------------------------------------------------------
     def fill_preset(self, name: str, model: str) -> Updates:
@@ -140,6 +147,7 @@ class PageEvents:
                 # A last frame left in a hidden control would be refused on every run of this model: drop it.
                 page.last_image_box: gr.Column(visible=takes_last),
                 page.audio: gr.Checkbox(visible=option.spec.has_audio),
+                **self.lora_picker_for_model(option.spec.takes_loras),
                 **({} if takes_last else {page.last_image: None})}
 
     def check_settings_newest(self, request: gr.Request, *values) -> Updates:
@@ -157,8 +165,10 @@ class PageEvents:
         assumed_square = form.image is None
         if assumed_square:
             form = FormValues(Image.new("RGB", (512, 512), (128, 128, 128)), *values[1:])
-        # The last-frame control follows the model however it was chosen (menu, loaded settings, page load).
-        box = {page.last_image_box: gr.Column(visible=self._takes_last_image(form.model))}
+        # The last-frame and LoRA controls follow the model however it was chosen (menu, loaded settings, load).
+        spec = self._spec(form.model)
+        box = {page.last_image_box: gr.Column(visible=bool(spec and spec.takes_last_image)),
+               page.lora_box: gr.Column(visible=bool(spec and spec.takes_loras))}
         try:
             request = to_request(form, self.studio.option(form.model).name)
             # Through the job manager: its messages name no server path.
@@ -172,11 +182,11 @@ class PageEvents:
                 page.preview: None if assumed_square else job.image,
                 page.traps: render.findings_html(traps, kind="warning")}
 
-    def _takes_last_image(self, model: str | None) -> bool:
+    def _spec(self, model: str | None) -> ModelSpec | None:
         try:
-            return self.studio.option(model).spec.takes_last_image
+            return self.studio.option(model).spec
         except BadInputError:  # a model the page does not offer: the verdict says so
-            return False
+            return None
 
     @staticmethod
     def _image_report(job: PreparedJob) -> str:
@@ -276,7 +286,8 @@ class PageEvents:
                 page.seed: shown["videos"][index]["seed"], page.candidates: 1,
                 page.auto_enhance: settings.get("auto_enhance", False), page.model: model,
                 page.last_image: settings.get("last_image") if model == settings.get("model") else None,
-                page.audio: audio_checkbox(self.studio.option(model).spec, settings.get("audio", True))}
+                page.audio: audio_checkbox(self.studio.option(model).spec, settings.get("audio", True)),
+                **self.lora_controls(lora_choices(settings.get("loras")) if model == settings.get("model") else ())}
 
     # -- history -------------------------------------------------------------------------------------------
     def history(self) -> Updates:
@@ -339,7 +350,8 @@ class PageEvents:
                 page.seed: request.seeds[0] if request.seeds else RANDOM_SEED, page.candidates: request.candidates,
                 page.auto_enhance: request.auto_enhance, page.model: model,
                 page.last_image: request.last_image if model == request.model else None,
-                page.audio: audio_checkbox(self.studio.option(model).spec, request.audio)}
+                page.audio: audio_checkbox(self.studio.option(model).spec, request.audio),
+                **self.lora_controls(request.loras if model == request.model else ())}
 
     # -- what shows a job's outcome ------------------------------------------------------------------------
     def _on_screen(self, status: JobStatus | None) -> Updates:

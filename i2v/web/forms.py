@@ -12,6 +12,7 @@ import gradio as gr
 from i2v.errors import BadInputError, shown
 from i2v.engine.presets import Preset
 from i2v.engine.request import GenerationRequest
+from i2v.loras.choice import MAX_LORAS, LoraChoice, lora_choices
 
 RANDOM_SEED = -1
 
@@ -63,6 +64,16 @@ class FormValues:
     model: Any = None  # empty: the app's configured model
     last_image: Any = None  # the video's last frame, for models that take one (hidden on the page elsewhere)
     audio: Any = True  # the sound track of a model that makes one (the box is shown for those models only)
+    # The page: the names chosen in the LoRA menu, and one strength slider per chosen name (in the menu's order).
+    # The API: any value ``lora_choices`` reads, and no strengths (they travel inside that value).
+    loras: Any = None
+    lora_strength_1: Any = None
+    lora_strength_2: Any = None
+    lora_strength_3: Any = None
+    lora_strength_4: Any = None
+
+    def lora_strengths(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, f"lora_strength_{slot}") for slot in range(1, MAX_LORAS + 1))
 
 
 def whole(name: str, value: Any, *, allow_none: bool = False) -> int | None:
@@ -125,7 +136,21 @@ def to_request(form: FormValues, model: str, *, allow_missing: bool = False) -> 
         model=model,
         last_image=form.last_image or None,
         audio=True if form.audio is None else form.audio,  # a non-bool is refused by validate_request
+        loras=form_loras(form),
     )
+
+
+def form_loras(form: FormValues) -> tuple[LoraChoice, ...]:
+    """The page pairs each chosen name with its slider's strength; an API caller sends names and strengths in one
+    value (``lora_choices``: objects, pairs or ``PATH[:STRENGTH]`` strings)."""
+    strengths = form.lora_strengths()
+    if all(strength is None for strength in strengths):
+        return lora_choices(form.loras)
+    names = [form.loras] if isinstance(form.loras, str) else list(form.loras or [])
+    paired = [[name, decimal(f"the strength of LoRA {shown(name)}", strength)]
+              for name, strength in zip(names, strengths)]
+    # More names than sliders cannot come from the page (the menu stops at MAX_LORAS); lora_choices refuses them.
+    return lora_choices(paired + names[len(strengths):])
 
 
 def preset_values(preset: Preset) -> tuple[int, int, int, float, int]:

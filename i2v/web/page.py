@@ -14,6 +14,7 @@ from i2v.engine.presets import DEFAULT_PRESET, Preset
 from i2v.guidance.prompt_lint import KeywordLibrary
 from i2v.web import render
 from i2v.web.forms import RANDOM_SEED, FormValues, preset_values, uploaded_image
+from i2v.web.lora_picker import LoraPicker
 from i2v.web.model_choice import banner_html, frames_info, preset_choices, resolution_choices
 
 SLOTS = 4  # candidates shown side by side (a request may ask for up to this many from the page)
@@ -136,7 +137,13 @@ class Page:
                 self.auto_enhance = gr.Checkbox(False, label="Auto-enhance (contrast ×1.2, sharpness ×1.1)",
                                                 elem_id="auto-enhance")
                 self.audio = audio_checkbox(spec, True)
+            loras = LoraPicker(spec.takes_loras)
             self.traps = gr.HTML(elem_id="param-traps")
+        self.lora_box, self.loras, self.lora_names = loras.box, loras.menu, loras.names_shown
+        self.lora_strengths = loras.strengths
+        # Named like FormValues' fields (lora_strength_1 …), so controls() finds them as it finds every control.
+        for slot, slider in enumerate(loras.strengths, start=1):
+            setattr(self, f"lora_strength_{slot}", slider)
 
     def _history(self) -> None:
         with gr.Accordion("History (kept across restarts)", open=True, elem_id="history"):

@@ -5,8 +5,10 @@ Every block carries ``data-*`` attributes (state, verdict, level) so the browser
 from __future__ import annotations
 
 import html
+import re
 import time
 from collections.abc import Iterable
+from pathlib import PurePosixPath
 
 from i2v.backends import BUILT_IN_MODELS
 from i2v.errors import BadInputError
@@ -20,6 +22,18 @@ GIB = 1024**3
 
 def esc(text: object) -> str:
     return html.escape(str(text), quote=True)
+
+
+def markdown_text(text: object) -> str:
+    """``text`` shown as itself in Markdown: a file name such as ``![x](http://…).safetensors`` stays text."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>&~])", r"\\\1", str(text))
+
+
+def lora_summary(params: dict) -> str:
+    """``style.safetensors ×0.5, detail.safetensors ×1`` for the run's LoRAs (file names: the caption is short), or
+    "" without any."""
+    return ", ".join(f"{PurePosixPath(str(lora.get('source', ''))).name} ×{lora.get('strength', 1):g}"
+                     for lora in params.get("loras") or ())
 
 
 def findings_markdown(findings: Iterable[Finding], *, icon: str) -> str:
@@ -142,9 +156,12 @@ def job_findings_html(status: JobStatus) -> str:
 
 def video_caption(video: dict, params: dict) -> str:
     random_note = " · random weights: noise" if params.get("model") in BUILT_IN_MODELS else ""
+    loras = lora_summary(params)
+    lora_note = f" · LoRA {markdown_text(loras)}" if loras else ""
     return (f"**Seed {video['seed']}** · {params.get('model')} · {params.get('width')}×{params.get('height')}, "
             f"{params.get('frames')} frames, "
-            f"{params.get('steps')} steps, guidance {params.get('guidance')}, {params.get('fps')} fps{random_note}")
+            f"{params.get('steps')} steps, guidance {params.get('guidance')}, {params.get('fps')} fps{lora_note}"
+            f"{random_note}")
 
 
 # -- history ---------------------------------------------------------------------------------------------------
@@ -164,7 +181,8 @@ def history_detail(status: JobStatus) -> str:
     return (f"<b>{esc(status.settings.get('prompt', ''))}</b> — {esc(params.get('model'))}, "
             f"{esc(params.get('preset') or 'custom')}, {esc(params.get('width'))}×{esc(params.get('height'))}, "
             f"{esc(params.get('frames'))} frames, {esc(params.get('steps'))} steps, guidance "
-            f"{esc(params.get('guidance'))}, {esc(params.get('fps'))} fps, seeds {esc(seeds)}")
+            f"{esc(params.get('guidance'))}, {esc(params.get('fps'))} fps, seeds {esc(seeds)}"
+            + (f", LoRA {esc(lora_summary(params))}" if params.get("loras") else ""))
 
 
 def history_table(statuses: list[JobStatus]) -> str:

@@ -58,7 +58,7 @@ class Studio:
     def _api(self, demo: gr.Blocks) -> None:
         """``/generate`` for scripts (gradio_client): image and prompt; everything else has a default
         (0 for resolution, frames, steps, guidance or fps = the preset's value; no last_image; audio: the sound track of
-        a model that makes one)."""
+        a model that makes one; no LoRAs)."""
         with gr.Column(visible=False):
             inputs = [
                 uploaded_image(label="image"),
@@ -79,6 +79,9 @@ class Studio:
                 uploaded_image(label="last_image"),
                 # Last, with a default, so existing scripts' positional calls keep their meaning.
                 gr.Checkbox(True, label="audio"),
+                # Any JSON a script finds natural: [{"source": "style.safetensors", "strength": 0.8}], [["style", 0.8]]
+                # or ["style.safetensors:0.8"]; null or "" for none (lora_choices). Refused for a model without LoRAs.
+                gr.JSON(None, label="loras"),
             ]
             outputs = [gr.Video(label="video"), gr.File(label="files", file_count="multiple"),
                        gr.JSON(label="result")]
@@ -97,13 +100,13 @@ class Studio:
 
     # -- the scripts' endpoints ---------------------------------------------------------------------------
     def api_generate(self, image, prompt, negative_prompt, preset, resolution, frames, steps, guidance, fps, seed,
-                     candidates, auto_enhance, model=None, last_image=None, audio=True, progress=gr.Progress(),
-                     request: gr.Request = None):
+                     candidates, auto_enhance, model=None, last_image=None, audio=True, loras=None,
+                     progress=gr.Progress(), request: gr.Request = None):
         """The job belongs to the calling Gradio session (gradio_client: one per ``Client``): no page can cancel
         or promote it."""
         from_preset = [None if value in (0, None) else value for value in (resolution, frames, steps, guidance, fps)]
         form = FormValues(image, prompt, negative_prompt, preset, *from_preset, seed, candidates, auto_enhance, model,
-                          last_image, audio)
+                          last_image, audio, loras)
         try:
             job_id = self.jobs.submit(to_request(form, self.option(model).name, allow_missing=True),
                                       owner=getattr(request, "session_hash", None))
