@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("gpu-status", help="print the GPU monitor's snapshot (the /gpu_status payload) as JSON")
 
-    bench = sub.add_parser("bench", help="time the presets against the plain diffusers pipeline")
+    bench = sub.add_parser("bench", help="I2VGen-XL: time the presets against the plain diffusers pipeline; a "
+                                           "transformer family: its speedups, LoRA and turbo against itself")
     bench.add_argument("--model", default="tiny")
     bench.add_argument("--presets", default="fast-check,balanced,high-quality", help="comma-separated")
     bench.add_argument("--resolution", type=int, help="override the presets' resolution tier")
@@ -104,9 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=3, help="timed runs per preset (medians reported)")
     bench.add_argument("--speedups-preset", default="balanced",
                        help="preset on which each optimisation is measured on/off ('none' to skip; default "
-                            "balanced, or the first preset when balanced is not benched)")
+                            "balanced, or the first preset when balanced is not benched); a transformer family's "
+                            "whole bench runs on it")
     bench.add_argument("--compile", action="store_true",
-                       help="also measure torch.compile (compiles the UNet: minutes on a CPU)")
+                       help="also measure regional torch.compile (the UNet's or the transformer's blocks: minutes on a "
+                            "CPU)")
     bench.add_argument("--markdown", type=Path, default=Path("docs/BENCHMARKS.md"), help="table output")
     bench.add_argument("--json", type=Path, help="also write the figures as JSON here")
     bench.add_argument("--output-dir", type=Path, help="where the bench's videos go (default: a temp folder)")
@@ -275,18 +278,13 @@ def _plan(args) -> int:
     return EXIT_OK
 
 
-def _check_bench_model(model: str) -> None:
-    """The baseline is I2VGenXLPipeline called as its documentation shows: other families have no baseline yet."""
+def _bench_compares_with_the_pipeline(model: str) -> bool:
+    """I2VGen-XL models get the preset table against the plain I2VGenXLPipeline (the documented baseline); the
+    transformer families have no such baseline yet and get their speedups table, our engine against itself."""
     from i2v.backends import backend_class_for
     from i2v.backends.i2vgen_xl.backend import I2VGenXLBackend
 
-    backend = backend_class_for(model)
-    if not issubclass(backend, I2VGenXLBackend):
-        raise BadInputError(
-            f"The bench compares against the plain I2VGenXLPipeline, so it runs I2VGen-XL models only "
-            f"('{model}' is {backend.spec.family}). Use --model tiny on a CPU, i2vgen-xl-random (full size, no "
-            "download) or ali-vilab/i2vgen-xl on a GPU."
-        )
+    return issubclass(backend_class_for(model), I2VGenXLBackend)
 
 
 def _aspect(text: str) -> float:
@@ -321,9 +319,16 @@ def _bench(args) -> int:
     if args.speedups_preset not in ("none", "balanced", *presets):
         raise BadInputError(f"--speedups-preset {args.speedups_preset!r} is not among the benched presets "
                             f"({', '.join(presets)}); name one of them or 'none'.")
-    if not args.latency_only:
-        _check_bench_model(args.model)
     latency_wanted = args.latency or args.latency_only
+    command = "python -m i2v bench " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else [])
+    if not args.latency_only and not _bench_compares_with_the_pipeline(args.model):
+        if latency_wanted:
+            raise BadInputError("--latency measures app.py with an I2VGen-XL model (e.g. --model tiny); run it on "
+                                "its own, not with a transformer family's bench.")
+        if speedups_preset is None:
+            raise BadInputError(f"'{args.model}' gets the transformer speedups table on one preset: give it with "
+                                "--speedups-preset NAME (default balanced), not 'none'.")
+        return _bench_transformer(args, speedups_preset, command.strip())
     if latency_wanted and not (0 < args.poll_seconds <= 600 and 1 <= args.starts <= 20):
         raise BadInputError("--poll-seconds must be in (0, 600] and --starts 1..20.")
     rows, meta = [], {"model": args.model, "versions": library_versions()}
@@ -336,8 +341,23 @@ def _bench(args) -> int:
     # After the presets, not during: the app's start and the polling would otherwise compete for the CPU.
     latency = run_latency_bench(model=args.model, starts=args.starts, poll_seconds=args.poll_seconds) \
         if latency_wanted else None
-    command = "python -m i2v bench " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else [])
     print(write_outputs(rows, meta, command.strip(), args.markdown, args.json, latency=latency))
+    return EXIT_OK
+
+
+def _bench_transformer(args, preset: str, command: str) -> int:
+    import tempfile
+
+    from i2v.bench.runner import BENCH_PROMPT, BENCH_SEED, synthetic_image
+    from i2v.bench.transformer import run_transformer_bench, write_transformer_outputs
+
+    with tempfile.TemporaryDirectory(prefix="i2v-bench-") as scratch:
+        rows, meta = run_transformer_bench(
+            model=args.model, preset=preset, output_dir=args.output_dir or Path(scratch), resolution=args.resolution,
+            steps=args.steps, repeats=args.repeats, with_compile=args.compile, image=synthetic_image(),
+            prompt=BENCH_PROMPT, seed=BENCH_SEED)
+    meta["note"] = args.note
+    print(write_transformer_outputs(rows, meta, command, args.markdown, args.json))
     return EXIT_OK
 
 

@@ -59,9 +59,3 @@ def test_bench_rejects_unknown_presets(capsys):
 def test_bench_refuses_a_speedups_preset_it_does_not_run(capsys):
     assert main(["bench", "--presets", "fast-check", "--speedups-preset", "high-quality"]) == 2
     assert "--speedups-preset 'high-quality' is not among the benched presets (fast-check)" in capsys.readouterr().err
-
-
-def test_bench_says_which_models_it_can_compare(capsys):
-    assert main(["bench", "--model", "tiny-cogvideox"]) == 2
-    err = capsys.readouterr().err
-    assert "runs I2VGen-XL models only ('tiny-cogvideox' is CogVideoX-I2V (tiny, random weights))" in err

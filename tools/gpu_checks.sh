@@ -2,6 +2,12 @@
 # On the lent GPU machine (the device tool), after tools/gpu_wheels.sh here, with `carry: [".whl"]`:
 #   tools/gpu_checks.sh tests          the GPU tests (tests/test_gpu.py) and one CLI video on CUDA
 #   tools/gpu_checks.sh bench [ARGS]   python -m i2v bench --model i2vgen-xl-random ARGS (e.g. --compile)
+#   tools/gpu_checks.sh bench-dit [ARGS]
+#                                      the transformer families' speedups table (LoRA, step cache, turbo, compile)
+#                                      on tiny-wan on CUDA; a later --model in ARGS wins (e.g. --model tiny-ltx2).
+#                                      No full-size random-weight transformer model exists in the code (the only
+#                                      full-size built-in is i2vgen-xl-random), and a real Wan is 30+ GB to bring:
+#                                      so these are toy-size figures, their ratios only a first look at the GPU.
 # Logs, tables and JSON go to $OUT (the device tool brings them back). The first bench builds the full-size
 # random-weight model (about 10 GB of RAM and 4.6 GB of disk, once per machine): keep both steps in one call
 # when the time allows, since a new machine starts bare.
@@ -46,8 +52,14 @@ EOF
     "$PYTHON" -m i2v bench --model i2vgen-xl-random --markdown "$OUT/BENCHMARKS.md" --json "$OUT/bench.json" \
       --note "run by tools/gpu_checks.sh on $device" "$@" 2>&1 | tee "$OUT/bench.log"
     ;;
+  bench-dit)
+    shift
+    "$PYTHON" -m i2v bench --model tiny-wan --markdown "$OUT/BENCHMARKS.md" --json "$OUT/bench_dit.json" \
+      --note "run by tools/gpu_checks.sh bench-dit on $device (a tiny random-weight model: toy-size figures)" \
+      "$@" 2>&1 | tee "$OUT/bench_dit.log"
+    ;;
   *)
-    echo "usage: tools/gpu_checks.sh tests | bench [BENCH ARGS]" >&2
+    echo "usage: tools/gpu_checks.sh tests | bench [BENCH ARGS] | bench-dit [BENCH ARGS]" >&2
     exit 2
     ;;
 esac

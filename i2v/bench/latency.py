@@ -320,12 +320,13 @@ def markdown_section(result: LatencyResult, engine_overhead_pct: float | None, *
     return "\n".join(lines)
 
 
-def splice_section(document: str, section: str) -> str:
-    """``document`` with its "Off the GPU" section replaced by ``section`` (appended if it has none), so a
-    ``--latency-only`` run updates that section and keeps the preset table."""
-    start = document.find(SECTION_TITLE)
+def splice_section(document: str, section: str, title: str = SECTION_TITLE) -> str:
+    """``document`` with its section headed ``title`` (by default "Off the GPU") replaced by ``section`` (appended
+    if it has none), so a ``--latency-only`` run updates that section and keeps the preset table. A title that is
+    the start of another's ("… tiny-wan" and "… tiny-wan22-ti2v") is given with its line end."""
+    start = document.find(title)
     if start < 0:
         return document.rstrip("\n") + "\n\n" + section
-    end = document.find("\n## ", start + len(SECTION_TITLE))
+    end = document.find("\n## ", start + len(title))
     rest = "" if end < 0 else document[end + 1:]
     return document[:start] + section + ("\n" + rest if rest else "")

@@ -24,6 +24,7 @@ from i2v.bench.quality import psnr
 from i2v.engine.engine import Engine
 from i2v.bench.speedups import markdown_section as speedups_section
 from i2v.bench.speedups import VariantRow, run_speedup_variants, variants_for
+from i2v.bench.transformer import transformer_sections
 from i2v.engine.record import library_versions
 from i2v.engine.request import GenerationRequest
 
@@ -256,13 +257,16 @@ def write_outputs(rows: list[BenchRow], meta: dict, command: str, markdown_path:
                   json_path: Path | None, latency: LatencyResult | None = None) -> str:
     """Writes the Markdown (and JSON) and returns the Markdown. Without preset rows (``--latency-only``) only the
     "Off the GPU" section is written, spliced into the existing file so its preset table is kept."""
+    existing = markdown_path.read_text(encoding="utf-8") if markdown_path and markdown_path.exists() else ""
     if rows or latency is None:
         text = markdown(rows, meta, command)
         if latency is not None:
             text = text.rstrip("\n") + "\n\n" + markdown_section(latency, worst_overhead_pct(rows))
+        # The transformer families' sections come from their own runs (bench/transformer.py): kept as they were.
+        for section in transformer_sections(existing):
+            text = text.rstrip("\n") + "\n\n" + section
     else:
         section = markdown_section(latency, None, command=command, note=meta.get("note"))
-        existing = markdown_path.read_text(encoding="utf-8") if markdown_path and markdown_path.exists() else ""
         text = splice_section(existing or "# Benchmarks\n", section)
     if markdown_path is not None:
         markdown_path.parent.mkdir(parents=True, exist_ok=True)
