@@ -77,7 +77,7 @@ def test_generate_takes_loras_and_the_record_names_each_one(client, lora_folder,
     (lora,) = _record(files)["loras"]
     assert lora["file"] == "style.safetensors" and lora["strength"] == 0.8
     assert lora["sha256"] == hashlib.sha256((lora_folder / "style.safetensors").read_bytes()).hexdigest()
-    assert result["params"]["loras"] == [{"source": "style.safetensors", "strength": 0.8}]
+    assert result["params"]["loras"] == [{"source": "style.safetensors", "strength": 0.8, "expert": "both"}]
     # The CLI's spelling works too, as a list of strings.
     _video, files, _result = client.predict(handle_file(str(picture)), PROMPT, model=TINY_WAN_NAME,
                                             loras=["style.safetensors:0.5"], api_name="/generate", **SMALL)

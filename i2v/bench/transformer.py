@@ -136,7 +136,7 @@ def _turbo_lora_folder(engine: Engine, job, folder: Path) -> Iterator[_Case]:
     a real model the tier's LoRA must already be on this machine."""
     from i2v.backends.builtin import BuiltInModel
     from i2v.engine.presets import default_presets, presets_for_model
-    from i2v.loras.files import required_lora
+    from i2v.loras.files import required_loras
     from i2v.loras.synthetic import write_random_lora
 
     name = "turbo tier vs the preset (4 steps, distilled LoRA, no guidance pass)"
@@ -152,13 +152,16 @@ def _turbo_lora_folder(engine: Engine, job, folder: Path) -> Iterator[_Case]:
                  no_psnr=f"frames differ by design ({tier.steps} steps, guidance {tier.guidance:g}, the LoRA)")
     previous = os.environ.get("I2V_LORA_DIR")
     try:
+        wanted = [(source, expert) for source, expert in ((tier.lora, "both"), (tier.lora_high, "high"),
+                                                          (tier.lora_low, "low")) if source]
         if isinstance(engine.backend, BuiltInModel):
             os.environ["I2V_LORA_DIR"] = str(folder / "turbo")
-            write_random_lora(engine.backend.pipeline.transformer, folder / "turbo" / Path(tier.lora).name,
-                              rank=LORA_RANK)
+            pipe = engine.backend.pipeline
+            for source, expert in wanted:
+                denoiser = pipe.transformer_2 if expert == "low" else pipe.transformer
+                write_random_lora(denoiser, folder / "turbo" / Path(source).name, rank=LORA_RANK)
         try:
-            if tier.lora:
-                required_lora(tier.lora, tier.lora_strength, "the turbo tier")
+            required_loras(wanted, tier.lora_strength, "the turbo tier")
         except BadInputError as exc:
             case = _Case(case.name, TURBO, not_run=f"turbo LoRA not on this machine ({exc})")
         yield case
