@@ -212,7 +212,7 @@ def test_the_page_picks_a_lora_from_the_folder_runs_it_and_hides_it_for_a_model_
         assert "LoRA style.safetensors ×0.5" in page.inner_text("#caption-0")
         job = page.get_attribute("#job-status [data-state]", "data-job")
         (lora,) = server.app.jobs.status(job).result["params"]["loras"]
-        assert lora == {"source": "style.safetensors", "strength": 0.5}
+        assert lora == {"source": "style.safetensors", "strength": 0.5, "expert": "both"}
 
         _choose_model(page, TINY_NAME, spec_for(TINY_NAME).family)
         page.wait_for_selector("#lora-box", state="hidden")
