@@ -20,7 +20,6 @@ from i2v.backends.i2vgen_xl.tiny import TINY_NAME
 from i2v.backends.wan.tiny import TINY_WAN_NAME, build_tiny_pipeline
 from i2v.loras.choice import LoraChoice
 
-from conftest import photo_like
 from lora_files import wan_original_lora
 from test_page_events import form, wired_outputs
 from web_support import CHROMIUM, CHROMIUM_FLAGS, running_app
@@ -48,10 +47,8 @@ def app_server(tmp_path_factory, lora_folder):
 
 
 @pytest.fixture(scope="module")
-def picture(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("lora-web-input") / "input.png"
-    photo_like(320, 256).save(path)
-    return path
+def picture(shared_photo_path) -> Path:
+    return shared_photo_path
 
 
 @pytest.fixture
