@@ -3,9 +3,24 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 
 from i2v.errors import JobCancelled
+
+
+@dataclass(frozen=True)
+class Preview:
+    """A cheap look at the video being denoised: an animated image decoded from the latents of one step."""
+
+    job_id: str
+    candidate: int  # 1-based
+    step: int  # the denoising step whose latents it shows
+    total_steps: int
+    media_type: str  # e.g. "image/webp"
+    data: bytes
+    width: int
+    height: int
+    frames: int
 
 
 @dataclass(frozen=True)
@@ -17,6 +32,7 @@ class ProgressEvent:
     step: int  # steps finished in this stage
     total_steps: int
     elapsed_s: float  # since the job started
+    preview: Preview | None = field(default=None, repr=False, compare=False)  # set on steps that made one
 
     @property
     def fraction(self) -> float:
@@ -27,7 +43,11 @@ class ProgressEvent:
         return min(1.0, ((self.candidate - 1) + stage_share) / self.candidates)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "fraction": self.fraction}
+        """JSON-friendly: the preview's bytes stay out (the job API serves them), its step stays in."""
+        fields = {name: getattr(self, name) for name in
+                  ("job_id", "stage", "candidate", "candidates", "step", "total_steps", "elapsed_s")}
+        fields["preview_step"] = self.preview.step if self.preview else None
+        return {**fields, "fraction": self.fraction}
 
 
 ProgressCallback = Callable[[ProgressEvent], None]

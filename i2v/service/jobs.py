@@ -34,7 +34,7 @@ from i2v.errors import (BadInputError, I2VError, JobCancelled, NotEnoughDiskSpac
 from i2v.guidance.images import check_file_size
 from i2v.service.jobstore import JobRecord, JobStore
 from i2v.logs import job_context, new_job_id
-from i2v.engine.progress import CancelToken, ProgressEvent
+from i2v.engine.progress import CancelToken, Preview, ProgressEvent
 from i2v.engine.request import MAX_SEED, GenerationRequest, validate_request
 from i2v.engine.resolve import PreparedJob
 from i2v.engine.run import GenerationResult
@@ -42,6 +42,7 @@ from i2v.engine.run import GenerationResult
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_QUEUE = 8
+KEPT_PREVIEWS = 16  # the newest preview of this many jobs stays in memory (a few hundred kB each at most)
 RETRY_SECONDS = 5.0  # how often an outcome the job database refused (a full disk) is written again
 # What a write to the job database raises when its disk is full, read-only or gone ("database or disk is full").
 STORE_ERRORS = (sqlite3.Error, OSError)
@@ -123,6 +124,7 @@ class _LiveJob:
     denoise_started: float | None = None  # monotonic time of the first denoising step
     eta_s: float | None = None
     started_at: float | None = None
+    preview: Preview | None = None  # the newest live preview, once the engine made one
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,7 @@ class JobManager:
         self._queue: deque[_LiveJob] = deque()
         self._running: _LiveJob | None = None
         self._unrecorded: dict[str, tuple[_LiveJob, _Outcome]] = {}  # ended, but not in the database yet
+        self._previews: dict[str, Preview] = {}  # job id -> its newest live preview, oldest job first
         self._next_retry = 0.0  # monotonic time of the next try to write them
         self._changed = threading.Condition()
         self._worker: threading.Thread | None = None
@@ -546,7 +549,17 @@ class JobManager:
                 live.denoise_started = now
             live.progress = event
             live.eta_s = _eta(live, event, now)
+            if event.preview is not None:
+                live.preview = event.preview
+                self._previews[live.id] = event.preview
+                while len(self._previews) > KEPT_PREVIEWS:
+                    self._previews.pop(next(iter(self._previews)))
             self._changed.notify_all()
+
+    def latest_preview(self, job_id: str) -> Preview | None:
+        """The newest live preview of a running job (or of one of the last few jobs); None before the first."""
+        with self._changed:
+            return self._previews.get(job_id)
 
     def _live_status(self, live: _LiveJob, position: int | None) -> JobStatus:
         record = live.record
@@ -562,7 +575,8 @@ class JobManager:
 def fingerprint(status: JobStatus) -> tuple:
     """Changes whenever a page would show something new about the job."""
     progress = status.progress or {}
-    return (status.state, status.position, progress.get("stage"), progress.get("candidate"), progress.get("step"))
+    return (status.state, status.position, progress.get("stage"), progress.get("candidate"), progress.get("step"),
+            progress.get("preview_step"))
 
 
 def _eta(live: _LiveJob, event: ProgressEvent, now: float) -> float | None:
