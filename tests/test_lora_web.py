@@ -19,6 +19,7 @@ from i2v.backends import spec_for
 from i2v.backends.i2vgen_xl.tiny import TINY_NAME
 from i2v.backends.wan.tiny import TINY_WAN_NAME, build_tiny_pipeline
 from i2v.loras.choice import LoraChoice
+from i2v.web.forms import FormValues, form_loras
 
 from lora_files import wan_original_lora
 from test_page_events import form, wired_outputs
@@ -133,6 +134,19 @@ def test_a_removed_lora_takes_its_strength_with_it(app_server):
     answer = events.follow_lora_choice(["b.safetensors"], 0.3, 0.7, 1.0, 1.0, ["a.safetensors", "b.safetensors"])
     assert answer[page.lora_strengths[0]].value == 0.7 and answer[page.lora_strengths[1]].visible is False
     assert events.lora_sliders((LoraChoice("c.safetensors", 2.0),))[page.lora_names] == ["c.safetensors"]
+
+
+def test_a_strength_typed_with_a_name_moves_to_its_slider_and_an_expert_reaches_the_run(app_server):
+    events, _ = wired_outputs(app_server[0].app.blocks)
+    page = events.page
+    answer = events.follow_lora_choice(["a.safetensors", "b.safetensors:0.8@low"], 0.3, 1.0, 1.0, 1.0,
+                                       ["a.safetensors"])
+    assert answer[page.loras] == ["a.safetensors", "b.safetensors@low"]
+    assert (answer[page.lora_strengths[0]].value, answer[page.lora_strengths[1]].value) == (0.3, 0.8)
+    assert page.loras not in events.follow_lora_choice(["a.safetensors"], 0.3, 1.0, 1.0, 1.0, ["a.safetensors"])
+    values = FormValues(*form(events, loras=["a.safetensors", "b.safetensors@low"], lora_strength_1=0.3,
+                              lora_strength_2=0.8))
+    assert form_loras(values) == (LoraChoice("a.safetensors", 0.3), LoraChoice("b.safetensors", 0.8, "low"))
 
 
 # -- the page in Chromium ------------------------------------------------------------------------------------

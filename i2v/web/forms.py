@@ -4,7 +4,7 @@ input that hands uploads to the engine untouched (``uploaded_image``) is built h
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import gradio as gr
@@ -12,7 +12,7 @@ import gradio as gr
 from i2v.errors import BadInputError, shown
 from i2v.engine.presets import Preset
 from i2v.engine.request import GenerationRequest
-from i2v.loras.choice import MAX_LORAS, LoraChoice, lora_choices
+from i2v.loras.choice import MAX_LORAS, LoraChoice, lora_choices, parse_lora
 
 RANDOM_SEED = -1
 
@@ -147,7 +147,8 @@ def form_loras(form: FormValues) -> tuple[LoraChoice, ...]:
     if all(strength is None for strength in strengths):
         return lora_choices(form.loras)
     names = [form.loras] if isinstance(form.loras, str) else list(form.loras or [])
-    paired = [[name, decimal(f"the strength of LoRA {shown(name)}", strength)]
+    # A menu name may carry an expert (``file@high``; its strength is on the slider): parsed as the CLI does.
+    paired = [replace(parse_lora(name), strength=decimal(f"the strength of LoRA {shown(name)}", strength))
               for name, strength in zip(names, strengths)]
     # More names than sliders cannot come from the page (the menu stops at MAX_LORAS); lora_choices refuses them.
     return lora_choices(paired + names[len(strengths):])

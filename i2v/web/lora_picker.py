@@ -15,7 +15,8 @@ from typing import Any
 import gradio as gr
 from gradio.blocks import Block
 
-from i2v.loras.choice import DEFAULT_STRENGTH, MAX_LORAS, STRENGTH_RANGE, LoraChoice
+from i2v.errors import BadInputError
+from i2v.loras.choice import DEFAULT_STRENGTH, MAX_LORAS, STRENGTH_RANGE, LoraChoice, parse_lora
 from i2v.loras.files import available_loras
 
 
@@ -45,6 +46,21 @@ def slider_update(slot: int, choice: LoraChoice | None) -> gr.Slider:
     return gr.Slider(value=choice.strength, visible=True, label=f"Strength of {choice.source}")
 
 
+def typed_choice(name: str) -> LoraChoice:
+    """A name typed into the menu, as the CLI reads it (``PATH[:STRENGTH][@high|@low]``): the strength moves to its
+    slider, an expert stays in the menu's name (``form_loras`` reads it from there). A name that does not parse stays
+    as typed, at the default strength: the settings check says what is wrong with it."""
+    try:
+        choice = parse_lora(name)
+    except BadInputError:
+        return LoraChoice(name, DEFAULT_STRENGTH)
+    return LoraChoice(menu_name(choice), choice.strength)
+
+
+def menu_name(choice: LoraChoice) -> str:
+    return choice.source + ("" if choice.expert == "both" else f"@{choice.expert}")
+
+
 class LoraEvents:
     """The picker's handlers, and the LoRA part of the answers of ``PageEvents``' other handlers."""
 
@@ -63,10 +79,16 @@ class LoraEvents:
 
     def follow_lora_choice(self, names: list[str] | None, *values) -> dict[Block, Any]:
         """``values``: the sliders' strengths, then the names they belonged to. A LoRA keeps its strength when
-        another is added or removed; a new one starts at the default."""
+        another is added or removed; a new one starts at the default, or at the strength typed with it
+        (``my_style.safetensors:0.8`` becomes ``my_style.safetensors`` in the menu and 0.8 on its slider)."""
         *strengths, names_shown = values
         before = dict(zip(names_shown or [], strengths))
-        return self.lora_sliders([LoraChoice(name, before.get(name, DEFAULT_STRENGTH)) for name in names or []])
+        choices = [LoraChoice(name, before[name]) if name in before else typed_choice(name) for name in names or []]
+        updates = self.lora_sliders(choices)
+        menu = [choice.source for choice in choices]
+        if menu != list(names or []):
+            updates[self.page.loras] = menu
+        return updates
 
     def lora_sliders(self, choices: list[LoraChoice] | tuple[LoraChoice, ...]) -> dict[Block, Any]:
         page = self.page
@@ -77,7 +99,8 @@ class LoraEvents:
 
     def lora_controls(self, choices: tuple[LoraChoice, ...]) -> dict[Block, Any]:
         """The menu and the sliders holding ``choices`` (Load these settings, Promote)."""
-        return {self.page.loras: [choice.source for choice in choices], **self.lora_sliders(choices)}
+        shown = [LoraChoice(menu_name(choice), choice.strength) for choice in choices]
+        return {self.page.loras: [choice.source for choice in shown], **self.lora_sliders(shown)}
 
     def lora_picker_for_model(self, takes_loras: bool) -> dict[Block, Any]:
         """A model change: the picker shows for a model that takes LoRAs, with the folder's files listed again;
