@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from i2v.web.forms import FormValues, form_loras
 
 from lora_files import wan_original_lora
 from test_page_events import form, wired_outputs
-from web_support import CHROMIUM, CHROMIUM_FLAGS, running_app
+from web_support import running_app
 
 PROMPT = "a boat drifting slowly to the left, waves rippling"
 SMALL = {"frames": 5, "steps": 1, "resolution": 64}  # tiny-wan's sizes
@@ -150,16 +149,6 @@ def test_a_strength_typed_with_a_name_moves_to_its_slider_and_an_expert_reaches_
 
 
 # -- the page in Chromium ------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def browser():
-    if os.environ.get("I2V_REQUIRE_BROWSER") != "1" and not Path(CHROMIUM).exists():
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield chromium
-        chromium.close()
-
 
 def _open(browser, server, width: int, height: int):
     context = browser.new_context(viewport={"width": width, "height": height})

@@ -357,20 +357,6 @@ def test_the_job_api_refuses_a_last_frame_before_keeping_any_picture(pictures, t
 
 
 # -- the page: the twins generate there, and the last-frame control follows the model ---------------------------
-@pytest.fixture(scope="module")
-def browser():
-    import os
-
-    from web_support import CHROMIUM, CHROMIUM_FLAGS
-
-    if os.environ.get("I2V_REQUIRE_BROWSER") != "1" and not Path(CHROMIUM).exists():
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield chromium
-        chromium.close()
-
 
 @pytest.fixture(scope="module")
 def wan22_app(tmp_path_factory):

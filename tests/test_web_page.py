@@ -10,7 +10,7 @@ import pytest
 
 from i2v.gpu.fake_monitor import FakeGpuMonitor
 
-from web_support import CHROMIUM, CHROMIUM_FLAGS, running_app
+from web_support import CHROMIUM, running_app
 
 if os.environ.get("I2V_REQUIRE_BROWSER") == "1":  # .ci/run: a missing browser is a failure, not a skip
     import playwright.sync_api as playwright_api
@@ -23,14 +23,6 @@ else:
 
 TIMEOUT_MS = 60_000
 
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as pw:
-        # Playwright gives every launch a fresh temporary profile (it refuses --user-data-dir here).
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")
