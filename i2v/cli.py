@@ -120,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--poll-seconds", type=float, default=10.0, help="how long /gpu_status is polled")
     bench.add_argument("--starts", type=int, default=3, help="fresh app.py starts timed to page-ready")
     bench.add_argument("--note", help="a sentence added to the Markdown, e.g. what else ran on the machine")
+    bench.add_argument("--full-size", help="GPU only: comma-separated wan, wan22-ti2v, wan22-a14b: the real-size "
+                                           "transformer with random weights, placed as planned for --speedups-preset "
+                                           "(default balanced), peak vs prediction")
+    bench.add_argument("--gpu-memory", type=float, help="with --full-size: plan for (and cap to) a card of this many GiB")
 
     info = sub.add_parser("info", help="print the reproduction record embedded in a video made here")
     info.add_argument("video", type=Path)
@@ -308,6 +312,16 @@ def _bench(args) -> int:
     from i2v.engine.presets import default_presets
     from i2v.engine.record import library_versions
 
+    if args.full_size:
+        from i2v.bench.full_size import run_full_size_bench
+
+        command = "python -m i2v bench " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else [])
+        rows = run_full_size_bench([m.strip() for m in args.full_size.split(",") if m.strip()],
+                                   preset=args.speedups_preset, gpu_memory_gib=args.gpu_memory,
+                                   steps=args.steps or 2, markdown_path=args.markdown, json_path=args.json,
+                                   command=command.strip())
+        print(json.dumps([row.__dict__ for row in rows], indent=2))
+        return EXIT_OK if all(row.failure is None for row in rows) else EXIT_FAILED
     presets = [p.strip() for p in args.presets.split(",") if p.strip()]
     if not 1 <= args.repeats <= 20:
         raise BadInputError("--repeats must be 1..20.")
