@@ -304,10 +304,15 @@ def decision_table(spec: ModelSpec, presets: dict, cards_gib: tuple[int, ...], a
     square unless given; bf16, idle card). ``presets`` as the model sees them (``presets_for_model``)."""
     from i2v.gpu.hardware import FixedGpuInfo
 
+    def tier_spec(preset):  # a two-stage tier plans both stages, at sides a multiple of twice the model's
+        return model_spec.two_staged() if preset.two_stage and model_spec.takes_upsampler else model_spec
+
+    model_spec = spec
     rows = ["| card (free GiB) | preset | runs as | decode | offload | predicted peak GiB |",
             "|---|---|---|---|---|---|"]
     for card in cards_gib:
         for preset in presets.values():
+            spec = tier_spec(preset)
             (width, height), _ = spec.size_for_tier(preset.resolution, aspect)
             planner = MemoryPlanner(FixedGpuInfo.single(total_gib=card))
             try:
