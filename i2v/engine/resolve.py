@@ -263,7 +263,7 @@ def with_two_stages(spec: ModelSpec, preset: Preset, model: str) -> tuple[ModelS
         problems.append(str(exc))
     if preset.refine_lora:
         try:
-            refine = required_loras([(preset.refine_lora, "both")], 1.0, f"{needed_by} (its refinement stage)")
+            refine = required_loras([(preset.refine_lora, "both")], 1.0, f"{needed_by}, in its refinement stage,")
         except BadInputError as exc:
             problems.append(str(exc))
     if problems:
