@@ -158,6 +158,8 @@ class JobRun:
 
     def _remember_step_time(self, rendered: Rendered, timings: dict) -> None:
         params = rendered.job.params
+        if rendered.job.two_stage is not None:  # steps at two sizes: no per-step figure for this size and step count
+            return
         try:
             step_times.record(
                 cache_dir(), device_name=rendered.job.plan.gpu_name or "CPU", family=rendered.job.spec.family,
