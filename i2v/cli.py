@@ -228,7 +228,7 @@ def _plan(args) -> int:
     spec, file_notices = with_transformer_file(identified.backend.spec, model, args.family, args.transformer_file)
     preset = get_preset(args.preset or DEFAULT_PRESET, preset_key=spec.preset_key)
     two_stage = preset.two_stage and spec.takes_upsampler
-    spec = spec.two_staged() if two_stage else spec  # both stages planned, sides a multiple of twice the model's
+    spec = spec.for_tier(two_stage=two_stage, unguided=preset.sigmas is not None)  # as the tier runs it
     if (args.width is None) != (args.height is None):
         raise BadInputError("Give both --width and --height, or neither.")
     if args.width is None and not 0.1 <= args.aspect <= 10:

@@ -96,6 +96,14 @@ class ModelSpec:
         return replace(self, size_multiple=multiple, min_side=max(self.min_side, multiple),
                        memory=self.memory.two_staged())
 
+    def for_tier(self, *, two_stage: bool, unguided: bool) -> "ModelSpec":
+        """The spec a tier runs with: two stages where the tier names an upsampler (and the model has one); one
+        transformer call of batch 1 per step where it runs a fixed distilled schedule with every guidance pass off."""
+        spec = self.two_staged() if two_stage and self.takes_upsampler else self
+        if unguided and hasattr(spec.memory, "cfg_batch"):
+            spec = replace(spec, memory=replace(spec.memory, cfg_batch=1))
+        return spec
+
     def schedule_steps(self, name: str) -> int:
         """The step count of the fixed schedule ``name``; refused when the model has no such schedule."""
         steps = dict(self.fixed_schedules).get(name)

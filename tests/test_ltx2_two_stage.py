@@ -261,6 +261,13 @@ def test_the_plan_counts_the_upsampler_and_plans_the_refinement_at_full_size():
     assert estimate.weights_denoise_bytes == single.weights_denoise_bytes + 2 * one.memory.upsampler_params
 
 
+def test_turbo_is_planned_with_one_batch_1_call_per_step():
+    turbo = LTX2_SPEC.for_tier(two_stage=False, unguided=True).memory
+    assert (turbo.cfg_batch, LTX2_SPEC.memory.cfg_batch) == (1, 2)
+    shape = dict(width=640, height=416, frames=121, dtype="bfloat16", cpu_offload="model")
+    assert turbo.predict_peak(**shape).unet_activation_bytes < LTX2_SPEC.memory.predict_peak(**shape).unet_activation_bytes
+
+
 def test_the_tiny_upsamplers_count_equals_the_build():
     assert TINY_LTX2_SPEC.memory.upsampler_params == sum(p.numel() for p in build_tiny_upsampler().parameters())
 

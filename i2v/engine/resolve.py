@@ -130,6 +130,7 @@ def prepare(
     preset = get_preset(preset_name, presets, preset_key=spec.preset_key)
     lora_files = with_tier_lora(lora_files, preset, spec)
     spec, two_stage = with_two_stages(spec, preset, request.model)
+    spec = spec.for_tier(two_stage=False, unguided=preset.sigmas is not None)  # a distilled schedule: batch 1
     refine_lora = (two_stage.refine_lora,) if two_stage and two_stage.refine_lora else ()
     spec = with_lora_weights(spec, lora_files + refine_lora)  # PEFT keeps an inactive adapter's weights loaded
     notices: list[Finding] = []
@@ -268,7 +269,8 @@ def with_two_stages(spec: ModelSpec, preset: Preset, model: str) -> tuple[ModelS
             problems.append(str(exc))
     if problems:
         raise BadInputError(" ".join(problems))
-    return spec.two_staged(), TwoStage(upsampler, preset.upsampler, refine[0] if refine else None)
+    return spec.for_tier(two_stage=True, unguided=False), TwoStage(upsampler, preset.upsampler,
+                                                                    refine[0] if refine else None)
 
 
 def check_schedule(preset: Preset, spec: ModelSpec, steps: int, guidance: float) -> None:
