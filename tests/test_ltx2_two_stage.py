@@ -159,7 +159,7 @@ def test_the_real_models_high_quality_refuses_naming_the_command_for_each_missin
     with pytest.raises(BadInputError) as refused:
         engine.prepare(_request(shared_photo_path, "high-quality", model="Lightricks/LTX-2"))
     message = str(refused.value)
-    assert "high-quality tier of LTX-2 I2V needs the latent upsampler latent_upsampler of Lightricks/LTX-2" in message
+    assert "high-quality tier of LTX-2 I2V needs the latent upsampler (latent_upsampler of Lightricks/LTX-2)" in message
     assert "`hf download Lightricks/LTX-2 --include 'latent_upsampler/*'`" in message
     assert f"`hf download Lightricks/LTX-2 ltx-2-19b-distilled-lora-384.safetensors --local-dir {tmp_path}`" in message
 

@@ -33,7 +33,7 @@ def required_part(source: str, model: str, what: str, needed_by: str) -> Path:
     repo, folder = match[1], match[2]
     local = Path(model).expanduser()
     beside = f" (or put it in {local / folder})" if local.is_dir() else ""
-    raise BadInputError(f"{needed_by} needs {what} {folder} of {repo}, which is not on this machine: download it "
+    raise BadInputError(f"{needed_by} needs {what} ({folder} of {repo}), which is not on this machine: download it "
                         f"with `hf download {repo} --include '{folder}/*'`{beside}; then run again (or choose another "
                         "tier).")
 
