@@ -205,6 +205,8 @@ def _plan(args) -> int:
     identified = identify(model, args.family)
     spec, file_notices = with_transformer_file(identified.backend.spec, model, args.family, args.transformer_file)
     preset = get_preset(args.preset or DEFAULT_PRESET, preset_key=spec.preset_key)
+    two_stage = preset.two_stage and spec.takes_upsampler
+    spec = spec.for_tier(two_stage=two_stage, unguided=preset.sigmas is not None)  # as the tier runs it
     if (args.width is None) != (args.height is None):
         raise BadInputError("Give both --width and --height, or neither.")
     if args.width is None and not 0.1 <= args.aspect <= 10:
@@ -220,7 +222,7 @@ def _plan(args) -> int:
         gpu_info = GpuMonitor()  # NVML: no torch import, no CUDA context
     decision = MemoryPlanner(gpu_info).plan(spec, width, height, frames, device=None, dtype=args.dtype)
     steps = args.steps if args.steps is not None else preset.steps
-    expected = step_times.estimate(
+    expected = None if two_stage else step_times.estimate(  # two stages: steps at two sizes, not learned
         cache_dir(), device_name=decision.plan.gpu_name or "CPU", family=spec.family,
         dtype=decision.plan.dtype, width=decision.width, height=decision.height, frames=decision.frames,
         steps=steps,
@@ -231,6 +233,7 @@ def _plan(args) -> int:
         "family_name": spec.family,
         "family_known_by": identified.how,
         "steps": steps,
+        "denoising": "two-stage" if two_stage else "single-stage",
         "expected_denoise_seconds": round(expected, 1) if expected is not None else None,
         "requested": {"width": width, "height": height, "frames": frames},
         "planned": {"width": decision.width, "height": decision.height, "frames": decision.frames},
@@ -247,6 +250,9 @@ def _plan(args) -> int:
     print(f"on {where}: {decision.width}×{decision.height} × {decision.frames} frames, {plan.dtype}, "
           f"{decode_description(spec, plan)}"
           f"{OFFLOAD_WORDS[plan.cpu_offload]}{', transformer weights in fp8' if plan.fp8_weights else ''}")
+    if two_stage:
+        print(f"two stages: {steps} steps at {decision.width // 2}×{decision.height // 2}, the ×2 latent upsampler, "
+              f"then the refinement at {decision.width}×{decision.height}")
     if decision.estimate:
         print(f"predicted peak VRAM: {decision.estimate.peak_gib:.1f} GiB ({decision.estimate.stage} stage)")
     if expected is not None:

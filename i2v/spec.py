@@ -4,7 +4,7 @@ a minute of model loading."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from i2v.errors import BadInputError
 from i2v.findings import Finding
@@ -79,6 +79,38 @@ class ModelSpec:
     has_audio: bool = False
     # LoRAs load into its denoiser (``GenerationRequest.loras``): its diffusers pipeline has a LoRA loader.
     takes_loras: bool = False
+    # Fixed sigma schedules the backend can run instead of its own (name, steps): a tier names one
+    # (``sigmas = "distilled"``), and the step count is the schedule's.
+    fixed_schedules: tuple[tuple[str, int], ...] = ()
+
+    # -- two stages ----------------------------------------------------------------------------------------
+    @property
+    def takes_upsampler(self) -> bool:
+        """It can run in two stages around a ×2 latent upsampler (the memory profile knows the upsampler's size)."""
+        return bool(getattr(self.memory, "upsampler_params", 0))
+
+    def two_staged(self) -> "ModelSpec":
+        """This model run in two stages: the first at half the sides, so the video's sides are multiples of twice
+        the model's multiple (the first stage's are then multiples of it); the memory profile plans both stages."""
+        multiple = 2 * self.size_multiple
+        return replace(self, size_multiple=multiple, min_side=max(self.min_side, multiple),
+                       memory=self.memory.two_staged())
+
+    def for_tier(self, *, two_stage: bool, unguided: bool) -> "ModelSpec":
+        """The spec a tier runs with: two stages where the tier names an upsampler (and the model has one); one
+        transformer call of batch 1 per step where it runs a fixed distilled schedule with every guidance pass off."""
+        spec = self.two_staged() if two_stage and self.takes_upsampler else self
+        if unguided and hasattr(spec.memory, "cfg_batch"):
+            spec = replace(spec, memory=replace(spec.memory, cfg_batch=1))
+        return spec
+
+    def schedule_steps(self, name: str) -> int:
+        """The step count of the fixed schedule ``name``; refused when the model has no such schedule."""
+        steps = dict(self.fixed_schedules).get(name)
+        if steps is None:
+            offered = ", ".join(n for n, _ in self.fixed_schedules) or "none"
+            raise BadInputError(f"{self.family} has no {name!r} sigma schedule (it has: {offered}).")
+        return steps
 
     # -- sizes -------------------------------------------------------------------------------------------
     def size_for_tier(self, tier: int, aspect: float) -> tuple[tuple[int, int], list[Finding]]:

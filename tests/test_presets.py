@@ -55,6 +55,25 @@ def test_the_turbo_tier_is_offered_only_to_models_with_a_step_distilled_lora():
         get_preset("turbo", presets, preset_key="cogvideox")
 
 
+def test_ltx2s_high_quality_is_two_stages_and_its_turbo_the_distilled_schedule():
+    presets = load_presets()
+    high = get_preset("high-quality", presets, preset_key="ltx2")
+    assert high.two_stage and high.upsampler == "Lightricks/LTX-2/latent_upsampler"
+    assert high.refine_lora == "Lightricks/LTX-2/ltx-2-19b-distilled-lora-384.safetensors"
+    assert not get_preset("balanced", presets, preset_key="ltx2").two_stage
+    turbo = get_preset("turbo", presets, preset_key="ltx2")
+    assert (turbo.steps, turbo.guidance, turbo.sigmas, turbo.lora) == (
+        8, 1.0, "distilled", "Lightricks/LTX-2/ltx-2-19b-distilled-lora-384.safetensors")
+    assert get_preset("turbo", presets, preset_key="tiny-ltx2").sigmas == "distilled"
+
+
+def test_a_refinement_lora_without_an_upsampler_is_refused(tmp_path):
+    path = _broken_copy(tmp_path, lambda text: text.replace("[models.ltx2]\n",
+                                                            '[models.ltx2]\nrefine_lora = "x.safetensors"\n'))
+    with pytest.raises(DataFileError, match=r"models\.ltx2\.refine_lora: only a two-stage tier"):
+        load_preset_file(path)
+
+
 def test_get_preset_returns_the_shipped_preset():
     assert get_preset("high-quality").frames == 24
     assert get_preset("fast-check").steps == 30

@@ -6,6 +6,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from PIL import Image
 
@@ -40,6 +41,20 @@ class LoadReport:
 
 
 @dataclass(frozen=True)
+class TwoStage:
+    """A two-stage run (``ModelSpec.takes_upsampler``): the first stage denoises at half the sides, a ×2 latent
+    upsampler doubles them, a short refinement with a fixed schedule runs at full size (with the LoRA it needs)."""
+
+    upsampler: Path  # the upsampler's folder (config.json and its weights)
+    upsampler_source: str  # as the tier names it, for the record
+    refine_lora: object | None = None  # i2v.loras.files.LoraFile, active in the refinement only
+
+    def to_dict(self) -> dict:
+        return {"upsampler": self.upsampler_source,
+                "refine_lora": self.refine_lora.source if self.refine_lora is not None else None}
+
+
+@dataclass(frozen=True)
 class DenoiseInputs:
     image: Image.Image  # already fitted to width × height
     prompt: str
@@ -54,6 +69,8 @@ class DenoiseInputs:
     last_image: Image.Image | None = None  # the video's last frame, fitted like ``image`` (spec.takes_last_image)
     audio: bool = True  # a model with sound makes its track (ignored by models without sound)
     flow_shift: float | None = None  # a step-distilled tier's sampler shift (None: the model's own rule)
+    sigmas: str | None = None  # a tier's fixed sigma schedule (``ModelSpec.fixed_schedules``); None: the model's own
+    two_stage: TwoStage | None = None  # the tier runs in two stages (None: one)
 
 
 @dataclass(frozen=True)
@@ -109,4 +126,9 @@ class ModelBackend(ABC):
 
     def speedups_record(self) -> dict:
         """What the last run used, for its record: settings, what was applied, step-cache counts."""
+        return {}
+
+    def denoising_record(self) -> dict:
+        """Which path the last denoise took, for its record (a family with more than one: LTX-2's one or two
+        stages, each stage's size, steps and schedule); {} where there is only one."""
         return {}

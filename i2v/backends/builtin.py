@@ -31,11 +31,12 @@ def build_key() -> str:
     return f"v1-diffusers{diffusers.__version__}-transformers{transformers.__version__}"
 
 
-def built_folder(name: str, build) -> Path:
-    """The saved built-in model ``name``, made by ``build()`` (a pipeline) on first use. Written to a temporary
-    folder and renamed, so a crash or a concurrent builder never leaves a half-written model behind."""
+def built_folder(name: str, build, marker: str = "model_index.json") -> Path:
+    """The saved built-in model ``name``, made by ``build()`` (a pipeline, or one model whose folder holds
+    ``marker``: its config.json) on first use. Written to a temporary folder and renamed, so a crash or a concurrent
+    builder never leaves a half-written model behind."""
     folder = cache_dir() / f"{name}-{build_key()}"
-    if (folder / "model_index.json").is_file():
+    if (folder / marker).is_file():
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{name}-build-", dir=folder.parent))
@@ -46,7 +47,7 @@ def built_folder(name: str, build) -> Path:
         try:
             os.rename(scratch, folder)
         except OSError:
-            if not (folder / "model_index.json").is_file():  # lost a race only if the winner finished
+            if not (folder / marker).is_file():  # lost a race only if the winner finished
                 raise
     finally:
         if scratch.exists():

@@ -25,6 +25,9 @@ _TEST_MODELS: dict[str, type[ModelBackend]] = {
 _BUILT_IN: dict[str, type[ModelBackend]] = {
     **_TEST_MODELS, i2vgen_xl.FULL_SIZE_RANDOM_NAME: i2vgen_xl.FullSizeRandomBackend,
 }
+# Parts a tier can name beside a built-in model (its two-stage upsampler), built here like the models themselves:
+# name -> the function that returns their saved folder (building it on first use).
+BUILT_IN_PARTS = {ltx2.TINY_UPSAMPLER_NAME: ltx2.tiny_upsampler_folder}
 TEST_MODELS = tuple(_TEST_MODELS)
 BUILT_IN_MODELS = tuple(_BUILT_IN)
 # Every real model family, by the id ``--family`` takes (a fine-tune whose name says nothing is named by its folder's

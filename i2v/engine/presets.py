@@ -32,8 +32,13 @@ _OPTIONAL = {"models_only"}  # true: the tier is offered only to the models with
 _MODELS_TABLE = "models"
 # A step-distilled tier names the LoRA it needs, its strength and the sampler shift it was distilled with.
 # Wan 2.2 I2V-A14B's distilled LoRAs come as one file per expert: lora_high and lora_low instead of lora.
-_DISTILLED_KEYS = {"lora": str, "lora_high": str, "lora_low": str, "lora_strength": float, "flow_shift": float}
-_MODEL_KEYS = set(_NUMERIC_KEYS) | {"description"} | set(_DISTILLED_KEYS)  # what a [models.<key>] table may set
+_DISTILLED_KEYS = {"lora": str, "lora_high": str, "lora_low": str, "lora_strength": float, "flow_shift": float,
+                   "sigmas": str}
+# A two-stage tier (LTX-2's high quality) names the ×2 latent upsampler that runs between its stages and the LoRA
+# its refinement stage needs (active in that stage only).
+_TWO_STAGE_KEYS = {"upsampler": str, "refine_lora": str}
+_TEXT_MODEL_KEYS = {"description"} | {key for key, kind in {**_DISTILLED_KEYS, **_TWO_STAGE_KEYS}.items() if kind is str}
+_MODEL_KEYS = set(_NUMERIC_KEYS) | {"description"} | set(_DISTILLED_KEYS) | set(_TWO_STAGE_KEYS)  # [models.<key>]
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,9 @@ class Preset:
     lora_low: str | None = None  # … and the low-noise expert's
     lora_strength: float = 1.0
     flow_shift: float | None = None  # the sampler shift the LoRA was distilled with (None: the model's own)
+    sigmas: str | None = None  # a fixed sigma schedule of the model's (``ModelSpec.fixed_schedules``), e.g. "distilled"
+    upsampler: str | None = None  # two stages around this ×2 latent upsampler (a hub folder or a built-in part)
+    refine_lora: str | None = None  # the LoRA the second stage needs (a hub file or a name in the LoRA folder)
     # preset key -> the values that model family uses instead (see the module docstring)
     per_model: dict[str, dict[str, object]] = field(default_factory=dict, compare=False, repr=False)
 
@@ -63,6 +71,10 @@ class Preset:
 
     def offered_to(self, preset_key: str) -> bool:
         return not self.models_only or preset_key in self.per_model
+
+    @property
+    def two_stage(self) -> bool:
+        return self.upsampler is not None
 
     def to_dict(self) -> dict:
         return {key: value for key, value in self.__dict__.items() if key != "per_model"}
@@ -116,7 +128,7 @@ def _per_model_values(path: Path, tables: object) -> dict[str, dict[str, object]
             raise DataFileError(f"{path}: {where}.{unknown[0]}: unknown key (allowed: {allowed}).")
         checked: dict[str, object] = {}
         for name, value in values.items():
-            if name in ("description", "lora", "lora_high", "lora_low"):
+            if name in _TEXT_MODEL_KEYS:
                 if not isinstance(value, str) or not value.strip():
                     raise DataFileError(f"{path}: {where}.{name}: must be a non-empty string.")
                 checked[name] = value
@@ -127,6 +139,9 @@ def _per_model_values(path: Path, tables: object) -> dict[str, dict[str, object]
         if ("lora_high" in checked) != ("lora_low" in checked) or ("lora" in checked and "lora_high" in checked):
             raise DataFileError(f"{path}: {where}: give lora (one LoRA for every expert) or both lora_high and "
                                 "lora_low (one per expert of Wan 2.2 I2V-A14B).")
+        if "refine_lora" in checked and "upsampler" not in checked:
+            raise DataFileError(f"{path}: {where}.refine_lora: only a two-stage tier (one with an upsampler) has a "
+                                "refinement stage to give a LoRA to.")
         result[key] = checked
     return result
 

@@ -51,7 +51,8 @@ def reproduce_command(params: dict, image_hint: str, last_image_hint: str | None
         args += ["--last-image", last_image_hint]
     if params.get("audio") is False:
         args.append("--no-audio")
-    if params.get("flow_shift") is not None:  # a step-distilled tier: its shift comes with the tier
+    # A step-distilled or two-stage tier: its shift, schedule, upsampler and LoRAs come with the tier.
+    if any(params.get(key) is not None for key in ("flow_shift", "sigmas", "two_stage")):
         args += ["--preset", params["preset"]]
     for lora in params.get("loras") or ():
         expert = lora.get("expert", "both")

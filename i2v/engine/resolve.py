@@ -13,6 +13,8 @@ from pathlib import Path
 from PIL import Image
 
 from i2v.backends import check_takes_transformer_file, gguf_file, last_frame_models, lora_models, spec_for
+from i2v.backends.base import TwoStage
+from i2v.backends.model_parts import required_part
 from i2v.errors import BadInputError
 from i2v.findings import Finding
 from i2v.guidance.image_quality import ImageScores, assess_image
@@ -51,6 +53,8 @@ class ResolvedParams:
     transformer_file: str | None = None  # the GGUF the transformer is loaded from, as given
     loras: tuple[dict, ...] = ()  # each LoRA as given: source, strength (the record adds file name and sha256)
     flow_shift: float | None = None  # the tier's sampler shift (a step-distilled tier); None: the model's own
+    sigmas: str | None = None  # the tier's fixed sigma schedule ("distilled"); None: the model's own
+    two_stage: dict | None = None  # a two-stage tier's upsampler and refinement LoRA, as the tier names them
 
     def for_seed(self, seed: int, dtype: str) -> dict:
         data = {k: v for k, v in self.__dict__.items() if k != "seeds"}
@@ -73,6 +77,7 @@ class PreparedJob:
     last_source: LoadedImage | None = None  # the last frame as given (models with spec.takes_last_image)
     last_image: Image.Image | None = None  # … fitted like ``image``
     lora_files: tuple[LoraFile, ...] = ()  # the request's LoRAs, found (models with spec.takes_loras)
+    two_stage: TwoStage | None = None  # a two-stage tier's upsampler and refinement LoRA, found on this machine
 
     def with_decision(self, decision: PlanDecision) -> "PreparedJob":
         """The same job on another plan (after an out-of-memory retry): size and frames may be smaller."""
@@ -124,7 +129,10 @@ def prepare(
     preset_name = request.preset or DEFAULT_PRESET
     preset = get_preset(preset_name, presets, preset_key=spec.preset_key)
     lora_files = with_tier_lora(lora_files, preset, spec)
-    spec = with_lora_weights(spec, lora_files)
+    spec, two_stage = with_two_stages(spec, preset, request.model)
+    spec = spec.for_tier(two_stage=False, unguided=preset.sigmas is not None)  # a distilled schedule: batch 1
+    refine_lora = (two_stage.refine_lora,) if two_stage and two_stage.refine_lora else ()
+    spec = with_lora_weights(spec, lora_files + refine_lora)  # PEFT keeps an inactive adapter's weights loaded
     notices: list[Finding] = []
     warnings: list[Finding] = []
 
@@ -134,6 +142,7 @@ def prepare(
     _check_range("steps", steps, spec.steps_range, spec)
     _check_range("guidance", guidance, spec.guidance_range, spec)
     _check_range("fps", fps, spec.fps_range, spec)
+    check_schedule(preset, spec, steps, guidance)
     source = load(request.image)
     notices += source.notices
     last_source = load_image(request.last_image) if request.last_image is not None else None
@@ -182,11 +191,14 @@ def prepare(
         transformer_file=request.transformer_file,
         loras=tuple(lora.choice().to_dict() for lora in lora_files),
         flow_shift=preset.flow_shift,
+        sigmas=preset.sigmas,
+        two_stage=two_stage.to_dict() if two_stage else None,
     )
     return PreparedJob(
         request=request, spec=spec, params=params, plan=decision.plan, image=image, source=source,
         image_scores=scores, image_sha256=_image_digest(request.image, source), notices=notices, warnings=warnings,
         decision=decision, last_source=last_source, last_image=last_image, lora_files=lora_files,
+        two_stage=two_stage,
     )
 
 
@@ -233,6 +245,46 @@ def with_tier_lora(lora_files: tuple[LoraFile, ...], preset: Preset, spec: Model
     missing = [pair for pair in wanted if pair not in given]
     needed = required_loras(missing, preset.lora_strength, f"The {preset.name} tier of {spec.family}") if missing else ()
     return (*needed, *lora_files)
+
+
+def with_two_stages(spec: ModelSpec, preset: Preset, model: str) -> tuple[ModelSpec, TwoStage | None]:
+    """A two-stage tier: the spec of a two-stage run (sides a multiple of twice the model's, both stages planned)
+    and its upsampler and refinement LoRA, each found on this machine. Whatever is missing is refused in one message
+    with the command that fetches each: never a one-stage run in its place."""
+    if not preset.two_stage:
+        return spec, None
+    if not spec.takes_upsampler:
+        raise BadInputError(f"The {preset.name} tier runs in two stages around a latent upsampler, which "
+                            f"{spec.family} has not: choose another tier.")
+    needed_by = f"The {preset.name} tier of {spec.family}"
+    problems, upsampler, refine = [], None, ()
+    try:
+        upsampler = required_part(preset.upsampler, model, "the latent upsampler", needed_by)
+    except BadInputError as exc:
+        problems.append(str(exc))
+    if preset.refine_lora:
+        try:
+            refine = required_loras([(preset.refine_lora, "both")], 1.0, f"{needed_by}, in its refinement stage,")
+        except BadInputError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise BadInputError(" ".join(problems))
+    return spec.for_tier(two_stage=True, unguided=False), TwoStage(upsampler, preset.upsampler,
+                                                                    refine[0] if refine else None)
+
+
+def check_schedule(preset: Preset, spec: ModelSpec, steps: int, guidance: float) -> None:
+    """A tier on a fixed sigma schedule runs its steps, without guidance, as it was distilled: another step count
+    or guidance would be silently ignored, so it is refused."""
+    if preset.sigmas is None:
+        return
+    scheduled = spec.schedule_steps(preset.sigmas)
+    if steps != scheduled:
+        raise BadInputError(f"The {preset.name} tier runs {spec.family}'s fixed {preset.sigmas} schedule of {scheduled} "
+                            f"steps, not {steps}: leave steps out (or choose another tier).")
+    if guidance != 1.0:
+        raise BadInputError(f"The {preset.name} tier runs {spec.family}'s {preset.sigmas} schedule without guidance "
+                            f"(guidance 1), not {guidance:g}: leave guidance out (or choose another tier).")
 
 
 def with_transformer_file(spec: ModelSpec, model: str, family: str | None, transformer_file: str | None

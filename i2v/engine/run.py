@@ -136,10 +136,11 @@ class JobRun:
         rendered = self._render_with_oom_retry(job, seed, timings)
         self.cancel.raise_if_cancelled()
         speedups = self.backend.speedups_record()  # what the denoiser ran with (settings, applied, cache counts)
+        denoising = self.backend.denoising_record()  # which path it took (LTX-2: one stage or two, each's size)
         self._remember_step_time(rendered, timings)
 
         self._progress("encode", 0, 1)
-        record = self._record(rendered, report, seed, timings, speedups)
+        record = self._record(rendered, report, seed, timings, speedups, denoising)
         path, sidecar = self._paths_for(rendered.job, seed)
         record["video"]["file"] = path.name
         t0 = time.perf_counter()
@@ -157,6 +158,8 @@ class JobRun:
 
     def _remember_step_time(self, rendered: Rendered, timings: dict) -> None:
         params = rendered.job.params
+        if rendered.job.two_stage is not None:  # steps at two sizes: no per-step figure for this size and step count
+            return
         try:
             step_times.record(
                 cache_dir(), device_name=rendered.job.plan.gpu_name or "CPU", family=rendered.job.spec.family,
@@ -326,7 +329,8 @@ class JobRun:
         return frames, audio
 
     # -- records and files ---------------------------------------------------------------------------------
-    def _record(self, rendered: Rendered, report: LoadReport, seed: int, timings: dict, speedups: dict) -> dict:
+    def _record(self, rendered: Rendered, report: LoadReport, seed: int, timings: dict, speedups: dict,
+                denoising: dict) -> dict:
         job, frames, params = rendered.job, rendered.frames, rendered.job.params
         settings = params.for_seed(seed, rendered.dtype)
         return {
@@ -353,6 +357,7 @@ class JobRun:
             "model": {**report.to_dict(), "family": job.spec.family, "random_weights": job.spec.random_weights},
             "plan": {**job.plan.to_dict(), "dtype_used": rendered.dtype},
             "speedups": speedups,
+            **({"denoising": denoising} if denoising else {}),
             "loras": list(self.loras),  # file name, sha256, strength, source, tensors applied and skipped
             "input_image": job.image_info(),
             "notices": [n.to_dict() for n in self.notices],
@@ -408,6 +413,7 @@ def denoise_inputs(job: PreparedJob, seed: int) -> DenoiseInputs:
         image=job.image, prompt=params.prompt, negative_prompt=params.negative_prompt, width=params.width,
         height=params.height, frames=params.frames, steps=params.steps, guidance=params.guidance,
         fps=params.fps, seed=seed, last_image=job.last_image, audio=params.audio, flow_shift=params.flow_shift,
+        sigmas=params.sigmas, two_stage=job.two_stage,
     )
 
 

@@ -83,6 +83,11 @@ class TransformerMemoryProfile:
     transformer_file_bytes: int | None = None
     # LoRA weights attached to the transformer's layers (PEFT adapters, kept beside the base weights, in its dtype).
     lora_params: int = 0
+    # A latent upsampler (LTX-2's ×2 spatial one) the family can run between two denoising stages (0: it has none).
+    upsampler_params: int = 0
+    # This run has two stages (``two_staged``): the first denoises at half size with guidance, the upsampler doubles
+    # the latents' sides, the second refines at full size without guidance (batch 1).
+    two_stage: bool = False
 
     # A causal 3-D VAE decodes the whole clip with a temporal cache: frame chunks change nothing, tiling does.
     decodes_in_frame_chunks = False
@@ -104,6 +109,12 @@ class TransformerMemoryProfile:
     def with_lora_params(self, count: int) -> "TransformerMemoryProfile":
         """The same model with ``count`` LoRA parameters loaded into its transformer."""
         return dataclasses.replace(self, lora_params=count)
+
+    def two_staged(self) -> "TransformerMemoryProfile":
+        """The same model run in two stages (see ``two_stage``; docs/VRAM.md, "Two stages")."""
+        if not self.upsampler_params:
+            raise ValueError("this model has no latent upsampler to run in two stages")
+        return dataclasses.replace(self, two_stage=True)
 
     def with_transformer_bytes(self, size: int) -> "TransformerMemoryProfile":
         """The same model with its transformer's weights read from a quantized file of ``size`` bytes; the blocks keep
@@ -133,7 +144,7 @@ class TransformerMemoryProfile:
             "text": int(scale * self.text_activation),
             "encode": int(vae_scale * (self.encode_per_pixel * pixels
                                        + self.encode_per_frame_pixel * encoded * pixels)),
-            "denoise": int(scale * (self.denoise_fixed + self.denoise_per_token * batch * tokens)),
+            "denoise": int(scale * self._denoise_activation(width, height, frames, batch)),
             "decode": int(vae_scale * decode),
         }
         totals = {stage: on_gpu[stage] + activations[stage] for stage in STAGES}
@@ -156,6 +167,15 @@ class TransformerMemoryProfile:
             batch=batch,
         )
 
+    def _denoise_activation(self, width: int, height: int, frames: int, batch: int) -> int:
+        """One transformer call's activations, for 2-byte values. Two stages: the larger of the first stage (half the
+        sides, ``batch``) and the refinement (full size, batch 1: it runs without guidance)."""
+        if not self.two_stage:
+            return self.denoise_fixed + self.denoise_per_token * batch * self.tokens(width, height, frames)
+        first = self.denoise_per_token * batch * self.tokens(width // 2, height // 2, frames)
+        refine = self.denoise_per_token * self.tokens(width, height, frames)
+        return self.denoise_fixed + max(first, refine)
+
     def latent_frames(self, frames: int) -> int:
         return (frames - 1) // self.temporal_compression + 1
 
@@ -175,8 +195,12 @@ class TransformerMemoryProfile:
         else:
             resident = {stage: tuple(weights) for stage in STAGES}
         on_gpu = {stage: sum(weights[name] for name in names) for stage, names in resident.items()}
+        if cpu_offload != "none":
+            # The upsampler comes to the GPU for its one call between the stages: counted with the denoising's
+            # weights (an upper bound: the pipeline has offloaded the transformer by then).
+            on_gpu["denoise"] += weights["upsampler"]
         if cpu_offload == "group":
-            on_gpu["denoise"] = self.streamed_transformer_bytes(dtype, fp8_weights)
+            on_gpu["denoise"] = self.streamed_transformer_bytes(dtype, fp8_weights) + weights["upsampler"]
             if self.text_encoder_largest_layer_params:  # streamed layer by layer: the running one and the next
                 on_gpu["text"] = 2 * self.text_encoder_largest_layer_params * BYTES_PER_VALUE[dtype]
         return on_gpu
@@ -217,6 +241,7 @@ class TransformerMemoryProfile:
             "idle_experts": (self.experts - 1) * transformer,
             "audio": self.audio_params * value,
             "connectors": self.connector_params * value,
+            "upsampler": self.upsampler_params * value if self.two_stage else 0,
         }
 
     def scaled(self, *, transformer_width: float, vae_width: float, text_width: float, **params: int

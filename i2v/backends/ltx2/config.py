@@ -7,7 +7,10 @@ LTX-2.0's (the docstrings say so: "default Gemma-3-12B text encoder hidden_size"
 VAE is its defaults with the compression the pipeline assumes when it has no VAE (32× space, 8× time: the defaults
 alone would declare 64× and 16×, which their layers do not do); the text encoder is Gemma 3 12B as published by
 Google (hidden 3840, 48 layers, 16 heads / 8 key-value heads of 256, feed-forward 15360, 262208 tokens, SigLIP
-vision tower 1152 × 27 layers).
+vision tower 1152 × 27 layers). The ×2 latent upsampler (``Lightricks/LTX-2``'s ``latent_upsampler`` subfolder, the
+two-stage path) is ``LTX2LatentUpsamplerModel``'s defaults: 128 latent channels, 1024 wide, 4 residual blocks before
+and after a ×2 spatial resampler (its conv has the same weights whether the resampler is the rational or the integer
+kind, so the count holds for either).
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ VAE_CONFIG = dict(spatial_compression_ratio=32, temporal_compression_ratio=8)  #
 AUDIO_VAE_CONFIG: dict = {}
 VOCODER_CONFIG: dict = {}
 CONNECTORS_CONFIG: dict = {}
+UPSAMPLER_CONFIG: dict = {}  # LTX2LatentUpsamplerModel's defaults
 TEXT_CONFIG = dict(
     vocab_size=262_208, hidden_size=3840, intermediate_size=15_360, num_hidden_layers=48, num_attention_heads=16,
     num_key_value_heads=8, head_dim=256, query_pre_attn_scalar=256, sliding_window=1024,
@@ -46,6 +50,7 @@ def build_full_size_components(device: str = "meta") -> dict:
             "audio_vae": AutoencoderKLLTX2Audio(**AUDIO_VAE_CONFIG),
             "vocoder": module.LTX2Vocoder(**VOCODER_CONFIG),
             "connectors": module.LTX2TextConnectors(**CONNECTORS_CONFIG),
+            "latent_upsampler": module.LTX2LatentUpsamplerModel(**UPSAMPLER_CONFIG),
             "text_encoder": Gemma3ForConditionalGeneration(
                 Gemma3Config(text_config=TEXT_CONFIG, vision_config=VISION_CONFIG)),
         }

@@ -9,6 +9,9 @@ from i2v.spec import FrameRule, ModelSpec
 
 # Gemma reads up to 1024 tokens (the pipeline's max_sequence_length): prompts are padded to that length.
 TEXT_TOKENS = 1024
+# diffusers' DISTILLED_SIGMA_VALUES (pipelines/ltx2/utils.py, from Lightricks' ltx-pipelines): 8 fixed sigmas for
+# the distilled model (or the dev model with the distilled LoRA), run without guidance. A test keeps the count equal.
+DISTILLED_SCHEDULE, DISTILLED_STEPS = "distilled", 8
 
 # "ltx-2", "ltx2", "LTX-2.3" name LTX-2; "LTX-Video" (LTX 0.9.x, another pipeline) does not.
 _LTX2_NAME = re.compile(r"(?<![a-z0-9])ltx-?2(?![0-9])")
@@ -48,6 +51,7 @@ LTX2_SPEC = ModelSpec(
     default_fps=24,
     has_audio=True,
     takes_loras=True,  # LTX2LoraLoaderMixin (transformer and text connectors)
+    fixed_schedules=((DISTILLED_SCHEDULE, DISTILLED_STEPS),),
     notes=(
         "Generates sound with the picture: the mp4 carries an AAC track at the vocoder's sample rate (24 kHz for "
         "LTX-2); switch audio off to leave it out.",
@@ -62,12 +66,12 @@ LTX2_SPEC = ModelSpec(
     # credited (the prediction stays an upper bound). The pipeline calls the transformer with batch 2 under guidance
     # (then batch-1 passes for its spatio-temporal and modality guidance) and encodes the picture alone, while the
     # text connectors (offload chain: text_encoder -> connectors -> transformer -> vae -> audio_vae -> vocoder) are
-    # still on the GPU.
+    # still on the GPU. Two stages (the high-quality tier): docs/VRAM.md, "Two stages".
     memory=TransformerMemoryProfile(
         transformer_params=18_876_174_592, transformer_blocks=48, transformer_block_params=18_531_581_952,
         text_encoder_params=12_202_563_392,
         text_encoder_largest_layer_params=1_011_597_312, connector_params=1_431_475_200,
-        vae_params=1_222_479_601, audio_params=53_248_146 + 55_592_802,
+        vae_params=1_222_479_601, audio_params=53_248_146 + 55_592_802, upsampler_params=497_867_904,
         cfg_batch=2, patch_size=1, vae_scale_factor=32, temporal_compression=8,
         denoise_fixed=60_000_000, denoise_per_token=136_000, text_activation=800_000_000,
         encodes_clip=False, encode_resident=("connectors", "vae"), encode_per_pixel=1_000,

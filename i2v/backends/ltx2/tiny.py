@@ -7,6 +7,11 @@ with 32× space and 8× time compression), a transformer that denoises video and
 (16 kHz mel spectrograms, hop 160) and a vocoder with the real upsampling (×240) to the real 24 kHz stereo, a Gemma 3
 text encoder read through the text connectors. Its sizes are toy ones (64×64 and 128×96 pixels); its videos are
 noise and its sound is noise.
+
+Its ×2 latent upsampler, for the two-stage path, is a built-in part of its own (``tiny-ltx2-latent-upsampler``): the
+real class and layout (``LTX2LatentUpsamplerModel``'s defaults: 3-D residual blocks around a ×2 spatial resampler)
+at 32 wide with one block per side, for the tiny model's 8 latent channels, saved the same way and loaded through the
+same upsampler loader as the real one.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from i2v.backends.ltx2.loading import ltx2_module
 from i2v.backends.ltx2.spec import LTX2_SPEC
 
 TINY_LTX2_NAME = "tiny-ltx2"
+TINY_UPSAMPLER_NAME = "tiny-ltx2-latent-upsampler"
 TINY_BUILD_SEED = 0
 TINY_LATENT_CHANNELS = 8
 _TEXT_DIM, _TEXT_LAYERS = 16, 2  # Gemma hidden size = connectors caption_channels; layers + 1 = text_proj_in_factor
@@ -45,7 +51,7 @@ TINY_LTX2_SPEC = dataclasses.replace(
     memory=LTX2_SPEC.memory.scaled(
         transformer_width=16 / 4096, vae_width=8 / 256, text_width=_TEXT_DIM / 3840,
         transformer_params=31_208, text_encoder_params=12_472, connector_params=7_520, vae_params=565_343,
-        audio_params=161_902 + 61_179,
+        audio_params=161_902 + 61_179, upsampler_params=161_896,
     ),
 )
 
@@ -124,6 +130,23 @@ def build_tiny_pipeline(**shape):
 
 def tiny_ltx2_folder() -> Path:
     return built_folder(TINY_LTX2_NAME, build_tiny_pipeline)
+
+
+def build_tiny_upsampler(latent_channels: int = TINY_LATENT_CHANNELS):
+    """The upsampler at toy size, deterministic weights (32 wide: GroupNorm's 32 groups need a multiple of 32)."""
+    import torch
+
+    rng_state = torch.random.get_rng_state()
+    torch.manual_seed(TINY_BUILD_SEED)
+    try:
+        return ltx2_module().LTX2LatentUpsamplerModel(in_channels=latent_channels, mid_channels=32,
+                                                       num_blocks_per_stage=1)
+    finally:
+        torch.random.set_rng_state(rng_state)
+
+
+def tiny_upsampler_folder() -> Path:
+    return built_folder(TINY_UPSAMPLER_NAME, build_tiny_upsampler, marker="config.json")
 
 
 class TinyLTX2Backend(BuiltInModel, LTX2Backend):
