@@ -184,6 +184,7 @@ class JobManager:
         self._unrecorded: dict[str, tuple[_LiveJob, _Outcome]] = {}  # ended, but not in the database yet
         self._previews: dict[str, Preview] = {}  # job id -> its newest live preview, oldest job first
         self._next_retry = 0.0  # monotonic time of the next try to write them
+        self._warm_backend = None  # the engine's backend when the last job had got past its load
         self._changed = threading.Condition()
         self._worker: threading.Thread | None = None
         self._stopping = False
@@ -483,6 +484,8 @@ class JobManager:
         with job_context(live.id):
             started = time.monotonic()
             outcome, result = self._start_and_generate(live)
+            if live.progress is not None and live.progress.stage != "load":
+                self._warm_backend = self.engine.backend  # loaded: the next job of this model has no load
             self._end(live, outcome)  # before the worker lets go of the job: status() must always find it
             self._tell("job_finished", live.id, outcome.state, kind=outcome.kind, result=result,
                        seconds=time.monotonic() - started)
@@ -494,9 +497,17 @@ class JobManager:
             log.error("the job database could not be written: %s", exc)
             return _Outcome("failed", "fatal", _database_message(exc, "the job was not started")), None
         live.started_at = time.time()
-        live.model_resident = _model_resident(self.engine, live.request)
+        live.model_resident = self._model_resident(live.request)
         self._tell("job_started", live.id)
         return self._generate(live)
+
+    def _model_resident(self, request: GenerationRequest) -> bool:
+        """Whether the request's model is in memory, so its job has no load to wait for: the engine still holds the
+        backend a job got past its load with, for the same model and transformer file. (Backends do not say whether
+        they are loaded; a load for another device or precision still counts as resident here.)"""
+        backend = self.engine.backend
+        return (backend is not None and backend is self._warm_backend and backend.model_id == request.model
+                and getattr(backend, "transformer_file", None) == request.transformer_file)
 
     def _generate(self, live: _LiveJob) -> tuple[_Outcome, GenerationResult | None]:
         """Run the job: how it ended, and its result when it is done."""
@@ -586,13 +597,6 @@ def fingerprint(status: JobStatus) -> tuple:
     progress = status.progress or {}
     return (status.state, status.position, progress.get("stage"), progress.get("candidate"), progress.get("step"),
             progress.get("preview_step"))
-
-
-def _model_resident(engine: Engine, request: GenerationRequest) -> bool:
-    """Whether the request's model is in memory now, so its job has no load to wait for. ``count_tokens`` answers
-    only while the text encoder is loaded (``Engine.prepare`` relies on the same)."""
-    backend = engine.backend
-    return backend is not None and backend.model_id == request.model and backend.count_tokens("") is not None
 
 
 def result_summary(result: GenerationResult) -> dict[str, Any]:

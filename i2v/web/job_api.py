@@ -55,14 +55,17 @@ def add_job_routes(api: FastAPI, jobs: JobManager) -> None:
         return JSONResponse(job_details(status, jobs, request.headers.get(OWNER_HEADER)), headers=NO_STORE)
 
     @api.get("/api/jobs/{job_id}/preview")
-    def job_preview(job_id: str) -> Response:
+    def job_preview(job_id: str, step: int | None = None) -> Response:
+        """``?step=N`` (what the page asks): the answer may be cached while N is the newest step; without it, or
+        once a newer preview exists, never."""
         if jobs.status(job_id) is None:
             return unknown_job(job_id)
         preview = jobs.latest_preview(job_id)
         if preview is None:
             return _error(404, "no_preview", f"Job {job_id} has no preview yet: the first comes after its first "
                                              "denoising steps (and none is kept for a job that ended long ago).")
-        headers = {**NO_STORE, "X-Preview-Step": str(preview.step), "X-Preview-Candidate": str(preview.candidate),
+        caching = {"Cache-Control": "private, max-age=600"} if step == preview.step else NO_STORE
+        headers = {**caching, "X-Preview-Step": str(preview.step), "X-Preview-Candidate": str(preview.candidate),
                    "X-Preview-Total-Steps": str(preview.total_steps)}
         return Response(preview.data, media_type=preview.media_type, headers=headers)
 

@@ -181,7 +181,8 @@ def create_app(settings: AppSettings, *, monitor=None, engine: Engine | None = N
         footer_links=["api"],
         show_error=False,  # an unexpected exception's text (paths, library internals) stays in the log
         css=(STATIC / "studio.css").read_text(encoding="utf-8"),
-        head=f"<script>{(STATIC / 'gpu_panel.js').read_text(encoding='utf-8')}</script>",
+        head="".join(f"<script>{(STATIC / name).read_text(encoding='utf-8')}</script>"
+                     for name in ("gpu_panel.js", "progress.js")),
     )
     guard_files(api, blocks, outputs)  # inside auth: only the app's own files, inputs only from uploads
     plain_input_errors(blocks)
