@@ -174,3 +174,21 @@ def test_a_database_from_before_owners_opens_and_its_jobs_stay_listed_and_open_t
         assert not jobs.may_control(new, BROWSER_B)
     finally:
         jobs.shutdown()
+
+
+def test_the_same_form_sent_twice_at_once_by_one_browser_is_one_job(app, picture):
+    """A double click on Generate: the second submit gets the first one's job. Another browser's identical form is
+    its own job, and so is the same form sent again after a Cancel."""
+    events, _ = wired_outputs(app.blocks)
+    page = events.page
+    with held_job(app, picture, BROWSER_A) as first:
+        assert events.submit(*form(events, image=picture, **SMALL), BROWSER_A)[page.job_id] == first
+        theirs = events.submit(*form(events, image=picture, **SMALL), BROWSER_B)[page.job_id]
+        assert theirs != first
+        events.cancel(first, BROWSER_A)
+        after_cancel = events.submit(*form(events, image=picture, **SMALL), BROWSER_A)[page.job_id]
+        assert after_cancel not in (first, theirs)
+        for job_id, owner in ((theirs, BROWSER_B), (after_cancel, BROWSER_A)):
+            app.jobs.cancel(job_id, owner)
+    for job_id in (first, theirs, after_cancel):
+        assert app.jobs.wait(job_id, timeout=JOB_TIMEOUT_S).state == "cancelled"

@@ -16,6 +16,7 @@ from test_web_page import TIMEOUT_MS, browser, open_page, small_job, wait_state 
 
 DESKTOP = {"width": 1400, "height": 900}
 PHONE = {"width": 390, "height": 844}
+JOB_TIMEOUT_MS = 240_000
 PREVIEWS_MADE = importlib.util.find_spec("i2v.preview") is not None  # the engine's live previews (issue 18 item 1)
 # The browser's Notification, recorded: permission starts undecided, as on a first visit, and is granted when asked.
 NOTIFICATIONS = """
@@ -76,14 +77,14 @@ def test_progress_time_left_and_preview_sit_right_under_generate(browser, app_se
     page = new_page(browser, viewport)
     try:
         open_page(page, app_server)
-        small_job(page, photo_path, prompt=f"a kite rising slowly {viewport['width']}", steps=40, frames=4)
+        small_job(page, photo_path, prompt=f"a kite rising slowly {viewport['width']}", steps=24, frames=4)
         page.click("#generate")
         wait_state(page, "running")
-        page.wait_for_function("/step \\d+ of 40/.test(document.querySelector('#job-status')?.innerText)")
+        page.wait_for_function("/step \\d+ of 24/.test(document.querySelector('#job-status')?.innerText)")
         assert 0 <= gap_under_the_buttons(page) < 60
         label = page.inner_text("#job-status")
-        assert re.search(r"step \d+ of 40", label) and ("left" in label or "estimating" in label)
-        assert "0 s left" not in label.replace("10 s", "").replace("20 s", "")
+        assert re.search(r"step \d+ of 24", label) and ("left" in label or "estimating" in label)
+        assert not re.search(r"\babout 0 s left", label)
         assert page.get_attribute("#job-status [role=progressbar]", "aria-valuenow") is not None
         page.wait_for_function("/^\\d+% — I2V Studio$/.test(document.title)")
         if PREVIEWS_MADE:  # the live preview takes the result's place while the job runs
@@ -91,7 +92,9 @@ def test_progress_time_left_and_preview_sit_right_under_generate(browser, app_se
             first = page.get_attribute("#live-preview", "data-step")
             page.wait_for_function(f"document.querySelector('#live-preview')?.dataset.step !== '{first}'")
             assert page.evaluate("document.querySelector('#live-preview').naturalWidth") > 0
-        assert wait_state(page, "done", "failed") == "done", page.inner_text("#job-status")
+        page.wait_for_selector("#job-status [data-state=done], #job-status [data-state=failed]",
+                               timeout=JOB_TIMEOUT_MS)  # a loaded 2-core machine takes its time
+        assert page.get_attribute("#job-status [data-state]", "data-state") == "done", page.inner_text("#job-status")
         page.wait_for_function("document.title === '✓ done — I2V Studio'")
         assert page.evaluate("window.__permissionAsked")  # asked on the click on Generate, not before
         notes = page.evaluate("window.__notifications")
@@ -112,7 +115,7 @@ def test_cancel_is_greyed_when_nothing_runs_and_says_cancelling_at_once(desktop,
     assert "Cancelling" in page.inner_text("#job-status")  # before the server has answered the click
     assert wait_state(page, "cancelled") == "cancelled"
     page.wait_for_function("document.querySelector('#cancel').disabled")
-    assert page.title() == "cancelled — I2V Studio"
+    page.wait_for_function("document.title === 'cancelled — I2V Studio'")
 
 
 def test_a_double_click_on_generate_queues_one_job(desktop, app_server, photo_path):

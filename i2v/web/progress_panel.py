@@ -49,16 +49,16 @@ def status_html(status: JobStatus | None, *, error: str | None = None) -> str:
         cancelling = ' data-cancelling="true"' if status.cancel_requested else ""
         return (f'{head} data-percent="{percent}"{cancelling}>{_running_label(status)}{_bar(percent)}'
                 f"{_preview(status)}</div>")
+    took = (status.finished_at or 0) - (status.started_at or status.finished_at or 0)
     if status.state == "done":
         videos = (status.result or {}).get("videos", [])
-        took = (status.finished_at or 0) - (status.started_at or status.finished_at or 0)
         return (f'{head} data-took-s="{round(took)}"><strong>✔ Done</strong>: {len(videos)} '
                 f"video{'s' if len(videos) != 1 else ''} in {duration(took)}.</div>")
     if status.state == "cancelled":
         return f"{head}><strong>Cancelled.</strong> Nothing was saved from this job.</div>"
     if status.state == "interrupted":
         return f"{head}><strong>Interrupted</strong>: {esc(status.error_message or '')}</div>"
-    return (f'{head}><span role="alert"><strong>✖ Failed</strong>: '
+    return (f'{head} data-took-s="{round(took)}"><span role="alert"><strong>✖ Failed</strong>: '
             f'{esc(status.error_message or "unknown error")}</span> The app is ready for the next job.</div>')
 
 

@@ -16,11 +16,11 @@
     return ENDED[state] ? `${ENDED[state]} — ${BASE}` : BASE;
   }
 
+  // Done or failed only: a cancel was the user's own doing. data-took-s is the server's measure of the run.
   function notifyEnd(job) {
     if (!("Notification" in window) || Notification.permission !== "granted") return;
-    if (Number(job.dataset.tookS ?? longJobSeconds()) < longJobSeconds()) return;
-    const words = {done: "Your video is ready.", failed: "The job failed: see the page for why.",
-                   cancelled: "The job was cancelled."}[job.dataset.state] || "The job ended.";
+    if (job.dataset.tookS === undefined || Number(job.dataset.tookS) < longJobSeconds()) return;
+    const words = job.dataset.state === "done" ? "Your video is ready." : "The job failed: see the page for why.";
     try {
       new Notification(`${ENDED[job.dataset.state] || "ended"} — ${BASE}`, {body: words, tag: job.dataset.job});
     } catch (error) {  // some browsers allow notifications only from a service worker: the title still says it
@@ -42,9 +42,12 @@
     if (button.disabled) return;
     button.textContent = "Cancelling…";
     const job = document.querySelector("#job-status [data-state=running], #job-status [data-state=queued]");
-    const label = job?.querySelector(".progress-label");
-    if (job) job.dataset.cancelling = "true";
-    if (label) label.innerHTML = "<strong>Cancelling…</strong> asking the server to stop the job.";
+    if (!job) return;
+    job.dataset.cancelling = "true";
+    // A running job keeps its bar and preview until the server answers; a queued one has only its line.
+    const words = "<strong>Cancelling…</strong> asking the server to stop the job.";
+    const label = job.querySelector(".progress-label");
+    if (label) label.innerHTML = words; else job.innerHTML = words;
     follow();
   }
 
