@@ -34,9 +34,9 @@ from i2v.web.forms import RANDOM_SEED, FormValues, next_tier, preset_values, to_
 from i2v.web.lora_picker import LoraEvents
 from i2v.web.model_choice import banner_html, control_updates, preset_choices
 from i2v.web.double_submit import RepeatGuard
+from i2v.web.progress_panel import cancel_button
 from i2v.web.newest import NewestWins
 from i2v.web.page import Page, Updates, audio_checkbox
-from i2v.web.progress_panel import cancel_button
 
 
 class StudioServices(Protocol):
@@ -85,9 +85,12 @@ class PageEvents(LoraEvents):
         settings_outputs = [page.verdict, page.image_report, page.preview, page.traps, page.last_image_box,
                             page.lora_box]
         filled = [*controls, page.lora_names]  # what loading settings fills in: the LoRAs' sliders know their names
-        job_view = [page.status, page.timer, page.cancel_button, *page.on_screen()]
+        job_view = [page.status, page.timer, *page.on_screen()]
         submitted = [page.job_id, page.browser_job, *job_view]
         owned = [*controls, page.owner_token]  # the form and this browser's secret: what submitting sends
+        # Cancel follows the job on screen: greyed when nothing of this page's waits or runs.
+        job_view.append(page.cancel_button)
+        submitted.append(page.cancel_button)
         history = page.history_outputs()
         quick = {"concurrency_limit": None, "show_progress": "hidden", "api_visibility": "private"}
         # Events that decode the picture (a 40 MP upload is ~120 MB and a second each) share one small bound, so
@@ -114,6 +117,7 @@ class PageEvents(LoraEvents):
         page.generate_button.click(self.submit, owned, submitted, **picture)
         page.cancel_button.click(self.cancel, [page.job_id, page.owner_token], [page.status, page.cancel_button],
                                  **quick)
+        page.queue.wire(demo, self.jobs, page.owner_token, quick)
         page.timer.tick(self.poll, [page.job_id, page.shown], [*job_view, *history], **quick)
         for index, slot in enumerate(page.slots):
             slot.use_seed.click(functools.partial(self.use_seed, index=index), page.shown,
@@ -133,7 +137,6 @@ class PageEvents(LoraEvents):
         demo.load(self.check_settings_newest, controls, settings_outputs, **picture)
         demo.load(self.lint, lint_inputs, page.lint, **quick)
         self.wire_lora_picker(demo, quick)
-        page.queue.wire(demo, self.jobs, page.owner_token, quick)
 
     # -- settings and guidance -----------------------------------------------------------------------------
     def fill_preset(self, name: str, model: str) -> Updates:
