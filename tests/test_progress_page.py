@@ -90,8 +90,8 @@ def test_progress_time_left_and_preview_sit_right_under_generate(browser, app_se
         if PREVIEWS_MADE:  # the live preview takes the result's place while the job runs
             page.wait_for_function("document.querySelector('#live-preview')?.naturalWidth > 0")
             first = page.get_attribute("#live-preview", "data-step")
-            page.wait_for_function(f"document.querySelector('#live-preview')?.dataset.step !== '{first}'")
-            assert page.evaluate("document.querySelector('#live-preview').naturalWidth") > 0
+            page.wait_for_function(f"(p => p && p.dataset.step !== '{first}' && p.naturalWidth > 0)"
+                                   "(document.querySelector('#live-preview'))")  # a newer step, drawn
         page.wait_for_selector("#job-status [data-state=done], #job-status [data-state=failed]",
                                timeout=JOB_TIMEOUT_MS)  # a loaded 2-core machine takes its time
         assert page.get_attribute("#job-status [data-state]", "data-state") == "done", page.inner_text("#job-status")
