@@ -30,6 +30,7 @@ class QueuePanel:
     """Built inside ``gr.Blocks`` where the panel should appear; ``wire`` connects it once the page exists."""
 
     def __init__(self):
+        self.jobs: JobManager | None = None  # given by ``wire``: the page's layout is built before its services
         with gr.Accordion("Queue: every job waiting or running on this app", open=True, elem_id="queue"):
             self.html = gr.HTML(queue_html([], {}), elem_id="queue-panel", js_on_load=CANCEL_CLICKS)
         self.timer = gr.Timer(POLL_SECONDS, active=True)
