@@ -61,12 +61,13 @@ def held_job(app, picture: str, owner: str) -> Iterator[str]:
 def test_another_browser_cannot_cancel_a_job_and_is_told_why(app, picture):
     events, _ = wired_outputs(app.blocks)
     with held_job(app, picture, BROWSER_A) as job_id:
-        refused = events.cancel(job_id, BROWSER_B)
+        refused = events.cancel(job_id, BROWSER_B)[events.page.status]
         assert NOT_YOURS in refused
-        assert events.cancel(job_id, None) == refused  # no secret at all is not a key either
+        assert events.cancel(job_id, None)[events.page.status] == refused  # no secret at all is not a key either
         assert app.jobs.status(job_id).state in ("queued", "running")
         cancelled = events.cancel(job_id, BROWSER_A)  # queued: cancelled now; running: stops at the device
-        assert cancelled != gr.skip() and NOT_YOURS not in cancelled
+        assert NOT_YOURS not in cancelled[events.page.status]
+        assert cancelled[events.page.cancel_button].interactive is False  # nothing left to cancel, or cancelling
     assert app.jobs.wait(job_id, timeout=JOB_TIMEOUT_S).state == "cancelled"
 
 
@@ -78,7 +79,8 @@ def test_restore_shows_another_browsers_job_but_hands_over_no_job_id(app, pictur
         watched = events.restore(job_id, BROWSER_B)  # B put A's id (from the history) in its storage
         assert watched[page.job_id] is None
         assert f'data-job="{job_id}"' in watched[page.status] and "another browser" in watched[page.status]
-        assert events.cancel(watched[page.job_id], BROWSER_B) == gr.skip()  # Cancel has nothing to act on
+        assert watched[page.cancel_button].interactive is False  # greyed: this browser's Cancel has nothing to act on
+        assert page.status not in events.cancel(watched[page.job_id], BROWSER_B)  # and a click changes nothing
         assert app.jobs.status(job_id).state in ("queued", "running")
         assert events.restore(job_id, BROWSER_A)[page.job_id] == job_id  # its own browser takes it up again
 
@@ -102,7 +104,7 @@ def test_with_shared_control_any_browser_steers_any_job(shared_app, picture):
     events, _ = wired_outputs(shared_app.blocks)
     with held_job(shared_app, picture, BROWSER_A) as job_id:
         assert events.restore(job_id, BROWSER_B)[events.page.job_id] == job_id
-        assert NOT_YOURS not in events.cancel(job_id, BROWSER_B)
+        assert NOT_YOURS not in events.cancel(job_id, BROWSER_B)[events.page.status]
     assert shared_app.jobs.wait(job_id, timeout=JOB_TIMEOUT_S).state == "cancelled"
 
 
@@ -172,3 +174,21 @@ def test_a_database_from_before_owners_opens_and_its_jobs_stay_listed_and_open_t
         assert not jobs.may_control(new, BROWSER_B)
     finally:
         jobs.shutdown()
+
+
+def test_the_same_form_sent_twice_at_once_by_one_browser_is_one_job(app, picture):
+    """A double click on Generate: the second submit gets the first one's job. Another browser's identical form is
+    its own job, and so is the same form sent again after a Cancel."""
+    events, _ = wired_outputs(app.blocks)
+    page = events.page
+    with held_job(app, picture, BROWSER_A) as first:
+        assert events.submit(*form(events, image=picture, **SMALL), BROWSER_A)[page.job_id] == first
+        theirs = events.submit(*form(events, image=picture, **SMALL), BROWSER_B)[page.job_id]
+        assert theirs != first
+        events.cancel(first, BROWSER_A)
+        after_cancel = events.submit(*form(events, image=picture, **SMALL), BROWSER_A)[page.job_id]
+        assert after_cancel not in (first, theirs)
+        for job_id, owner in ((theirs, BROWSER_B), (after_cancel, BROWSER_A)):
+            app.jobs.cancel(job_id, owner)
+    for job_id in (first, theirs, after_cancel):
+        assert app.jobs.wait(job_id, timeout=JOB_TIMEOUT_S).state == "cancelled"

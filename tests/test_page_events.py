@@ -86,6 +86,9 @@ def test_every_handler_answers_only_for_the_outputs_of_its_events(app, picture):
     call("restore", None, OWNER)
     call("restore", job_id, OWNER)
     call("restore", job_id, "another browser")  # shown, not taken over
+    call("cancel", job_id, OWNER)  # ended: Cancel greys out
+    call("cancel", job_id, "another browser")  # refused, with words
+    call("cancel", None, OWNER)  # no job of this page
     for index in (0, 3):  # a candidate on screen, and a slot without one
         call("use_seed", shown, index)
         call("promote", shown, OWNER, index)

@@ -121,6 +121,19 @@ class ModelBackend(ABC):
             raise RuntimeError(f"{type(self).__name__} does not take LoRAs")
         return [], []
 
+    # -- live previews (i2v.preview): a family that brings its step latents to one layout gets them ----------
+    makes_previews = False
+
+    def preview_latents(self, latents: object, inputs: DenoiseInputs) -> object:
+        """A step's latents, as ``on_step`` receives them for ``inputs``, → (channels, frames, h, w) in the
+        normalisation the denoiser works in (the preview map is fitted in that one). Only where ``makes_previews``."""
+        raise NotImplementedError(f"{type(self).__name__} makes no live previews")
+
+    def encode_preview_clip(self, video: object) -> object:
+        """A still clip (1, 3, frames, H, W) in [-1, 1] → its VAE latents (channels, latent frames, h, w), in the
+        layout and normalisation of ``preview_latents``: what the preview map is fitted on."""
+        raise NotImplementedError(f"{type(self).__name__} makes no live previews")
+
     def configure_speedups(self, speedups) -> None:
         """Use ``speedups`` (``i2v.speedups.Speedups``) from now on; a backend without any ignores them."""
 

@@ -232,6 +232,19 @@ class PipelineBackend(ModelBackend):
             vae.disable_slicing()
             vae.disable_tiling()
 
+    def _encode_for_preview(self, pixels):
+        """The VAE's mode latents of ``pixels`` (its own input layout), float32, for fitting the preview map. On the
+        execution device (an offloaded VAE is brought there by its encode hook, then offloaded again)."""
+        import torch
+
+        pipe = self.pipeline
+        with torch.no_grad():
+            latents = pipe.vae.encode(pixels.to(device=pipe._execution_device, dtype=pipe.vae.dtype)).latent_dist
+            mode = latents.mode().float()
+        if getattr(pipe, "_all_hooks", None):  # model CPU offload: do not leave the VAE on the GPU for the run
+            pipe.maybe_free_model_hooks()
+        return mode
+
     def count_tokens(self, text: str) -> int | None:
         if self._pipe is None:
             return None

@@ -26,6 +26,7 @@ from i2v.guidance.images import DecodedImages
 from i2v.guidance.prompt_lint import KeywordLibrary
 from i2v.engine.request import GenerationRequest
 from i2v.engine.resolve import PreparedJob, prepare
+from i2v.preview import PreviewMaps, PreviewSettings
 from i2v.speedups import Speedups
 from i2v.engine.run import GenerationResult, JobRun, RunServices, VideoResult
 
@@ -54,6 +55,8 @@ class Engine:
         keywords: KeywordLibrary | None = None,
         min_free_bytes: int = DEFAULT_RESERVE_BYTES,
         speedups: Speedups | None = None,
+        previews: PreviewSettings | None = None,
+        preview_maps: PreviewMaps | None = None,
     ):
         self.gpu_info = gpu_info or TorchCudaInfo()
         self.planner = planner or MemoryPlanner(self.gpu_info, busy=lambda device: device_lock(device).locked())
@@ -62,6 +65,8 @@ class Engine:
         self.keywords = keywords
         self.min_free_bytes = min_free_bytes
         self.speedups = speedups or Speedups()  # settings; a change reaches the resident model at the next job
+        self.previews = previews or PreviewSettings()  # live previews during denoising (i2v.preview)
+        self.preview_maps = preview_maps or PreviewMaps()  # each model's latent→RGB map, fitted once per revision
         self._backend: ModelBackend | None = None
         self._pictures = DecodedImages()  # the page prepares the same upload on every change of a control
         self._backend_guard = threading.Lock()
@@ -117,7 +122,8 @@ class Engine:
                 backend = self._backend_for(job.params.model, job.params.family, job.params.transformer_file)
                 services = RunServices(backend=backend, planner=self.planner,
                                        gpu=self.gpu_for(job.plan.device), output_dir=self.output_dir,
-                                       speedups=self.speedups)
+                                       speedups=self.speedups, preview_maps=self.preview_maps,
+                                       previews=self.previews)
                 return JobRun(services, job, job_id, started, on_progress, cancel, keep_frames).execute()
 
     def _backend_for(self, model: str, family: str | None = None, transformer_file: str | None = None

@@ -19,7 +19,7 @@ from i2v.engine import step_times
 from i2v.engine.device_memory import (OutOfMemoryDuring, first_line, free_cached_memory, is_out_of_memory,
                                       peak_memory, reset_peak_memory)
 from i2v.engine.numerics import audio_to_float32, ensure_finite, video_to_uint8
-from i2v.engine.progress import CancelToken, ProgressCallback, ProgressEvent
+from i2v.engine.progress import CancelToken, Preview, ProgressCallback, ProgressEvent
 from i2v.engine.record import SCHEMA, library_versions, reproduce_command, write_sidecar
 from i2v.engine.request import GenerationRequest
 from i2v.engine.resolve import PreparedJob
@@ -29,6 +29,7 @@ from i2v.findings import Finding
 from i2v.gpu.hardware import GpuDevice
 from i2v.planning.plan import ExecutionPlan, PlanDecision, Planner, safer_dtypes
 from i2v.paths import cache_dir
+from i2v.preview import PreviewMaps, PreviewSettings, StepPreviewer, preview_map
 from i2v.speedups import Speedups
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,8 @@ class RunServices:
     gpu: GpuDevice | None  # the plan's GPU (which precisions it has); None on the CPU
     output_dir: Path
     speedups: Speedups  # the settings the backend applies (the step-time estimates are kept per combination)
+    preview_maps: PreviewMaps = field(default_factory=PreviewMaps)  # each model's latent→RGB map, fitted once
+    previews: PreviewSettings = PreviewSettings()  # live previews: on/off and how often
 
 
 @dataclass(frozen=True)
@@ -95,11 +98,16 @@ class JobRun:
         self.written: list[Path] = []
         self.candidate = 0  # the candidate being made, for progress events and notices
         self.loras: list[dict] = []  # the LoRAs the denoiser ran with, for the records
+        self.preview_map = None  # the model's latent→RGB map once loaded; None: no live previews in this job
 
     def execute(self) -> GenerationResult:
         self._progress("load", 0, 1)
         t0 = time.perf_counter()
         report = self.backend.load(self.job.plan)
+        if self.on_progress is not None:  # previews only for someone who listens to the progress
+            # At load, so its one-off fit (a few small VAE encodes per model revision) is not counted as denoising.
+            self.preview_map = preview_map(self.services.preview_maps, self.backend, report, self.services.previews,
+                                           job_id=self.job_id)
         # Before any step: a LoRA that fits nothing is refused here, with no file written.
         self.loras, lora_warnings = self.backend.use_loras(self.job.lora_files)
         self.job = replace(self.job, warnings=self.job.warnings + lora_warnings) if lora_warnings else self.job
@@ -295,14 +303,20 @@ class JobRun:
 
     # -- the two phases ------------------------------------------------------------------------------------
     def _denoise(self, inputs: DenoiseInputs, timings: dict):
+        previewer = StepPreviewer.for_run(self.preview_map, self.backend, inputs, job_id=self.job_id,
+                                          candidate=self.candidate, settings=self.services.previews)
+
         def on_step(done: int, total: int, latents) -> None:
             self.cancel.raise_if_cancelled()
             # Stop at the first bad step rather than denoising garbage for the remaining ones.
             ensure_finite(latents, f"latents after step {done}")
-            self._progress("denoise", done, total)
+            preview = previewer.after_step(done, total, latents) if previewer else None
+            self._progress("denoise", done, total, preview)
 
         t0 = time.perf_counter()
         latents = _in_phase("generate", self.backend.denoise, inputs, on_step)
+        if previewer is not None:
+            timings["preview"] = previewer.seconds  # part of "denoise"; the bench reports it per step
         if isinstance(latents, WithAudio):  # a model with sound: both latents must be finite
             ensure_finite(latents.video, "final video latents")
             if latents.audio is not None:
@@ -394,11 +408,11 @@ class JobRun:
     def _elapsed(self) -> float:
         return time.perf_counter() - self.started
 
-    def _progress(self, stage: str, step: int, total: int) -> None:
+    def _progress(self, stage: str, step: int, total: int, preview: Preview | None = None) -> None:
         if self.on_progress is None:
             return
         event = ProgressEvent(self.job_id, stage, max(self.candidate, 1), len(self.job.params.seeds), step, total,
-                              round(self._elapsed(), 3))
+                              round(self._elapsed(), 3), preview)
         try:
             self.on_progress(event)
         except JobCancelled:

@@ -23,7 +23,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from PIL import Image
 
@@ -35,6 +35,7 @@ from i2v.guidance.images import check_file_size
 from i2v.service.jobstore import JobRecord, JobStore
 from i2v.logs import job_context, new_job_id
 from i2v.engine.progress import CancelToken, Preview, ProgressEvent
+from i2v.service.eta import Eta
 from i2v.engine.request import MAX_SEED, GenerationRequest, validate_request
 from i2v.engine.resolve import PreparedJob
 from i2v.engine.run import GenerationResult
@@ -108,6 +109,8 @@ class JobStatus:
     image_path: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    model_resident: bool | None = None  # while running: the model was in memory at the start (no load to wait for)
+    cancel_requested: bool = False  # running, told to stop: it ends at its next step
 
     @property
     def finished(self) -> bool:
@@ -121,9 +124,9 @@ class _LiveJob:
     record: JobRecord
     cancel: CancelToken = field(default_factory=CancelToken)
     progress: ProgressEvent | None = None
-    denoise_started: float | None = None  # monotonic time of the first denoising step
-    eta_s: float | None = None
+    eta: Eta = field(default_factory=Eta)
     started_at: float | None = None
+    model_resident: bool | None = None  # set when it starts
     preview: Preview | None = None  # the newest live preview, once the engine made one
 
 
@@ -167,8 +170,10 @@ def request_from_settings(settings: dict[str, Any], image: Any) -> GenerationReq
 class JobManager:
     def __init__(self, engine: Engine, store: JobStore | None = None, *, max_queue: int = DEFAULT_MAX_QUEUE,
                  listener: JobListener | None = None, retry_seconds: float = RETRY_SECONDS,
-                 shared_control: bool = False):
+                 shared_control: bool = False, expected_seconds: Callable[[PreparedJob], float | None] | None = None):
         self.engine = engine
+        # Denoising seconds learned from earlier jobs on this device (server.expected_seconds): the ETA's first guess.
+        self.expected_seconds = expected_seconds
         self.shared_control = shared_control  # every caller may steer every job (the admin's choice)
         self.listener = listener or JobListener()
         self.store = store or JobStore.in_folder(engine.output_dir)
@@ -179,6 +184,7 @@ class JobManager:
         self._unrecorded: dict[str, tuple[_LiveJob, _Outcome]] = {}  # ended, but not in the database yet
         self._previews: dict[str, Preview] = {}  # job id -> its newest live preview, oldest job first
         self._next_retry = 0.0  # monotonic time of the next try to write them
+        self._warm_backend = None  # the engine's backend when the last job had got past its load
         self._changed = threading.Condition()
         self._worker: threading.Thread | None = None
         self._stopping = False
@@ -262,12 +268,16 @@ class JobManager:
                 for path in fresh:  # a refused request leaves nothing behind
                     path.unlink(missing_ok=True)
                 raise JobNotRecordedError(_database_message(exc, "the job was not queued")) from None
-            self._queue.append(_LiveJob(job_id, request, record))
+            self._queue.append(_LiveJob(job_id, request, record, eta=Eta(self._prior_step_s(job))))
             self._ensure_worker()
             self._changed.notify_all()
         with job_context(job_id):
             log.info("queued (%d ahead)", waiting + (self._running is not None))
         return job_id
+
+    def _prior_step_s(self, job: PreparedJob) -> float | None:
+        expected = self.expected_seconds(job) if self.expected_seconds else None
+        return expected / job.params.steps if expected and job.params.steps else None
 
     def _refuse_when_full(self) -> None:
         with self._changed:  # re-entrant: a Condition over an RLock
@@ -474,6 +484,8 @@ class JobManager:
         with job_context(live.id):
             started = time.monotonic()
             outcome, result = self._start_and_generate(live)
+            if live.progress is not None and live.progress.stage != "load":
+                self._warm_backend = self.engine.backend  # loaded: the next job of this model has no load
             self._end(live, outcome)  # before the worker lets go of the job: status() must always find it
             self._tell("job_finished", live.id, outcome.state, kind=outcome.kind, result=result,
                        seconds=time.monotonic() - started)
@@ -485,8 +497,17 @@ class JobManager:
             log.error("the job database could not be written: %s", exc)
             return _Outcome("failed", "fatal", _database_message(exc, "the job was not started")), None
         live.started_at = time.time()
+        live.model_resident = self._model_resident(live.request)
         self._tell("job_started", live.id)
         return self._generate(live)
+
+    def _model_resident(self, request: GenerationRequest) -> bool:
+        """Whether the request's model is in memory, so its job has no load to wait for: the engine still holds the
+        backend a job got past its load with, for the same model and transformer file. (Backends do not say whether
+        they are loaded; a load for another device or precision still counts as resident here.)"""
+        backend = self.engine.backend
+        return (backend is not None and backend is self._warm_backend and backend.model_id == request.model
+                and getattr(backend, "transformer_file", None) == request.transformer_file)
 
     def _generate(self, live: _LiveJob) -> tuple[_Outcome, GenerationResult | None]:
         """Run the job: how it ended, and its result when it is done."""
@@ -543,12 +564,9 @@ class JobManager:
             log.exception("the job listener failed on %s", event)
 
     def _on_progress(self, live: _LiveJob, event: ProgressEvent) -> None:
-        now = time.monotonic()
         with self._changed:
-            if event.stage == "denoise" and live.denoise_started is None:
-                live.denoise_started = now
             live.progress = event
-            live.eta_s = _eta(live, event, now)
+            live.eta.observe(event, time.monotonic())
             if event.preview is not None:
                 live.preview = event.preview
                 self._previews[live.id] = event.preview
@@ -568,7 +586,9 @@ class JobManager:
             id=live.id, state="running" if running else "queued", settings=record.settings,
             created_at=record.created_at, position=position,
             progress=live.progress.to_dict() if live.progress else None,
-            eta_s=live.eta_s, image_path=record.image_path,
+            eta_s=live.eta.remaining(time.monotonic()) if running else None, image_path=record.image_path,
+            started_at=live.started_at, model_resident=live.model_resident if running else None,
+            cancel_requested=running and live.cancel.cancelled,
         )
 
 
@@ -577,18 +597,6 @@ def fingerprint(status: JobStatus) -> tuple:
     progress = status.progress or {}
     return (status.state, status.position, progress.get("stage"), progress.get("candidate"), progress.get("step"),
             progress.get("preview_step"))
-
-
-def _eta(live: _LiveJob, event: ProgressEvent, now: float) -> float | None:
-    """Remaining seconds from the denoising pace so far (decode and encode are small next to it)."""
-    if live.denoise_started is None or event.total_steps <= 0 or event.stage != "denoise":
-        return live.eta_s
-    done = (event.candidate - 1) * event.total_steps + event.step
-    if done <= 0:
-        return None
-    total = event.candidates * event.total_steps
-    per_step = (now - live.denoise_started) / done
-    return round(per_step * (total - done), 1)
 
 
 def result_summary(result: GenerationResult) -> dict[str, Any]:

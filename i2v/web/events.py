@@ -33,6 +33,8 @@ from i2v.web import render
 from i2v.web.forms import RANDOM_SEED, FormValues, next_tier, preset_values, to_request
 from i2v.web.lora_picker import LoraEvents
 from i2v.web.model_choice import banner_html, control_updates, preset_choices
+from i2v.web.double_submit import RepeatGuard
+from i2v.web.progress_panel import cancel_button
 from i2v.web.newest import NewestWins
 from i2v.web.page import Page, Updates, audio_checkbox
 
@@ -75,6 +77,7 @@ class PageEvents(LoraEvents):
         self.jobs = studio.jobs
         self.page = page
         self.newest_check = NewestWins()
+        self.repeats = RepeatGuard()  # a double click on Generate makes one job
 
     def wire(self, demo: gr.Blocks) -> None:
         page = self.page
@@ -85,6 +88,9 @@ class PageEvents(LoraEvents):
         job_view = [page.status, page.timer, *page.on_screen()]
         submitted = [page.job_id, page.browser_job, *job_view]
         owned = [*controls, page.owner_token]  # the form and this browser's secret: what submitting sends
+        # Cancel follows the job on screen: greyed when nothing of this page's waits or runs.
+        job_view.append(page.cancel_button)
+        submitted.append(page.cancel_button)
         history = page.history_outputs()
         quick = {"concurrency_limit": None, "show_progress": "hidden", "api_visibility": "private"}
         # Events that decode the picture (a 40 MP upload is ~120 MB and a second each) share one small bound, so
@@ -109,7 +115,9 @@ class PageEvents(LoraEvents):
             chip.click(self.add_keyword, [chip, page.prompt], page.prompt, **quick)
 
         page.generate_button.click(self.submit, owned, submitted, **picture)
-        page.cancel_button.click(self.cancel, [page.job_id, page.owner_token], page.status, **quick)
+        page.cancel_button.click(self.cancel, [page.job_id, page.owner_token], [page.status, page.cancel_button],
+                                 **quick)
+        page.queue.wire(demo, self.jobs, page.owner_token, quick)
         page.timer.tick(self.poll, [page.job_id, page.shown], [*job_view, *history], **quick)
         for index, slot in enumerate(page.slots):
             slot.use_seed.click(functools.partial(self.use_seed, index=index), page.shown,
@@ -228,29 +236,42 @@ class PageEvents(LoraEvents):
         page, (*controls, owner) = self.page, values
         try:
             form = FormValues(*controls)
-            job_id = self.jobs.submit(to_request(form, self.studio.option(form.model).name), owner=owner)
+            job_id = self.repeats.submit_once(
+                owner, repr(controls), lambda: self.jobs.submit(to_request(form, self.studio.option(form.model).name),
+                                                                owner=owner),
+                still_active=self._still_going)
         except BadInputError as exc:  # the last job's videos stay on screen under the message
             return {page.status: render.status_html(None, error=str(exc)), page.timer: gr.Timer(active=False)}
-        return {page.job_id: job_id, page.browser_job: job_id,
-                page.status: render.status_html(self.jobs.status(job_id)), page.timer: gr.Timer(active=True),
+        status = self.jobs.status(job_id)
+        return {page.job_id: job_id, page.browser_job: job_id, page.status: render.status_html(status),
+                page.timer: gr.Timer(active=True), page.cancel_button: cancel_button(status),
                 **self._on_screen(None)}
 
-    def cancel(self, job_id: str | None, owner: str | None) -> str:
+    def _still_going(self, job_id: str) -> bool:
+        """Neither ended nor told to stop: a second click on the same form means this job."""
+        status = self.jobs.status(job_id)
+        return status is not None and not status.finished and not status.cancel_requested
+
+    def cancel(self, job_id: str | None, owner: str | None) -> Updates:
+        page = self.page
         if job_id and not self.jobs.may_control(job_id, owner):
-            return render.status_html(None, error=NOT_YOURS)
+            return {page.status: render.status_html(None, error=NOT_YOURS)}
         if not job_id or not self.jobs.cancel(job_id, owner):
-            return gr.skip()
-        return render.status_html(self.jobs.status(job_id))
+            status = self.jobs.status(job_id) if job_id else None
+            return {page.cancel_button: cancel_button(status)}  # it had ended: nothing left to cancel
+        status = self.jobs.status(job_id)
+        return {page.status: render.status_html(status), page.cancel_button: cancel_button(status)}
 
     def poll(self, job_id: str | None, shown: dict | None) -> Updates:
         page = self.page
         status = self.jobs.status(job_id) if job_id else None
         if status is None:
-            return {page.status: render.status_html(None), page.timer: gr.Timer(active=False)}
+            return {page.status: render.status_html(None), page.timer: gr.Timer(active=False),
+                    page.cancel_button: cancel_button(None)}
         if not status.finished:
-            return {page.status: render.status_html(status)}
+            return {page.status: render.status_html(status), page.cancel_button: cancel_button(status)}
         return {page.status: render.status_html(status), page.timer: gr.Timer(active=False),
-                **self._on_screen(status), **self.history()}
+                page.cancel_button: cancel_button(status), **self._on_screen(status), **self.history()}
 
     def restore(self, browser_job: str | None, owner: str | None) -> Updates:
         """Page (re)load: pick up the last job of this browser where it is now. A job id in the browser's storage
@@ -259,10 +280,11 @@ class PageEvents(LoraEvents):
         status = self.jobs.status(browser_job) if browser_job else None
         if status is not None and not self.jobs.may_control(status.id, owner):
             return {page.job_id: None, page.status: render.status_html(status) + WATCHING,
-                    page.timer: gr.Timer(active=False), **self._on_screen(status), **self.history()}
+                    page.timer: gr.Timer(active=False), page.cancel_button: cancel_button(status, owned=False),
+                    **self._on_screen(status), **self.history()}
         return {page.job_id: status.id if status else None, page.status: render.status_html(status),
                 page.timer: gr.Timer(active=status is not None and not status.finished),
-                **self._on_screen(status), **self.history()}
+                page.cancel_button: cancel_button(status), **self._on_screen(status), **self.history()}
 
     # -- iteration -----------------------------------------------------------------------------------------
     def use_seed(self, shown: dict | None, index: int) -> Updates:
@@ -314,8 +336,9 @@ class PageEvents(LoraEvents):
                     **self.history()}
         first = next(iter(requeued.values()))
         problems = "".join(f'<div class="findings warning">{html.escape(e)}</div>' for e in errors)
-        return {page.job_id: first, page.browser_job: first,
-                page.status: render.status_html(self.jobs.status(first)), page.timer: gr.Timer(active=True),
+        status = self.jobs.status(first)
+        return {page.job_id: first, page.browser_job: first, page.cancel_button: cancel_button(status),
+                page.status: render.status_html(status), page.timer: gr.Timer(active=True),
                 **self._on_screen(None), page.findings: problems, **self.history()}
 
     def select_history(self, history_ids: list[str], event: gr.SelectData) -> Updates:

@@ -15,6 +15,7 @@ from i2v.guidance.prompt_lint import KeywordLibrary
 from i2v.web import render
 from i2v.web.forms import RANDOM_SEED, FormValues, preset_values, uploaded_image
 from i2v.web.lora_picker import LoraPicker
+from i2v.web.queue_panel import QueuePanel
 from i2v.web.model_choice import banner_html, frames_info, preset_choices, resolution_choices
 
 SLOTS = 4  # candidates shown side by side (a request may ask for up to this many from the page)
@@ -66,12 +67,15 @@ class Page:
                 self.verdict = gr.HTML(elem_id="plan-verdict")
                 with gr.Row():
                     self.generate_button = gr.Button("Generate", variant="primary", elem_id="generate")
-                    self.cancel_button = gr.Button("Cancel", variant="stop", elem_id="cancel")
-            with gr.Column(scale=6):
+                    # Clickable only while this page's own job waits or runs (progress_panel.cancel_button).
+                    self.cancel_button = gr.Button("Cancel", variant="stop", elem_id="cancel", interactive=False)
+                # Right under Generate, on a desktop and a phone alike: status, bar, time left, live preview.
                 self.status = gr.HTML(render.status_html(None), elem_id="job-status")
+            with gr.Column(scale=6):
                 with gr.Row():
                     self.slots = [Slot(index) for index in range(SLOTS)]
                 self.findings = gr.HTML(elem_id="job-findings")
+                self.queue = QueuePanel()
         self._history()
         self.job_id = gr.State(None)
         self.browser_job = gr.BrowserState(None, storage_key="i2v-studio-job")

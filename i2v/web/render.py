@@ -16,6 +16,8 @@ from i2v.findings import Finding
 from i2v.service.jobs import JobStatus
 from i2v.planning.planner import InsufficientMemoryError
 from i2v.engine.resolve import PreparedJob
+# The job's progress is drawn by the panel under Generate; re-exported for the callers that name it here.
+from i2v.web.progress_panel import duration, status_html  # noqa: F401
 
 GIB = 1024**3
 
@@ -56,19 +58,6 @@ def findings_html(findings: Iterable[Finding | dict], *, kind: str) -> str:
     return f'<div class="findings findings-{kind}"><strong>{title}</strong><ul>{"".join(items)}</ul></div>'
 
 
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "…"
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
-
-
 # -- the planner's verdict before Generate ---------------------------------------------------------------------
 def verdict_html(job: PreparedJob | None, error: BadInputError | None = None, *, assumed_square: bool = False,
                  expected_s: float | None = None) -> str:
@@ -100,52 +89,7 @@ def _verdict(kind: str, icon: str, title: str, body: str) -> str:
             f"{body}</div>")
 
 
-# -- a job's progress and outcome ------------------------------------------------------------------------------
-def status_html(status: JobStatus | None, *, error: str | None = None) -> str:
-    if error is not None:
-        return f'<div class="job job-error" data-state="refused" role="alert"><strong>✖</strong> {esc(error)}</div>'
-    if status is None:
-        return '<div class="job" data-state="idle">No job yet: upload an image, describe the motion, Generate.</div>'
-    head = f'<div class="job job-{status.state}" data-state="{status.state}" data-job="{esc(status.id)}">'
-    if status.state == "queued":
-        ahead = status.position or 0
-        body = (f"<strong>Waiting in the queue</strong>: {ahead} job{'s' if ahead != 1 else ''} ahead "
-                f"(position {ahead + 1}). It keeps its place if you close this tab.")
-        return head + body + "</div>"
-    if status.state == "running":
-        return head + _progress(status) + "</div>"
-    if status.state == "done":
-        videos = (status.result or {}).get("videos", [])
-        took = (status.finished_at or 0) - (status.started_at or status.finished_at or 0)
-        return head + f"<strong>✔ Done</strong>: {len(videos)} video{'s' if len(videos) != 1 else ''} in {duration(took)}.</div>"
-    if status.state == "cancelled":
-        return head + "<strong>Cancelled.</strong> Nothing was saved from this job.</div>"
-    if status.state == "interrupted":
-        return head + f"<strong>Interrupted</strong>: {esc(status.error_message or '')}</div>"
-    return (head + f'<span role="alert"><strong>✖ Failed</strong>: {esc(status.error_message or "unknown error")}'
-            "</span> The app is ready for the next job.</div>")
-
-
-def _progress(status: JobStatus) -> str:
-    progress = status.progress
-    if progress is None:
-        return "<strong>Starting…</strong>"
-    stage = progress["stage"]
-    percent = round(100 * progress["fraction"])
-    candidate = (f"video {progress['candidate']} of {progress['candidates']}, " if progress["candidates"] > 1 else "")
-    if stage == "load":
-        what = "loading the model (the first job after start takes longest)"
-    elif stage == "denoise":
-        what = f"{candidate}step {progress['step']} of {progress['total_steps']}"
-    else:
-        what = f"{candidate}{ {'decode': 'decoding frames', 'encode': 'writing the video', 'done': 'finishing'}.get(stage, stage)}"
-    eta = f" · about {duration(status.eta_s)} left" if status.eta_s is not None else ""
-    return (f'<div class="progress-label"><strong>Generating</strong>: {esc(what)} · {duration(progress["elapsed_s"])} '
-            f"elapsed{eta}</div>"
-            f'<div class="progress" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow="{percent}">'
-            f'<div class="progress-fill" style="width:{percent}%"></div></div>')
-
-
+# -- a job's outcome ------------------------------------------------------------------------------------------
 def job_findings_html(status: JobStatus) -> str:
     """The box beside a job's videos: what the app changed, warnings, and what the model's loader reported."""
     result = status.result or {}

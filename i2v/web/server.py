@@ -35,6 +35,7 @@ from i2v.engine.request import DEFAULT_MODEL
 from i2v.settings import AppSettings
 from i2v.web.auth import BasicAuthMiddleware
 from i2v.web.file_guard import guard_files
+from i2v.web.job_api import add_job_routes
 from i2v.web.hosts import HostCheckMiddleware, allowed_host_names
 from i2v.web.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from i2v.web.metrics import Metrics
@@ -126,8 +127,9 @@ def create_app(settings: AppSettings, *, monitor=None, engine: Engine | None = N
     folder_lock = FolderLock(engine.output_dir).acquire()  # before recover(): it must not sweep a live app's jobs
     store = JobStore.in_folder(engine.output_dir)
     retention = RetentionListener(engine.output_dir, store, settings.retention_days)
+    learned_seconds = functools.partial(expected_seconds, variant=step_times.speed_variant(engine.speedups))
     jobs = JobManager(engine, store, max_queue=settings.queue_size, shared_control=settings.shared_control,
-                      listener=_AllListeners(metrics, idle, retention))
+                      listener=_AllListeners(metrics, idle, retention), expected_seconds=learned_seconds)
     for record in jobs.recover():
         log.warning("job %s (%s) did not finish before the last stop: shown as interrupted", record.id,
                     record.settings.get("prompt", "")[:60])
@@ -139,7 +141,7 @@ def create_app(settings: AppSettings, *, monitor=None, engine: Engine | None = N
                         f'data-warn-percent="{settings.warn_percent}" '
                         f'data-runs-on="{html.escape(runs_on)}" data-state="loading">Reading GPU status…</div>'),
         runs_on=runs_on,
-        expected_seconds=functools.partial(expected_seconds, variant=step_times.speed_variant(engine.speedups)),
+        expected_seconds=learned_seconds,
     )
     blocks = studio.build()
     blocks.queue(max_size=max(32, settings.queue_size * 4), default_concurrency_limit=None)
@@ -167,6 +169,8 @@ def create_app(settings: AppSettings, *, monitor=None, engine: Engine | None = N
         """Prometheus text format (README "Access control and metrics")."""
         return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE, headers={"Cache-Control": "no-store"})
 
+    add_job_routes(api, jobs)
+
     outputs = settings.outputs.resolve()
     outputs.mkdir(parents=True, exist_ok=True)
     gr.mount_gradio_app(
@@ -177,7 +181,8 @@ def create_app(settings: AppSettings, *, monitor=None, engine: Engine | None = N
         footer_links=["api"],
         show_error=False,  # an unexpected exception's text (paths, library internals) stays in the log
         css=(STATIC / "studio.css").read_text(encoding="utf-8"),
-        head=f"<script>{(STATIC / 'gpu_panel.js').read_text(encoding='utf-8')}</script>",
+        head="".join(f"<script>{(STATIC / name).read_text(encoding='utf-8')}</script>"
+                     for name in ("gpu_panel.js", "progress.js")),
     )
     guard_files(api, blocks, outputs)  # inside auth: only the app's own files, inputs only from uploads
     plain_input_errors(blocks)

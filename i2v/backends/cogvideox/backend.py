@@ -158,6 +158,16 @@ class CogVideoXBackend(PipelineBackend):
             )
         return output.frames  # latents, (batch, latent frames, channels, height/8, width/8)
 
+    makes_previews = True
+
+    def preview_latents(self, latents, inputs: DenoiseInputs):
+        """CogVideoX keeps its latents frames first: (1, frames, channels, h, w)."""
+        return latents[0].permute(1, 0, 2, 3)
+
+    def encode_preview_clip(self, video):
+        """Scaled by ``scaling_factor`` as the pipeline scales the picture's latents (``prepare_latents``)."""
+        return self._encode_for_preview(video)[0] * self.pipeline.vae.config.scaling_factor
+
     def decode(self, latents, plan: ExecutionPlan, *, dtype: str | None = None):
         """Latents → (1, 3, frames, height, width). The causal VAE decodes the whole clip with a temporal conv
         cache, so ``plan.decode_chunk_size`` (frame chunks) does not apply; tiling and slicing do."""

@@ -184,6 +184,15 @@ class EasyAnimateBackend(PipelineBackend):
             )
         return output.frames  # latents, (batch, channels, latent frames, height/8, width/8)
 
+    makes_previews = True
+
+    def preview_latents(self, latents, inputs: DenoiseInputs):
+        return latents[0]  # (1, channels, frames, h, w)
+
+    def encode_preview_clip(self, video):
+        """Scaled by ``scaling_factor`` as the pipeline scales the video's latents (``prepare_latents``)."""
+        return self._encode_for_preview(video)[0] * self.pipeline.vae.config.scaling_factor
+
     def decode(self, latents, plan: ExecutionPlan, *, dtype: str | None = None):
         """Latents → (1, 3, frames, height, width) in [-1, 1]. The Magvit VAE already decodes one latent frame at a
         time with a causal conv cache, so ``plan.decode_chunk_size`` does not apply; tiling and slicing do."""

@@ -99,6 +99,19 @@ class I2VGenXLBackend(PipelineBackend):
         self._step_cache_stats = cache.to_dict() if self.speedups.step_cache_interval > 1 else None
         return output.frames
 
+    makes_previews = True
+
+    def preview_latents(self, latents, inputs: DenoiseInputs):
+        """The scheduler wrapper sees the pipeline's step latents with the frames folded into the batch:
+        (frames, channels, h, w)."""
+        return latents.permute(1, 0, 2, 3)
+
+    def encode_preview_clip(self, video):
+        """The image VAE encodes the frames as a batch; the pipeline scales the picture's latents by the VAE's
+        ``scaling_factor`` (``prepare_image_latents``), so the denoiser works in that scale."""
+        frames = video[0].permute(1, 0, 2, 3)
+        return (self._encode_for_preview(frames) * self.pipeline.vae.config.scaling_factor).permute(1, 0, 2, 3)
+
     def decode(self, latents, plan: ExecutionPlan, *, dtype: str | None = None):
         with self._vae_for_decode(plan, dtype) as (_vae, target):
             return self.pipeline.decode_latents(latents.to(target), decode_chunk_size=plan.decode_chunk_size)

@@ -183,6 +183,24 @@ class LTX2Backend(PipelineBackend):
         self._upsampler = None
         super().unload()
 
+    makes_previews = True
+
+    def preview_latents(self, latents, inputs: DenoiseInputs):
+        """The pipeline steps packed video tokens (1, frames·h·w, channels): unpacked as its own ``_unpack_latents``
+        does, with the latent shape it derives from the request."""
+        pipe = self.pipeline
+        frames = (inputs.frames - 1) // pipe.vae_temporal_compression_ratio + 1
+        height = inputs.height // pipe.vae_spatial_compression_ratio
+        width = inputs.width // pipe.vae_spatial_compression_ratio
+        return pipe._unpack_latents(latents, frames, height, width, pipe.transformer_spatial_patch_size,
+                                    pipe.transformer_temporal_patch_size)[0]
+
+    def encode_preview_clip(self, video):
+        """Normalised per channel as the pipeline normalises the picture's latents (``prepare_latents``)."""
+        pipe = self.pipeline
+        return pipe._normalize_latents(self._encode_for_preview(video), pipe.vae.latents_mean,
+                                       pipe.vae.latents_std)[0]
+
     def decode(self, latents: WithAudio, plan: ExecutionPlan, *, dtype: str | None = None) -> WithAudio:
         """The video VAE, then (unless audio is off) the audio VAE and the vocoder. ``plan.decode_chunk_size`` does
         not apply (the causal VAE takes the whole clip); tiling and slicing do."""

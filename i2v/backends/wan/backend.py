@@ -23,7 +23,7 @@ from pathlib import Path
 
 from i2v.planning.plan import ExecutionPlan
 from i2v.backends.base import DenoiseInputs, StepCallback
-from i2v.backends.normalized_latents import decode_normalized
+from i2v.backends.normalized_latents import decode_normalized, normalize
 from i2v.backends.pipeline_backend import PipelineBackend, latent_run_arguments
 from i2v.backends.wan.loading import FLOW_SHIFT_KEYS, HUB_ALLOW_PATTERNS, load_wan_from_folder
 from i2v.backends.wan.spec import TEXT_TOKENS, WAN_720P_SPEC, WAN_SPEC, WanSpec, is_720p_checkpoint
@@ -64,6 +64,14 @@ class WanBackend(PipelineBackend):
                 max_sequence_length=TEXT_TOKENS,
             )
         return output.frames  # latents, (batch, channels, latent frames, height/8, width/8), float32
+
+    makes_previews = True
+
+    def preview_latents(self, latents, inputs: DenoiseInputs):
+        return latents[0]  # (1, channels, frames, h, w), per-channel normalised
+
+    def encode_preview_clip(self, video):
+        return normalize(self.pipeline.vae, self._encode_for_preview(video))[0]
 
     def decode(self, latents, plan: ExecutionPlan, *, dtype: str | None = None):
         """Latents → (1, 3, frames, height, width) in [-1, 1]. The causal VAE decodes the clip latent frame by latent

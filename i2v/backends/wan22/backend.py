@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 
 from i2v.backends.base import DenoiseInputs, LoadReport, StepCallback
-from i2v.backends.normalized_latents import decode_normalized
+from i2v.backends.normalized_latents import decode_normalized, normalize
 from i2v.backends.pipeline_backend import PipelineBackend, latent_run_arguments, torch_dtype
 from i2v.backends.wan22.loading import A14B_EXAMPLE, HUB_ALLOW_PATTERNS, TI2V_EXAMPLE, load_wan22_from_folder
 from i2v.backends.wan22.spec import A14B_SPEC, TEXT_TOKENS, TI2V_5B_SPEC
@@ -71,6 +71,15 @@ class Wan22Backend(PipelineBackend):
 
     def _model_arguments(self, inputs: DenoiseInputs) -> dict:
         return {}
+
+    makes_previews = True
+
+    def preview_latents(self, latents, inputs: DenoiseInputs):
+        return latents[0]  # (1, channels, frames, h, w), per-channel normalised (48 channels for TI2V-5B)
+
+    def encode_preview_clip(self, video):
+        # The Wan 2.2 VAE patchifies its RGB input itself: the clip goes in as pixels, as the pipeline's does.
+        return normalize(self.pipeline.vae, self._encode_for_preview(video))[0]
 
     def decode(self, latents, plan: ExecutionPlan, *, dtype: str | None = None):
         """Latents → (1, 3, frames, height, width) in [-1, 1]. The causal VAE decodes latent frame by latent frame
