@@ -19,6 +19,8 @@ from i2v.web.model_choice import banner_html, frames_info, preset_choices, resol
 
 SLOTS = 4  # candidates shown side by side (a request may ask for up to this many from the page)
 POLL_SECONDS = 1.0
+HISTORY_POLL_SECONDS = 3.0  # runs finished in other tabs or by scripts appear without Refresh
+SELECT_A_RUN = "Select a past run to see it and load its settings."
 
 Updates = dict[Block, Any]  # what an event handler returns: only the blocks it names change
 
@@ -80,7 +82,6 @@ class Page:
         self.owner_token = gr.BrowserState(None, storage_key="i2v-studio-owner")
         self.shown = gr.State(None)  # the job whose videos are on screen: {"id", "videos", "settings", "image"}
         self.history_ids = gr.State([])
-        self.selected = gr.State(None)
         self.timer = gr.Timer(POLL_SECONDS, active=False)
 
     def _request(self, models: dict[str, ModelOption], first: ModelOption, keywords: KeywordLibrary) -> None:
@@ -146,17 +147,19 @@ class Page:
             setattr(self, f"lora_strength_{slot}", slider)
 
     def _history(self) -> None:
+        self.selected = gr.State(None)  # the past run selected in the gallery
         with gr.Accordion("History (kept across restarts)", open=True, elem_id="history"):
             self.gallery = gr.Gallery(label="Past runs", columns=8, height="auto", object_fit="contain",
                                       allow_preview=False, elem_id="history-gallery")
             with gr.Row():
-                self.history_detail = gr.HTML("Select a past run to see it and load its settings.",
-                                              elem_id="history-detail")
+                self.history_detail = gr.HTML(SELECT_A_RUN, elem_id="history-detail")
                 self.load_button = gr.Button("Load these settings", interactive=False, elem_id="load-settings")
                 self.refresh_button = gr.Button("Refresh", elem_id="refresh-history", size="sm")
                 self.requeue_button = gr.Button("Re-queue interrupted jobs", visible=False, elem_id="requeue",
                                                 size="sm")
             self.history_table = gr.HTML(elem_id="history-table")
+        self.history_timer = gr.Timer(HISTORY_POLL_SECONDS)
+        self.history_shown = gr.State(None)  # [[job id, state], …] of the runs on screen: redraw only on a change
 
     # -- groups the events read and write ----------------------------------------------------------------------
     def controls(self) -> list[Block]:
@@ -179,7 +182,9 @@ class Page:
         return [*self.slot_outputs(), self.findings, self.shown]
 
     def history_outputs(self) -> list[Block]:
-        return [self.gallery, self.history_ids, self.history_table, self.requeue_button]
+        """The history, and the selection in it (a redrawn gallery shows none)."""
+        return [self.gallery, self.history_ids, self.history_table, self.requeue_button, self.history_shown,
+                self.selected, self.history_detail, self.load_button]
 
 
 def audio_checkbox(spec, value: bool) -> gr.Checkbox:

@@ -195,10 +195,12 @@ def history_table(statuses: list[JobStatus]) -> str:
         size = f"{params.get('width')}×{params.get('height')}" if params.get("width") else f"{params.get('resolution')}p"
         note = esc(status.error_message or "") if status.state in ("failed", "interrupted") else ""
         rows.append(
-            f'<tr data-job="{esc(status.id)}" data-state="{status.state}"><td>{when}</td><td>{status.state}</td>'
-            f"<td>{esc(status.settings.get('prompt', ''))}</td><td>{esc(params.get('preset') or 'custom')}</td>"
-            f"<td>{size}, {params.get('frames')} f, {params.get('steps')} st, cfg {params.get('guidance')}</td>"
-            f"<td>{note}</td></tr>"
+            f'<tr data-job="{esc(status.id)}" data-state="{status.state}"><td data-label="time">{when}</td>'
+            f'<td data-label="state">{status.state}</td>'
+            f"<td data-label=\"prompt\">{esc(status.settings.get('prompt', ''))}</td>"
+            f"<td data-label=\"preset\">{esc(params.get('preset') or 'custom')}</td>"
+            f'<td data-label="parameters">{size}, {params.get("frames")} f, {params.get("steps")} st, '
+            f'cfg {params.get("guidance")}</td><td data-label="note">{note}</td></tr>'
         )
     return ('<table class="history"><thead><tr><th>time</th><th>state</th><th>prompt</th><th>preset</th>'
             f'<th>parameters</th><th>note</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
