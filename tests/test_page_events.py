@@ -69,6 +69,8 @@ def test_every_handler_answers_only_for_the_outputs_of_its_events(app, picture):
 
     jobs, page = app.jobs, events.page
     call("fill_preset", "fast-check", "tiny")
+    call("choose_framing", "pad")
+    call("choose_framing", "crop")
     call("choose_model", "tiny", "no-such-preset")
     call("choose_model", "tiny-wan", "fast-check")  # a model that takes LoRAs: the picker shows
     call("follow_lora_choice", ["style.safetensors"], 0.5, 1.0, 1.0, 1.0, [])

@@ -51,6 +51,11 @@ def reproduce_command(params: dict, image_hint: str, last_image_hint: str | None
         args += ["--last-image", last_image_hint]
     if params.get("audio") is False:
         args.append("--no-audio")
+    if params.get("framing", "crop") != "crop":
+        args += ["--framing", params["framing"]]
+    focus = tuple(params.get("crop_focus") or (0.5, 0.5))
+    if focus != (0.5, 0.5):
+        args += ["--crop-focus", f"{focus[0]:g},{focus[1]:g}"]
     if params.get("flow_shift") is not None:  # a step-distilled tier: its shift comes with the tier
         args += ["--preset", params["preset"]]
     for lora in params.get("loras") or ():

@@ -31,7 +31,7 @@ from i2v.loras.choice import lora_choices
 from i2v.service.jobs import NOT_YOURS, JobManager, JobStatus, request_from_settings
 from i2v.spec import ModelSpec
 from i2v.web import render
-from i2v.web.forms import RANDOM_SEED, FormValues, next_tier, preset_values, to_request
+from i2v.web.forms import RANDOM_SEED, FormValues, next_tier, preset_differences, preset_values, to_request
 from i2v.web.lora_picker import LoraEvents
 from i2v.web.model_choice import banner_html, control_updates, preset_choices
 from i2v.web.newest import NewestWins
@@ -111,8 +111,10 @@ class PageEvents(LoraEvents):
         # settings) changes its controls one at a time, and ``.change`` fired for each sent the others' old values,
         # which Gradio refused against the new limits ("Value 8 is less than minimum value 9"); each fill checks
         # once, after it has landed (``.then``).
-        gr.on([c.input for c in controls if c not in (page.prompt, page.model)], self.check_settings_newest,
-              controls, settings_outputs, trigger_mode="always_last", **picture)
+        gr.on([c.input for c in controls if c not in (page.prompt, page.model, page.framing)],
+              self.check_settings_newest, controls, settings_outputs, trigger_mode="always_last", **picture)
+        page.framing.input(self.choose_framing, page.framing, [page.framing, page.crop_x, page.crop_y],
+                           **quick).then(self.check_settings_newest, controls, settings_outputs, **picture)
         # Lint as the user types: "always_last" drops the keystrokes that arrive while a lint is running.
         lint_inputs = [page.prompt, page.negative_prompt, page.model]
         gr.on([c.change for c in lint_inputs], self.lint, lint_inputs, page.lint, trigger_mode="always_last",
@@ -169,6 +171,17 @@ class PageEvents(LoraEvents):
         return {page.banner: banner_html(self.studio.option(model), self.studio.runs_on),
                 page.preset: gr.Radio(choices=preset_choices(presets), value=preset)}
 
+    def choose_framing(self, framing: str) -> Updates:
+        return self._framing_shown(framing, (0.5, 0.5))
+
+    def _framing_shown(self, framing: str | None, focus) -> Updates:
+        """The framing and the crop position; the position sliders show for a crop only (a padded picture keeps
+        all of it, and the engine refuses a position with padding rather than ignore it)."""
+        crop = (framing or "crop") == "crop"
+        x, y = tuple(focus or (0.5, 0.5)) if crop else (0.5, 0.5)
+        return {self.page.framing: framing or "crop", self.page.crop_x: gr.Slider(value=x, visible=crop),
+                self.page.crop_y: gr.Slider(value=y, visible=crop)}
+
     def check_settings_newest(self, request: gr.Request, *values) -> Updates:
         """``check_settings`` as the page wires it: a tab's older check that finishes after a newer one (the model
         change's check can outlast the check of a value typed just after) is dropped, so the verdict on screen
@@ -196,7 +209,9 @@ class PageEvents(LoraEvents):
             return {page.verdict: render.verdict_html(None, exc), page.traps: "", **box}
         expected = self.studio.expected_seconds(job) if self.studio.expected_seconds else None
         traps = [w for w in job.warnings if w.code.startswith("params.")]
-        return {**box, page.verdict: render.verdict_html(job, assumed_square=assumed_square, expected_s=expected),
+        custom = preset_differences(request, self.studio.presets_for(form.model).get(request.preset or DEFAULT_PRESET))
+        return {**box, page.verdict: render.verdict_html(job, assumed_square=assumed_square, expected_s=expected,
+                                                         custom=custom),
                 page.image_report: "" if assumed_square else self._image_report(job),
                 page.preview: None if assumed_square else job.image,
                 page.traps: render.findings_html(traps, kind="warning")}
@@ -302,6 +317,7 @@ class PageEvents(LoraEvents):
                 page.auto_enhance: settings.get("auto_enhance", False), page.model: model,
                 page.last_image: settings.get("last_image") if model == settings.get("model") else None,
                 page.audio: audio_checkbox(self.studio.option(model).spec, settings.get("audio", True)),
+                **self._framing_shown(settings.get("framing"), settings.get("crop_focus")),
                 **self.lora_controls(lora_choices(settings.get("loras")) if model == settings.get("model") else ())}
 
     # -- history -------------------------------------------------------------------------------------------
@@ -378,6 +394,7 @@ class PageEvents(LoraEvents):
                 page.auto_enhance: request.auto_enhance, page.model: model,
                 page.last_image: request.last_image if model == request.model else None,
                 page.audio: audio_checkbox(self.studio.option(model).spec, request.audio),
+                **self._framing_shown(request.framing, request.crop_focus),
                 **self.lora_controls(request.loras if model == request.model else ())}
 
     # -- what shows a job's outcome ------------------------------------------------------------------------

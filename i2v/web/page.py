@@ -98,8 +98,9 @@ class Page:
             self.last_image = uploaded_image(label="Last frame (optional): the video ends on this picture",
                                              sources=["upload", "clipboard"], elem_id="last-image", height=200)
         self.image_report = gr.HTML(elem_id="image-report")
-        with gr.Accordion("Preprocessed image (what the model sees)", open=False):
+        with gr.Accordion("Preprocessed image (what the model sees) and framing", open=False, elem_id="framing-box"):
             self.preview = gr.Image(label="Model input", interactive=False, elem_id="preview-image", height=240)
+            framing_controls(self)
         self.prompt = gr.Textbox(label="Prompt", lines=3, elem_id="prompt",
                                  placeholder="subject + concrete action + direction/speed + environment, "
                                              "e.g. “a sailboat drifting slowly to the left, waves rippling”")
@@ -185,6 +186,19 @@ class Page:
         """The history, and the selection in it (a redrawn gallery shows none)."""
         return [self.gallery, self.history_ids, self.history_table, self.requeue_button, self.history_shown,
                 self.selected, self.history_detail, self.load_button]
+
+
+def framing_controls(page: Page, framing: str = "crop", focus: tuple[float, float] = (0.5, 0.5)) -> None:
+    """How the picture meets the video's aspect (guidance/framing.py): crop, at a chosen position, or pad. The
+    position sliders show for a crop only."""
+    page.framing = gr.Radio([("Crop to fill the frame", "crop"), ("Whole picture on black bars", "pad")],
+                            value=framing, label="Framing, when the picture's shape is not the video's",
+                            elem_id="framing")
+    with gr.Row():
+        page.crop_x = gr.Slider(0, 1, value=focus[0], step=0.05, label="Part kept: across (0 left … 1 right)",
+                                elem_id="crop-x", visible=framing == "crop")
+        page.crop_y = gr.Slider(0, 1, value=focus[1], step=0.05, label="Part kept: down (0 top … 1 bottom)",
+                                elem_id="crop-y", visible=framing == "crop")
 
 
 def audio_checkbox(spec, value: bool) -> gr.Checkbox:

@@ -71,7 +71,9 @@ def duration(seconds: float | None) -> str:
 
 # -- the planner's verdict before Generate ---------------------------------------------------------------------
 def verdict_html(job: PreparedJob | None, error: BadInputError | None = None, *, assumed_square: bool = False,
-                 expected_s: float | None = None) -> str:
+                 expected_s: float | None = None, custom: Iterable[str] = ()) -> str:
+    """``assumed_square``: no picture yet, so nothing about framing it; ``custom``: the numbers set apart from the
+    preset (``forms.preset_differences``)."""
     if error is not None:
         verdict = "cannot" if isinstance(error, InsufficientMemoryError) else "invalid"
         title = "Cannot fit on this GPU" if verdict == "cannot" else "Cannot run these settings"
@@ -79,9 +81,18 @@ def verdict_html(job: PreparedJob | None, error: BadInputError | None = None, *,
     assert job is not None
     params, plan = job.params, job.plan
     shape = f"{params.width}×{params.height}, {params.frames} frames, {params.steps} steps, {plan.dtype}"
-    notes = [n for n in job.notices if n.code.startswith(("plan.", "frames.", "size."))]
+    # Without a picture, the square stand-in's framing would describe a picture nobody chose.
+    notes = [n for n in job.notices if n.code.startswith(("plan.", "frames.", "size."))
+             and not (assumed_square and n.code.startswith("size.aspect"))]
     details = "".join(f"<li>{esc(n)}</li>" for n in notes)
     extra = f"<ul>{details}</ul>" if details else ""
+    if params.resolution and (params.width, params.height) != (params.resolution, params.resolution):
+        picture = "a square picture" if assumed_square else "this picture"
+        extra += (f"<p data-code='size.tier'>{params.resolution}p is about {params.resolution}² pixels at the "
+                  f"picture's shape: {params.width}×{params.height} for {picture}.</p>")
+    custom = list(custom)
+    if custom:
+        extra += f"<p class='custom' data-custom='true'>Custom: {esc(', '.join(custom))}.</p>"
     if expected_s is not None:
         extra += f"<p>Expected: about {duration(expected_s)} of denoising (learned from earlier jobs here).</p>"
     if assumed_square:
