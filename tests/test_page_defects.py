@@ -90,7 +90,10 @@ def verdict(page) -> str:
 
 
 def wait_verdict(page, text: str) -> None:
-    page.wait_for_function("t => document.querySelector('#plan-verdict')?.innerText.includes(t)", arg=text)
+    try:
+        page.wait_for_function("t => document.querySelector('#plan-verdict')?.innerText.includes(t)", arg=text)
+    except playwright_api.TimeoutError:
+        raise AssertionError(f"the verdict never said {text!r}; it says: {verdict(page)!r}") from None
 
 
 def set_number(page, elem_id: str, value) -> None:
@@ -235,3 +238,100 @@ def test_healthz_names_the_model_in_memory_beside_the_configured_one(server, pic
     finished_job(server, picture, **TINY_WAN_RUN)
     health = httpx.get(server.url + "healthz").json()
     assert health["model"] == "tiny" and health["resident_model"] == "tiny-wan"
+
+
+# -- the run on screen ---------------------------------------------------------------------------------------------
+def small_form(page, picture: Path, prompt: str = TINY_RUN["prompt"], steps: int = 1) -> None:
+    upload(page, picture)
+    page.locator("#prompt textarea").fill(prompt)
+    page.get_by_text("Fast check", exact=False).first.click()
+    page.click("#advanced button")
+    page.click("#resolution input")
+    page.get_by_role("option", name="128p", exact=True).click()
+    set_number(page, "frames", 4)
+    set_number(page, "steps", steps)
+    wait_verdict(page, f"4 frames, {steps} steps")
+
+
+def test_reloading_mid_run_shows_the_jobs_picture_and_prompt(page, server, picture):
+    open_page(page, server)
+    small_form(page, picture, prompt="a kite rising slowly into the wind", steps=200)
+    page.click("#generate")
+    wait_state(page, "running")
+    job_id = page.get_attribute("#job-status [data-state]", "data-job")
+    page.reload()
+    page.wait_for_selector(f"#job-status [data-job='{job_id}']")
+    page.wait_for_function("document.querySelector('#prompt textarea')?.value === 'a kite rising slowly into the wind'")
+    page.wait_for_selector("#input-image img")  # the picture is back in the upload box
+    page.click("#cancel")
+    wait_state(page, "cancelled")
+
+
+def test_promote_asks_before_a_long_job_and_keeps_the_videos_on_screen(page, server, picture):
+    open_page(page, server)
+    small_form(page, picture)
+    assert generate(page) == "done"
+    job_id = page.get_attribute("#job-status [data-state]", "data-job")
+    jobs_before = len(server.app.jobs.history(100))
+    page.click("#promote-0")
+    page.wait_for_selector(".toast-body:has-text('press Generate')")
+    page.wait_for_function("document.querySelector('#preset input[value=balanced]')?.checked")
+    page.wait_for_timeout(1500)  # a job submitted by the click would be in the history by now
+    assert len(server.app.jobs.history(100)) == jobs_before, "Promote started a job by itself"
+    assert page.get_attribute("#job-status [data-state]", "data-job") == job_id
+    assert page.locator("#video-0 video").is_visible()  # the videos made so far stay
+
+
+# -- what the verdict says ----------------------------------------------------------------------------------------
+def test_the_verdict_says_the_actual_size_marks_custom_numbers_and_no_crop_before_a_picture(page, server, picture):
+    open_page(page, server)
+    choose_model(page, "tiny-cogvideox")  # 96×64 only: a square stand-in would be "cropped"
+    wait_verdict(page, "96×64")
+    assert "crop" not in verdict(page).lower()
+    choose_model(page, "tiny")
+    page.get_by_text("Balanced", exact=False).first.click()
+    upload(page, picture)  # 320×256
+    wait_verdict(page, "512p is about 512² pixels")
+    assert "576×448 for this picture" in verdict(page)
+    assert "Custom" not in verdict(page)
+    page.click("#advanced button")
+    set_number(page, "steps", 12)
+    wait_verdict(page, "Custom: steps 12 (Balanced: ")
+
+
+def test_framing_pad_shows_black_bars_in_the_preprocessed_image(page, server, picture):
+    import io
+
+    import httpx
+    from PIL import Image
+
+    open_page(page, server)
+    choose_model(page, "tiny-cogvideox")  # 96×64 (1.5:1) from a 320×256 (1.25:1) picture
+    upload(page, picture)
+    wait_verdict(page, "cropped to the video's 96×64")
+    page.click("#framing-box > button")
+    page.locator("#framing label", has_text="Whole picture on black bars").click()
+    wait_verdict(page, "fitted whole into the video's 96×64")
+    assert not page.locator("#crop-x").is_visible()  # nothing to position: the whole picture is kept
+    page.wait_for_function("document.querySelector('#preview-image img')?.src")
+    source = page.get_attribute("#preview-image img", "src")
+    shown = Image.open(io.BytesIO(httpx.get(source).content)).convert("RGB")
+    assert shown.size == (96, 64)
+    assert max(shown.getpixel((1, 32))) < 16 and max(shown.getpixel((94, 32))) < 16  # black bars left and right
+    page.locator("#framing label", has_text="Crop to fill the frame").click()
+    page.locator("#crop-x").wait_for(state="visible")
+    wait_verdict(page, "cropped to the video's 96×64")
+
+
+def test_a_rest_client_that_sends_the_older_values_only_still_generates(server, picture):
+    """``/generate`` grew framing, crop_x and crop_y at the end: a raw REST call with the first 16 values works."""
+    import httpx
+
+    base = server.url.rstrip("/")
+    uploaded = httpx.post(f"{base}/gradio_api/upload", files={"files": ("in.png", picture.read_bytes())}).json()[0]
+    data = [{"path": uploaded, "meta": {"_type": "gradio.FileData"}}, TINY_RUN["prompt"], "", "fast-check", 128, 4, 1,
+            0, 0, -1, 1, False, "tiny", None, True, None]
+    event = httpx.post(f"{base}/gradio_api/call/generate", json={"data": data}).json()["event_id"]
+    stream = httpx.get(f"{base}/gradio_api/call/generate/{event}", timeout=120).text
+    assert "event: complete" in stream, stream[:400]
+    assert '"framing": "crop"' in stream

@@ -128,9 +128,10 @@ class PageEvents(LoraEvents):
         for index, slot in enumerate(page.slots):
             slot.use_seed.click(functools.partial(self.use_seed, index=index), page.shown,
                                 [page.seed, page.candidates], **quick)
-            # A refused promote raises, so nothing is submitted after it.
+            # Promote fills in the next tier and says so; the user starts it with Generate (a long job is never
+            # started by a click that did not say so), and the videos on screen stay until then.
             slot.promote.click(functools.partial(self.promote, index=index), [page.shown, page.owner_token],
-                               filled, **quick).success(self.submit, owned, submitted, **picture)
+                               filled, **quick).then(self.check_settings_newest, controls, settings_outputs, **picture)
 
         page.gallery.select(self.select_history, page.history_ids,
                             [page.selected, page.history_detail, page.load_button, *page.on_screen()], **quick)
@@ -140,7 +141,9 @@ class PageEvents(LoraEvents):
         page.history_timer.tick(self.history_if_changed, page.history_shown, history, **quick)
         page.requeue_button.click(self.requeue_interrupted, None, [*submitted, *history], **quick)
         demo.load(self.claim_owner, page.owner_token, page.owner_token, **quick)
-        demo.load(self.restore, [page.browser_job, page.owner_token], [page.job_id, *job_view, *history], **quick)
+        # A reload puts this browser's job back: its state, and the picture and settings it was made from.
+        demo.load(self.restore, [page.browser_job, page.owner_token], [page.job_id, *job_view, *history, *filled],
+                  **quick).then(self.check_settings_newest, controls, settings_outputs, **picture)
         demo.load(self.check_settings_newest, controls, settings_outputs, **picture)
         demo.load(self.lint, lint_inputs, page.lint, **quick)
         self.wire_lora_picker(demo, quick).then(self.check_settings_newest, controls, settings_outputs, **picture)
@@ -292,7 +295,7 @@ class PageEvents(LoraEvents):
                     page.timer: gr.Timer(active=False), **self._on_screen(status), **self.history()}
         return {page.job_id: status.id if status else None, page.status: render.status_html(status),
                 page.timer: gr.Timer(active=status is not None and not status.finished),
-                **self._on_screen(status), **self.history()}
+                **self._on_screen(status), **self.history(), **(self._settings_of(status) if status else {})}
 
     # -- iteration -----------------------------------------------------------------------------------------
     def use_seed(self, shown: dict | None, index: int) -> Updates:
@@ -301,7 +304,8 @@ class PageEvents(LoraEvents):
         return {self.page.seed: shown["videos"][index]["seed"], self.page.candidates: 1}
 
     def promote(self, shown: dict | None, owner: str | None, index: int) -> Updates:
-        """Same picture, prompt, model and seed at the next tier up: for the browser that made the run only."""
+        """Same picture, prompt, model and seed at the next tier up, filled in for Generate (which starts it): for
+        the browser that made the run only."""
         if not shown or index >= len(shown["videos"]):
             return unchanged()
         if not self.jobs.may_control(shown["id"], owner):
@@ -310,6 +314,8 @@ class PageEvents(LoraEvents):
         model = self.studio.still_offered(settings.get("model"))
         presets = self.studio.presets_for(model)
         higher = next_tier(presets, settings.get("preset")) or presets[settings.get("preset") or DEFAULT_PRESET]
+        gr.Info(f"{higher.label} settings filled in with seed {shown['videos'][index]['seed']}: check the verdict "
+                "(how long it takes) and press Generate to run it.")
         return {page.image: shown["image"], page.prompt: settings["prompt"],
                 page.negative_prompt: settings.get("negative_prompt", ""), **self._model_shown(model, higher.name),
                 **page.named(control_updates(self.studio.option(model).spec, preset_values(higher))),
@@ -373,8 +379,10 @@ class PageEvents(LoraEvents):
 
     def load_settings(self, job_id: str | None) -> Updates:
         status = self.jobs.status(job_id) if job_id else None
-        if status is None:
-            return unchanged()
+        return self._settings_of(status) if status is not None else unchanged()
+
+    def _settings_of(self, status: JobStatus) -> Updates:
+        """The form filled with the job's picture and settings, the model's banner and tiers with them."""
         page = self.page
         request = request_from_settings(status.settings, status.image_path)
         params = (status.result or {}).get("params", {})
