@@ -32,6 +32,7 @@ from i2v.service.jobs import NOT_YOURS, JobManager, JobStatus, request_from_sett
 from i2v.spec import ModelSpec
 from i2v.web import render
 from i2v.web.forms import RANDOM_SEED, FormValues, next_tier, preset_differences, preset_values, to_request
+from i2v.web.framing_picker import FramingEvents
 from i2v.web.lora_picker import LoraEvents
 from i2v.web.model_choice import banner_html, control_updates, preset_choices
 from i2v.web.newest import NewestWins
@@ -72,7 +73,7 @@ def unchanged() -> dict:
     return gr.skip()
 
 
-class PageEvents(LoraEvents):
+class PageEvents(LoraEvents, FramingEvents):
     """The handlers of one built page: ``studio`` for the services, ``page`` for the components they update (the
     LoRA picker's in ``lora_picker.LoraEvents``)."""
 
@@ -173,17 +174,6 @@ class PageEvents(LoraEvents):
         page, presets = self.page, self.studio.presets_for(model)
         return {page.banner: banner_html(self.studio.option(model), self.studio.runs_on),
                 page.preset: gr.Radio(choices=preset_choices(presets), value=preset)}
-
-    def choose_framing(self, framing: str) -> Updates:
-        return self._framing_shown(framing, (0.5, 0.5))
-
-    def _framing_shown(self, framing: str | None, focus) -> Updates:
-        """The framing and the crop position; the position sliders show for a crop only (a padded picture keeps
-        all of it, and the engine refuses a position with padding rather than ignore it)."""
-        crop = (framing or "crop") == "crop"
-        x, y = tuple(focus or (0.5, 0.5)) if crop else (0.5, 0.5)
-        return {self.page.framing: framing or "crop", self.page.crop_x: gr.Slider(value=x, visible=crop),
-                self.page.crop_y: gr.Slider(value=y, visible=crop)}
 
     def check_settings_newest(self, request: gr.Request, *values) -> Updates:
         """``check_settings`` as the page wires it: a tab's older check that finishes after a newer one (the model
@@ -323,7 +313,7 @@ class PageEvents(LoraEvents):
                 page.auto_enhance: settings.get("auto_enhance", False), page.model: model,
                 page.last_image: settings.get("last_image") if model == settings.get("model") else None,
                 page.audio: audio_checkbox(self.studio.option(model).spec, settings.get("audio", True)),
-                **self._framing_shown(settings.get("framing"), settings.get("crop_focus")),
+                **self.framing_shown(settings.get("framing"), settings.get("crop_focus")),
                 **self.lora_controls(lora_choices(settings.get("loras")) if model == settings.get("model") else ())}
 
     # -- history -------------------------------------------------------------------------------------------
@@ -402,7 +392,7 @@ class PageEvents(LoraEvents):
                 page.auto_enhance: request.auto_enhance, page.model: model,
                 page.last_image: request.last_image if model == request.model else None,
                 page.audio: audio_checkbox(self.studio.option(model).spec, request.audio),
-                **self._framing_shown(request.framing, request.crop_focus),
+                **self.framing_shown(request.framing, request.crop_focus),
                 **self.lora_controls(request.loras if model == request.model else ())}
 
     # -- what shows a job's outcome ------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from i2v.engine.presets import DEFAULT_PRESET, Preset
 from i2v.guidance.prompt_lint import KeywordLibrary
 from i2v.web import render
 from i2v.web.forms import RANDOM_SEED, FormValues, preset_values, uploaded_image
+from i2v.web.framing_picker import framing_controls
 from i2v.web.lora_picker import LoraPicker
 from i2v.web.model_choice import banner_html, frames_info, preset_choices, resolution_choices
 
@@ -186,19 +187,6 @@ class Page:
         """The history, and the selection in it (a redrawn gallery shows none)."""
         return [self.gallery, self.history_ids, self.history_table, self.requeue_button, self.history_shown,
                 self.selected, self.history_detail, self.load_button]
-
-
-def framing_controls(page: Page, framing: str = "crop", focus: tuple[float, float] = (0.5, 0.5)) -> None:
-    """How the picture meets the video's aspect (guidance/framing.py): crop, at a chosen position, or pad. The
-    position sliders show for a crop only."""
-    page.framing = gr.Radio([("Crop to fill the frame", "crop"), ("Whole picture on black bars", "pad")],
-                            value=framing, label="Framing, when the picture's shape is not the video's",
-                            elem_id="framing")
-    with gr.Row():
-        page.crop_x = gr.Slider(0, 1, value=focus[0], step=0.05, label="Part kept: across (0 left … 1 right)",
-                                elem_id="crop-x", visible=framing == "crop")
-        page.crop_y = gr.Slider(0, 1, value=focus[1], step=0.05, label="Part kept: down (0 top … 1 bottom)",
-                                elem_id="crop-y", visible=framing == "crop")
 
 
 def audio_checkbox(spec, value: bool) -> gr.Checkbox:
