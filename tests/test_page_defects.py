@@ -61,6 +61,13 @@ def page(browser):
     context.close()
 
 
+@pytest.fixture(params=[DESKTOP, PHONE], ids=["desktop", "phone"])
+def any_screen(browser, request):
+    context, page = new_page(browser, request.param)
+    yield page
+    context.close()
+
+
 @pytest.fixture
 def phone(browser):
     context, page = new_page(browser, PHONE)
@@ -139,9 +146,10 @@ TINY_RUN = {"prompt": "a red ball rolling slowly to the left", "model": "tiny", 
 
 
 # -- switching models ---------------------------------------------------------------------------------------------
-def test_switching_models_raises_no_error_and_the_controls_follow_each_model(page, server):
+def test_switching_models_raises_no_error_and_the_controls_follow_each_model(any_screen, server):
     """Was: tiny → tiny-cogvideox raised "Value 8 is less than minimum value 9"; tiny → tiny-wan "Value: 512 is
     not in the list of choices: [64, 96]"."""
+    page = any_screen
     open_page(page, server)
     page.click("#advanced button")
     for name, shape in (("tiny-cogvideox", "96×64, 17 frames"), ("tiny-wan", "80×80"), ("tiny", "512×512"),
@@ -211,7 +219,8 @@ def test_the_history_table_fits_a_phone_screen(phone, server, picture):
 
 
 # -- prompt -------------------------------------------------------------------------------------------------------
-def test_a_motion_keyword_already_in_the_prompt_is_not_added_again(page, server):
+def test_a_motion_keyword_already_in_the_prompt_is_not_added_again(any_screen, server):
+    page = any_screen
     open_page(page, server)
     page.locator("#prompt textarea").fill("a beach, waves crashing")
     page.click("#keywords button")
@@ -299,12 +308,13 @@ def test_the_verdict_says_the_actual_size_marks_custom_numbers_and_no_crop_befor
     wait_verdict(page, "Custom: steps 12 (Balanced: ")
 
 
-def test_framing_pad_shows_black_bars_in_the_preprocessed_image(page, server, picture):
+def test_framing_pad_shows_black_bars_in_the_preprocessed_image(any_screen, server, picture):
     import io
 
     import httpx
     from PIL import Image
 
+    page = any_screen
     open_page(page, server)
     choose_model(page, "tiny-cogvideox")  # 96×64 (1.5:1) from a 320×256 (1.25:1) picture
     upload(page, picture)

@@ -58,11 +58,12 @@ def framing_notice(source_size: tuple[int, int], size: tuple[int, int], framing:
         bars = "above and below" if wider else "left and right"
         return Finding("size.aspect_padded",
                        f"{picture} is fitted whole into {video}. Black bars fill {share:.0%} of the frame, {bars}.",
-                       "Choose framing 'crop' to fill the frame instead.")
+                       "Choose framing 'crop' (--framing crop) to fill the frame instead.")
     side = "width" if wider else "height"
     return Finding("size.aspect_cropped",
                    f"{picture} is cropped to {video}. {share:.0%} of its {side} is cut, {_where(focus, wider)}.",
-                   "Choose the part kept (crop position), or framing 'pad' to keep the whole picture.")
+                   "Choose the part kept (crop position; --crop-focus X,Y), or framing 'pad' (--framing pad) to "
+                   "keep the whole picture.")
 
 
 def _where(focus: tuple[float, float], wider: bool) -> str:

@@ -10,8 +10,9 @@ import gradio as gr
 
 
 def trailing_defaults(blocks: gr.Blocks, api_name: str, defaults: list[Any], required: int) -> None:
-    """For the endpoint ``api_name``: a call with at least ``required`` values gets ``defaults[i]`` for each input
-    ``i`` it left off the end. Fewer than ``required`` is left to Gradio's refusal (``plain_errors`` words it)."""
+    """For the endpoint ``api_name``: a call with at least ``required`` values (what clients sent before the newest
+    were added) gets ``defaults[i]`` for each input ``i`` it left off the end. Fewer is refused as before
+    (``plain_errors`` words it): a call of 3 values is a mistake, not an old client."""
     original = blocks.validate_inputs
 
     def validate_inputs(block_fn, inputs: list[Any]):

@@ -19,6 +19,9 @@ from i2v.web.forms import RANDOM_SEED, FormValues, to_request, uploaded_image
 from i2v.web.page import Page
 
 
+VALUES_BEFORE_FRAMING = 16  # /generate's values up to loras; framing, crop_x and crop_y came after
+
+
 class Studio:
     def __init__(self, jobs: JobManager, *, models: dict[str, ModelOption], presets: dict[str, Preset],
                  keywords: KeywordLibrary, gpu_panel_html: str, runs_on: str, expected_seconds=None):
@@ -91,8 +94,8 @@ class Studio:
             outputs = [gr.Video(label="video"), gr.File(label="files", file_count="multiple"),
                        gr.JSON(label="result")]
             trigger = gr.Button(visible=False)
-        # A script that sends the first values only (written before the newest were added) gets the others' defaults.
-        trailing_defaults(demo, "generate", [component.value for component in inputs], required=2)
+        # A raw REST client written before framing came sends the first 16 values: the newer ones take defaults.
+        trailing_defaults(demo, "generate", [component.value for component in inputs], required=VALUES_BEFORE_FRAMING)
         trigger.click(self.api_generate, inputs, outputs, api_name="generate",
                       concurrency_limit=self.jobs.max_queue + 2,
                       api_description="Make a video from an image and a prompt; returns the first video, every "
