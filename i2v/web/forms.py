@@ -142,8 +142,9 @@ def to_request(form: FormValues, model: str, *, allow_missing: bool = False) -> 
         audio=True if form.audio is None else form.audio,  # a non-bool is refused by validate_request
         loras=form_loras(form),
         framing=form.framing or "crop",  # an unknown name is refused by validate_request
-        crop_focus=(decimal("crop_x", form.crop_x, allow_none=True) if form.crop_x is not None else 0.5,
-                    decimal("crop_y", form.crop_y, allow_none=True) if form.crop_y is not None else 0.5),
+        crop_focus=tuple(0.5 if value is None else value  # empty: the centre, the engine's default
+                         for value in (decimal("crop_x", form.crop_x, allow_none=True),
+                                       decimal("crop_y", form.crop_y, allow_none=True))),
     )
 
 
