@@ -174,10 +174,10 @@ def test_load_settings_after_another_run_loads_the_selected_run_and_banner_menu_
     upload(page, picture)
     page.locator("#prompt textarea").fill(TINY_RUN["prompt"])
     page.click("#advanced button")
-    set_number(page, "steps", 1)
-    set_number(page, "frames", 4)
-    page.click("#resolution input")
+    page.click("#resolution input")  # the order small_form uses: the last edit's check carries every value
     page.get_by_role("option", name="128p", exact=True).click()
+    set_number(page, "frames", 4)
+    set_number(page, "steps", 1)
     wait_verdict(page, "4 frames, 1 steps")
     assert generate(page) == "done", page.inner_text("#job-status")
     # The gallery was redrawn with the new run first: no run is selected any more, so Load cannot load a stale one.
