@@ -200,7 +200,7 @@ health = json.load(urllib.request.urlopen(sys.argv[1] + "healthz", timeout=3))
 def duration(seconds):
     minutes, hours = int(seconds // 60) % 60, int(seconds // 3600)
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {int(seconds % 60):02d} s"
-print(f"  model: {health['model']}")
+print(f"  model: {health.get('resident_model') or 'none'} in memory (configured: {health['model']})")
 print(f"  up:    {duration(health['uptime_s'])}, {health['queue']} job(s) waiting")
 try:
     gpu = json.load(urllib.request.urlopen(sys.argv[1] + "gpu_status", timeout=3))

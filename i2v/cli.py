@@ -18,6 +18,7 @@ from i2v.errors import BadInputError, I2VError, JobCancelled
 from i2v.logs import configure_logging
 from i2v.loras.choice import parse_lora
 from i2v.engine.request import DTYPE_CHOICES, GenerationRequest, default_model
+from i2v.guidance.framing import FRAMINGS
 
 log = logging.getLogger("i2v.cli")
 
@@ -58,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="seed; repeat for several candidates with these seeds")
     gen.add_argument("--candidates", type=int, default=1, help="videos per prompt, seeds counting up")
     gen.add_argument("--auto-enhance", action="store_true", help="contrast ×1.2, sharpness ×1.1 before the run")
+    gen.add_argument("--framing", choices=FRAMINGS, default="crop",
+                     help="when the picture's aspect is not the video's: crop (fill the frame; default) or pad (the "
+                          "whole picture on black bars)")
+    gen.add_argument("--crop-focus", type=_crop_focus, default=(0.5, 0.5), metavar="X,Y",
+                     help="the part a crop keeps: X from 0 (left) to 1 (right), Y from 0 (top) to 1 (bottom); "
+                          "default 0.5,0.5 (the centre)")
     gen.add_argument("--no-audio", dest="audio", action="store_false",
                      help="leave the sound track out (models with sound, e.g. LTX-2; others have none anyway)")
     gen.add_argument("--model", default=None, help=f"hub id, local folder or 'tiny' (default: {default_model()})")
@@ -262,6 +269,16 @@ def _plan(args) -> int:
     return EXIT_OK
 
 
+def _crop_focus(text: str) -> tuple[float, float]:
+    """``0.3,0.5`` → (0.3, 0.5); the range is checked with the request (framing.check_framing)."""
+    parts = text.split(",")
+    try:
+        x, y = (float(part) for part in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected X,Y (two numbers from 0 to 1, e.g. 0.5,0.3); got {text!r}") from None
+    return x, y
+
+
 def _aspect(text: str) -> float:
     """``1.78`` or ``16/9`` (what the README shows) → width / height."""
     width, slash, height = text.partition("/")
@@ -317,6 +334,7 @@ def _requests(args) -> list[GenerationRequest]:
             candidates=args.candidates, auto_enhance=args.auto_enhance, audio=args.audio, model=args.model or default_model(),
             family=args.family, transformer_file=args.transformer_file, dtype=args.dtype, device=args.device,
             output_path=output, last_image=args.last_image, loras=tuple(parse_lora(text) for text in args.lora),
+            framing=args.framing, crop_focus=args.crop_focus,
         )
         for prompt, output in zip(args.prompt, outputs)
     ]

@@ -37,3 +37,10 @@ def test_vram_doc_table_matches_the_planner():
     doc = (REPO / "docs" / "VRAM.md").read_text(encoding="utf-8")
     presets = presets_for_model(default_presets(), I2VGEN_XL_SPEC.preset_key)
     assert decision_table(I2VGEN_XL_SPEC, presets, (8, 12, 16, 24, 48, 80)) in doc
+
+
+def test_readme_command_lines_name_the_environments_python():
+    """A bare ``python -m i2v`` is the system's Python, which has no torch or diffusers: copied from the README
+    outside the venv it fails with "No module named …"."""
+    bare = [line for line in README.splitlines() if re.search(r"(?<![/\w])python -m i2v", line)]
+    assert not bare, f"write .venv/bin/python -m i2v in these README lines: {bare}"

@@ -470,7 +470,7 @@ def test_api_says_what_was_wrong_in_its_own_words(server, api_files, case):
     data = [_uploaded(server, api_files / "photo.png"), corpus.GOOD, "", "fast-check", 128, 4, 2, 0, 0, -1, 1,
             False, "", None, True, None]
     expected = {"image as text": "uploaded file", "image as a number": "uploaded file",
-                "image not uploaded": "uploaded to this app", "too few values": "takes 16 values"}[case]
+                "image not uploaded": "uploaded to this app", "too few values": "takes 19 values"}[case]
     if case == "too few values":
         data = data[:3]
     else:

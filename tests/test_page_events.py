@@ -69,6 +69,8 @@ def test_every_handler_answers_only_for_the_outputs_of_its_events(app, picture):
 
     jobs, page = app.jobs, events.page
     call("fill_preset", "fast-check", "tiny")
+    call("choose_framing", "pad")
+    call("choose_framing", "crop")
     call("choose_model", "tiny", "no-such-preset")
     call("choose_model", "tiny-wan", "fast-check")  # a model that takes LoRAs: the picker shows
     call("follow_lora_choice", ["style.safetensors"], 0.5, 1.0, 1.0, 1.0, [])
@@ -96,6 +98,8 @@ def test_every_handler_answers_only_for_the_outputs_of_its_events(app, picture):
     call("promote", None, OWNER, 0)
     call("history")
     history_ids = answers["history"][-1][page.history_ids]
+    call("history_if_changed", None)  # a page that has shown nothing yet
+    call("history_if_changed", answers["history"][-1][page.history_shown])  # nothing new: unchanged
     assert job_id in history_ids
     call("select_history", history_ids, gr.SelectData(None, {"index": history_ids.index(job_id), "value": None}))
     call("select_history", [], gr.SelectData(None, {"index": 0, "value": None}))

@@ -350,3 +350,15 @@ def test_the_length_limit_is_the_chosen_models_text_encoder(photo_path):
         assert bool(too_long) is expected, model
         if expected:
             assert f"reads only {spec_for(model).max_prompt_tokens} " in too_long[0].message
+
+
+def test_a_keyword_already_in_the_prompt_is_not_added_again():
+    from i2v.guidance.keywords import add_keyword
+
+    assert add_keyword("", "waves crashing") == "waves crashing"
+    assert add_keyword("a boat, waves crashing", "waves crashing") == "a boat, waves crashing"
+    assert add_keyword("Waves Crashing on rocks", "waves crashing") == "Waves Crashing on rocks"
+    assert add_keyword("a city at night, time lapse", "time-lapse") == "a city at night, time lapse"
+    assert add_keyword("a boat,", "waves crashing") == "a boat, waves crashing"
+    # Whole words only: "zooming in" is not in "zooming inward".
+    assert add_keyword("a face zooming inward", "zooming in") == "a face zooming inward, zooming in"

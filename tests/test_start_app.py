@@ -3,6 +3,7 @@ leaving no process, the log files, and a clear failure when the app cannot start
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -54,7 +55,7 @@ def test_start_status_restart_stop(project):
 
         status = script(project, "status", port=port)
         assert status.returncode == 0
-        assert f"PID:  {first}" in status.stdout and "model: tiny" in status.stdout
+        assert f"PID:  {first}" in status.stdout and re.search(r"model: (none|tiny) in memory \(configured: tiny\)", status.stdout)
         assert f"http://127.0.0.1:{port}/" in status.stdout and "GPU:   none" in status.stdout
 
         time.sleep(1.1)  # the next log file gets its own second

@@ -111,9 +111,10 @@ def test_generate_requires_only_image_and_prompt_and_only_the_script_endpoints_a
     assert names[:2] == ["image", "prompt"]
     required = [p["parameter_name"] for p in parameters if not p["parameter_has_default"]]
     assert required == ["image", "prompt"]
-    # last_image, audio and loras came last, with defaults, so scripts that pass the others by position keep working.
-    assert names[-4:] == ["model", "last_image", "audio", "loras"]
-    assert parameters[-2]["parameter_default"] is True and parameters[-1]["parameter_default"] is None
+    # last_image, audio, loras, then framing and the crop position came last, with defaults, so scripts that pass
+    # the others by position keep working.
+    assert names[-7:] == ["model", "last_image", "audio", "loras", "framing", "crop_x", "crop_y"]
+    assert [p["parameter_default"] for p in parameters[-5:]] == [True, None, "crop", 0.5, 0.5]
 
 
 def test_a_seed_given_through_the_api_is_used(client, image):

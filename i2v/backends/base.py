@@ -93,6 +93,11 @@ class ModelBackend(ABC):
     def load(self, plan: ExecutionPlan) -> LoadReport:
         """Load (or keep) the model for ``plan``'s device, dtype and offload mode. Idempotent."""
 
+    @property
+    @abstractmethod
+    def is_loaded(self) -> bool:
+        """Whether the weights are in memory now."""
+
     @abstractmethod
     def set_dtype(self, dtype: str) -> None:
         """Cast the loaded model (used to retry in a safer precision)."""

@@ -99,6 +99,12 @@ class Engine:
         """The resident model backend, if any."""
         return self._backend
 
+    @property
+    def resident_model(self) -> str | None:
+        """The model whose weights are in memory now (the last one a job ran), or None before the first load."""
+        backend = self._backend
+        return backend.model_id if backend is not None and backend.is_loaded else None
+
     # -- the run -------------------------------------------------------------------------------------------
     def generate(
         self,

@@ -51,6 +51,11 @@ def reproduce_command(params: dict, image_hint: str, last_image_hint: str | None
         args += ["--last-image", last_image_hint]
     if params.get("audio") is False:
         args.append("--no-audio")
+    if params.get("framing", "crop") != "crop":
+        args += ["--framing", params["framing"]]
+    focus = tuple(params.get("crop_focus") or (0.5, 0.5))
+    if focus != (0.5, 0.5):
+        args += ["--crop-focus", f"{focus[0]:g},{focus[1]:g}"]
     # A step-distilled or two-stage tier: its shift, schedule, upsampler and LoRAs come with the tier.
     if any(params.get(key) is not None for key in ("flow_shift", "sigmas", "two_stage")):
         args += ["--preset", params["preset"]]

@@ -17,6 +17,7 @@ from PIL import Image
 
 from i2v.backends.gguf_file import check_transformer_file
 from i2v.errors import BadInputError, shown
+from i2v.guidance.framing import check_framing
 from i2v.loras.choice import LoraChoice, check_choices
 
 DEFAULT_MODEL = "ali-vilab/i2vgen-xl"
@@ -64,6 +65,10 @@ class GenerationRequest:
     audio: bool = True
     # LoRAs applied to the denoiser, each with its strength (models with spec.takes_loras).
     loras: tuple[LoraChoice, ...] = ()
+    # When the picture's aspect is not the video's (guidance/framing.py): "crop" fills the frame, keeping the part
+    # at crop_focus (x, y: 0 = left/top edge, 1 = right/bottom, 0.5 = centre); "pad" keeps it whole on black bars.
+    framing: str = "crop"
+    crop_focus: tuple[float, float] = (0.5, 0.5)
 
     def with_changes(self, **changes: Any) -> "GenerationRequest":
         return replace(self, **changes)
@@ -114,6 +119,7 @@ def validate_request(request: GenerationRequest) -> None:
     if not isinstance(request.loras, tuple) or not all(isinstance(c, LoraChoice) for c in request.loras):
         raise BadInputError("loras must be a list of LoRAs, each a file with a strength.")
     check_choices(request.loras)
+    check_framing(request.framing, request.crop_focus)
     if request.dtype not in DTYPE_CHOICES:
         raise BadInputError(f"dtype must be one of {', '.join(DTYPE_CHOICES)}; got {shown(request.dtype)}.")
     if request.device is not None and not (isinstance(request.device, str) and DEVICE_PATTERN.match(request.device)):

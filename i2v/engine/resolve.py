@@ -18,7 +18,8 @@ from i2v.backends.model_parts import required_part
 from i2v.errors import BadInputError
 from i2v.findings import Finding
 from i2v.guidance.image_quality import ImageScores, assess_image
-from i2v.guidance.images import LoadedImage, enhance, fit_to_size, load_image
+from i2v.guidance.framing import frame_picture, framing_notice
+from i2v.guidance.images import LoadedImage, enhance, load_image
 from i2v.planning.plan import ExecutionPlan, PlanDecision, Planner
 from i2v.engine.presets import DEFAULT_PRESET, Preset, get_preset
 from i2v.guidance.prompt_lint import KeywordLibrary, lint_prompt
@@ -55,10 +56,13 @@ class ResolvedParams:
     flow_shift: float | None = None  # the tier's sampler shift (a step-distilled tier); None: the model's own
     sigmas: str | None = None  # the tier's fixed sigma schedule ("distilled"); None: the model's own
     two_stage: dict | None = None  # a two-stage tier's upsampler and refinement LoRA, as the tier names them
+    framing: str = "crop"  # how the picture meets the video's aspect (guidance/framing.py)
+    crop_focus: tuple[float, float] = (0.5, 0.5)  # the part kept by a crop: x, y from 0 to 1
 
     def for_seed(self, seed: int, dtype: str) -> dict:
         data = {k: v for k, v in self.__dict__.items() if k != "seeds"}
-        return {**data, "loras": [dict(lora) for lora in self.loras], "seed": seed, "dtype": dtype}
+        return {**data, "loras": [dict(lora) for lora in self.loras], "crop_focus": list(self.crop_focus), "seed": seed,
+                "dtype": dtype}
 
 
 @dataclass
@@ -83,10 +87,10 @@ class PreparedJob:
         """The same job on another plan (after an out-of-memory retry): size and frames may be smaller."""
         image = self.image
         if (decision.width, decision.height) != image.size:
-            image = model_input(self.source.image, decision.width, decision.height, self.params.auto_enhance)
+            image = model_input(self.source.image, decision.width, decision.height, self.params)
         last_image = self.last_image
         if last_image is not None and (decision.width, decision.height) != last_image.size:
-            last_image = model_input(self.last_source.image, decision.width, decision.height, self.params.auto_enhance)
+            last_image = model_input(self.last_source.image, decision.width, decision.height, self.params)
         params = replace(self.params, width=decision.width, height=decision.height, frames=decision.frames)
         return replace(self, params=params, plan=decision.plan, decision=decision, image=image,
                        last_image=last_image, notices=self.notices + list(decision.notices))
@@ -150,7 +154,8 @@ def prepare(
         spec, preset, frames=request.frames, resolution=request.resolution, width=request.width,
         height=request.height, aspect=source.image.width / source.image.height,
     )
-    notices += shape_notices
+    # The model's aspect rule is said with what framing did to this picture (framing_notice, below).
+    notices += [n for n in shape_notices if n.code != "size.aspect_cropped"]
 
     if request.auto_enhance:
         notices.append(Finding("image.enhanced", "Auto-enhance raised contrast ×1.2 and sharpness ×1.1."))
@@ -168,8 +173,9 @@ def prepare(
         width=width, height=height, frames=frames, steps=steps, guidance=guidance,
         negative_prompt=request.negative_prompt,
     )
-    image = model_input(source.image, width, height, request.auto_enhance)
-    last_image = model_input(last_source.image, width, height, request.auto_enhance) if last_source else None
+    framed = framing_notice(source.image.size, (width, height), request.framing, request.crop_focus,
+                            why_framed(spec, source.image.size, explicit=request.width is not None))
+    notices += [framed] if framed else []
 
     params = ResolvedParams(
         model=request.model,
@@ -193,7 +199,11 @@ def prepare(
         flow_shift=preset.flow_shift,
         sigmas=preset.sigmas,
         two_stage=two_stage.to_dict() if two_stage else None,
+        framing=request.framing,
+        crop_focus=tuple(request.crop_focus),
     )
+    image = model_input(source.image, width, height, params)
+    last_image = model_input(last_source.image, width, height, params) if last_source else None
     return PreparedJob(
         request=request, spec=spec, params=params, plan=decision.plan, image=image, source=source,
         image_scores=scores, image_sha256=_image_digest(request.image, source), notices=notices, warnings=warnings,
@@ -317,10 +327,23 @@ def shape_for(spec: ModelSpec, preset: Preset, *, frames: int | None, resolution
     return width, height, frames, resolution, notices + size_notices
 
 
-def model_input(picture: Image.Image, width: int, height: int, auto_enhance: bool) -> Image.Image:
-    """The picture the model sees: fitted to width × height (LANCZOS, centre crop), enhanced when asked."""
-    fitted = fit_to_size(picture, width, height)
-    return enhance(fitted) if auto_enhance else fitted
+def model_input(picture: Image.Image, width: int, height: int, params: ResolvedParams) -> Image.Image:
+    """The picture the model sees: fitted to width × height (LANCZOS; cropped or padded as the request says),
+    enhanced when asked."""
+    fitted = frame_picture(picture, width, height, params.framing, params.crop_focus)
+    return enhance(fitted) if params.auto_enhance else fitted
+
+
+def why_framed(spec: ModelSpec, source_size: tuple[int, int], *, explicit: bool) -> str:
+    """Why the video's aspect is not the picture's, in the words of the model's rule."""
+    aspect = source_size[0] / source_size[1]
+    if spec.fixed_size:
+        return f"{spec.family} makes {spec.native_size[0]}×{spec.native_size[1]} only"
+    if explicit:
+        return "the size asked for"
+    if max(aspect, 1 / aspect) > spec.max_aspect * 1.02:
+        return f"this model is used at {spec.max_aspect:.2f}:1 at most"
+    return f"this model's sides are multiples of {spec.size_multiple} px"
 
 
 def _check_range(name: str, value: float, bounds: tuple[float, float], spec: ModelSpec) -> None:

@@ -127,8 +127,13 @@ def _file_identity(source: object) -> tuple | None:
     return os.path.realpath(source), info.st_size, info.st_mtime_ns, info.st_ino
 
 
-def fit_to_size(image: Image.Image, width: int, height: int) -> Image.Image:
-    """Scale ``image`` to cover ``width``×``height`` keeping its aspect ratio, then crop the centre."""
+CENTRE = (0.5, 0.5)
+PAD_COLOUR = (0, 0, 0)  # letterbox bars: plain black stays still in the video, where a smeared edge would move
+
+
+def fit_to_size(image: Image.Image, width: int, height: int, focus: tuple[float, float] = CENTRE) -> Image.Image:
+    """Scale ``image`` to cover ``width``×``height`` keeping its aspect ratio, then crop: ``focus`` (x, y) says which
+    part stays, from 0 (the left or top edge) to 1 (the right or bottom edge); the centre by default."""
     if width < 1 or height < 1:
         raise ValueError(f"target size must be positive, got {width}x{height}")
     rgb = image if image.mode == "RGB" else image.convert("RGB")
@@ -137,9 +142,21 @@ def fit_to_size(image: Image.Image, width: int, height: int) -> Image.Image:
     scaled_width = max(width, round(rgb.width * scale))
     scaled_height = max(height, round(rgb.height * scale))
     resized = rgb.resize((scaled_width, scaled_height), Image.LANCZOS)
-    left = (scaled_width - width) // 2
-    top = (scaled_height - height) // 2
+    left = round((scaled_width - width) * focus[0])
+    top = round((scaled_height - height) * focus[1])
     return resized.crop((left, top, left + width, top + height))
+
+
+def pad_to_size(image: Image.Image, width: int, height: int) -> Image.Image:
+    """Scale the whole of ``image`` into ``width``×``height`` keeping its aspect ratio, centred on black bars."""
+    if width < 1 or height < 1:
+        raise ValueError(f"target size must be positive, got {width}x{height}")
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    scale = min(width / rgb.width, height / rgb.height)
+    inner = (min(width, max(1, round(rgb.width * scale))), min(height, max(1, round(rgb.height * scale))))
+    canvas = Image.new("RGB", (width, height), PAD_COLOUR)
+    canvas.paste(rgb.resize(inner, Image.LANCZOS), ((width - inner[0]) // 2, (height - inner[1]) // 2))
+    return canvas
 
 
 def enhance(image: Image.Image) -> Image.Image:

@@ -99,6 +99,18 @@ class KeywordLibrary:
         }
 
 
+def add_keyword(prompt: str, keyword: str) -> str:
+    """``prompt`` with ``keyword`` appended after a comma, unless the prompt already says it (whole words, any case,
+    "time lapse" = "time-lapse"): a second "waves crashing" only spends the text encoder's few tokens."""
+    prompt = (prompt or "").rstrip()
+    if not prompt:
+        return keyword
+    words = " ".join(_phrase_words(keyword))
+    if words and re.search(_PHRASE_START + _phrase_pattern(words, inflect=False) + _PHRASE_END, prompt.lower()):
+        return prompt
+    return f"{prompt}{'' if prompt.endswith(',') else ','} {keyword}"
+
+
 def _build_matchers(library: KeywordLibrary) -> _Matchers:
     return _Matchers(
         keywords=_phrase_regex(library.keywords),

@@ -55,7 +55,7 @@ KEPT_SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "MPO": ".jpg", "WEBP": ".webp", 
 # Request fields a history entry needs to "load these settings" (the image is kept as a file beside them).
 SETTING_FIELDS = ("prompt", "negative_prompt", "preset", "resolution", "width", "height", "frames", "steps",
                   "guidance", "fps", "seeds", "candidates", "auto_enhance", "model", "family", "transformer_file",
-                  "dtype", "device", "audio")
+                  "dtype", "device", "audio", "framing")
 
 
 NOT_YOURS = ("This job was started in another browser (or by a script): only the browser that started it can "
@@ -154,6 +154,7 @@ def request_settings(request: GenerationRequest) -> dict[str, Any]:
     """The request without its picture, as JSON-able values."""
     settings = {name: getattr(request, name) for name in SETTING_FIELDS}
     settings["seeds"] = list(request.seeds)
+    settings["crop_focus"] = list(request.crop_focus)
     settings["loras"] = [choice.to_dict() for choice in request.loras]
     # The app's own copy of the last frame (JobManager.submit keeps it beside the picture), when there is one.
     settings["last_image"] = str(request.last_image) if isinstance(request.last_image, (str, Path)) else None
@@ -163,8 +164,10 @@ def request_settings(request: GenerationRequest) -> dict[str, Any]:
 def request_from_settings(settings: dict[str, Any], image: Any) -> GenerationRequest:
     values = {name: settings[name] for name in SETTING_FIELDS if name in settings}
     values["seeds"] = tuple(values.get("seeds") or ())
+    # Jobs recorded before framing existed were centre-cropped: the defaults say so.
     return GenerationRequest(image=image, last_image=settings.get("last_image"),
-                             loras=lora_choices(settings.get("loras")), **values)
+                             loras=lora_choices(settings.get("loras")),
+                             crop_focus=tuple(settings.get("crop_focus") or (0.5, 0.5)), **values)
 
 
 class JobManager:

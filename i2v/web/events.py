@@ -25,18 +25,20 @@ from i2v.engine.engine import Engine
 from i2v.engine.presets import DEFAULT_PRESET, Preset
 from i2v.engine.resolve import PreparedJob
 from i2v.errors import BadInputError
+from i2v.guidance.keywords import add_keyword
 from i2v.guidance.prompt_lint import KeywordLibrary, lint_prompt
 from i2v.loras.choice import lora_choices
 from i2v.service.jobs import NOT_YOURS, JobManager, JobStatus, request_from_settings
 from i2v.spec import ModelSpec
 from i2v.web import render
-from i2v.web.forms import RANDOM_SEED, FormValues, next_tier, preset_values, to_request
+from i2v.web.forms import RANDOM_SEED, FormValues, next_tier, preset_differences, preset_values, to_request
+from i2v.web.framing_picker import FramingEvents
 from i2v.web.lora_picker import LoraEvents
 from i2v.web.model_choice import banner_html, control_updates, preset_choices
 from i2v.web.double_submit import RepeatGuard
 from i2v.web.progress_panel import cancel_button
 from i2v.web.newest import NewestWins
-from i2v.web.page import Page, Updates, audio_checkbox
+from i2v.web.page import SELECT_A_RUN, Page, Updates, audio_checkbox
 
 
 class StudioServices(Protocol):
@@ -62,13 +64,18 @@ WATCHING = ('<div class="findings hint" data-code="job.not_yours">Started in ano
 PICTURE_CONCURRENCY = 2  # page events decoding the picture at once, over all tabs
 
 
+def history_fingerprint(statuses: list[JobStatus]) -> list[list[str]]:
+    """What the history shows, in a form a ``gr.State`` keeps: each run's id and state."""
+    return [[status.id, status.state] for status in statuses]
+
+
 def unchanged() -> dict:
     """Leave every output as it is. Not ``{}``: Gradio takes an empty dict for one value, which an event with several
     outputs refuses."""
     return gr.skip()
 
 
-class PageEvents(LoraEvents):
+class PageEvents(LoraEvents, FramingEvents):
     """The handlers of one built page: ``studio`` for the services, ``page`` for the components they update (the
     LoRA picker's in ``lora_picker.LoraEvents``)."""
 
@@ -84,7 +91,8 @@ class PageEvents(LoraEvents):
         controls = page.controls()
         settings_outputs = [page.verdict, page.image_report, page.preview, page.traps, page.last_image_box,
                             page.lora_box]
-        filled = [*controls, page.lora_names]  # what loading settings fills in: the LoRAs' sliders know their names
+        # What loading settings fills in: the LoRAs' sliders know their names; the banner names the model loaded.
+        filled = [*controls, page.lora_names, page.banner]
         job_view = [page.status, page.timer, *page.on_screen()]
         submitted = [page.job_id, page.browser_job, *job_view]
         owned = [*controls, page.owner_token]  # the form and this browser's secret: what submitting sends
@@ -98,15 +106,22 @@ class PageEvents(LoraEvents):
         picture = {**quick, "concurrency_limit": PICTURE_CONCURRENCY, "concurrency_id": "picture"}
 
         # Preset → parameters (user clicks only, so loading settings does not get overwritten).
-        page.preset.input(self.fill_preset, [page.preset, page.model], page.numbers(), **quick)
+        page.preset.input(self.fill_preset, [page.preset, page.model], page.numbers(), **quick).then(
+            self.check_settings_newest, controls, settings_outputs, **picture)
         # The verdict for a model change waits for the model's limits: fired beside choose_model it would send the
         # old resolution, which the new model's resolution menu may no longer hold.
         page.model.input(self.choose_model, [page.model, page.preset],
                          [page.preset, *page.numbers(), page.banner, page.last_image_box, page.last_image,
                           page.audio, page.lora_box, page.loras, *page.lora_strengths, page.lora_names],
                          **quick).then(self.check_settings_newest, controls, settings_outputs, **picture)
-        gr.on([c.change for c in controls if c not in (page.prompt, page.model)], self.check_settings_newest,
-              controls, settings_outputs, trigger_mode="always_last", **picture)
+        # The user's own edits only (``.input``). A fill by the page itself (a preset, a model's limits, loaded
+        # settings) changes its controls one at a time, and ``.change`` fired for each sent the others' old values,
+        # which Gradio refused against the new limits ("Value 8 is less than minimum value 9"); each fill checks
+        # once, after it has landed (``.then``).
+        gr.on([c.input for c in controls if c not in (page.prompt, page.model, page.framing)],
+              self.check_settings_newest, controls, settings_outputs, trigger_mode="always_last", **picture)
+        page.framing.input(self.choose_framing, page.framing, [page.framing, page.crop_x, page.crop_y],
+                           **quick).then(self.check_settings_newest, controls, settings_outputs, **picture)
         # Lint as the user types: "always_last" drops the keystrokes that arrive while a lint is running.
         lint_inputs = [page.prompt, page.negative_prompt, page.model]
         gr.on([c.change for c in lint_inputs], self.lint, lint_inputs, page.lint, trigger_mode="always_last",
@@ -122,21 +137,25 @@ class PageEvents(LoraEvents):
         for index, slot in enumerate(page.slots):
             slot.use_seed.click(functools.partial(self.use_seed, index=index), page.shown,
                                 [page.seed, page.candidates], **quick)
-            # A refused promote raises, so nothing is submitted after it.
+            # Promote fills in the next tier and says so; the user starts it with Generate (a long job is never
+            # started by a click that did not say so), and the videos on screen stay until then.
             slot.promote.click(functools.partial(self.promote, index=index), [page.shown, page.owner_token],
-                               filled, **quick).success(self.submit, owned, submitted, **picture)
+                               filled, **quick).then(self.check_settings_newest, controls, settings_outputs, **picture)
 
         page.gallery.select(self.select_history, page.history_ids,
                             [page.selected, page.history_detail, page.load_button, *page.on_screen()], **quick)
         page.load_button.click(self.load_settings, page.selected, filled, **quick).then(
             self.check_settings_newest, controls, settings_outputs, **picture)
         page.refresh_button.click(self.history, None, history, **quick)
+        page.history_timer.tick(self.history_if_changed, page.history_shown, history, **quick)
         page.requeue_button.click(self.requeue_interrupted, None, [*submitted, *history], **quick)
         demo.load(self.claim_owner, page.owner_token, page.owner_token, **quick)
-        demo.load(self.restore, [page.browser_job, page.owner_token], [page.job_id, *job_view, *history], **quick)
+        # A reload puts this browser's job back: its state, and the picture and settings it was made from.
+        demo.load(self.restore, [page.browser_job, page.owner_token], [page.job_id, *job_view, *history, *filled],
+                  **quick).then(self.check_settings_newest, controls, settings_outputs, **picture)
         demo.load(self.check_settings_newest, controls, settings_outputs, **picture)
         demo.load(self.lint, lint_inputs, page.lint, **quick)
-        self.wire_lora_picker(demo, quick)
+        self.wire_lora_picker(demo, quick).then(self.check_settings_newest, controls, settings_outputs, **picture)
 
     # -- settings and guidance -----------------------------------------------------------------------------
     def fill_preset(self, name: str, model: str) -> Updates:
@@ -149,14 +168,20 @@ class PageEvents(LoraEvents):
         preset = preset if preset in presets else DEFAULT_PRESET
         page = self.page
         takes_last = option.spec.takes_last_image
-        return {page.preset: gr.Radio(choices=preset_choices(presets), value=preset),
+        return {**self._model_shown(model, preset),
                 **page.named(control_updates(option.spec, preset_values(presets[preset]))),
-                page.banner: banner_html(option, self.studio.runs_on),
                 # A last frame left in a hidden control would be refused on every run of this model: drop it.
                 page.last_image_box: gr.Column(visible=takes_last),
                 page.audio: gr.Checkbox(visible=option.spec.has_audio),
                 **self.lora_picker_for_model(option.spec.takes_loras),
                 **({} if takes_last else {page.last_image: None})}
+
+    def _model_shown(self, model: str, preset: str) -> Updates:
+        """The banner and the tiers' descriptions for ``model``: whenever the menu's model changes, however it
+        changed (the user, Load these settings, Promote), so the banner never names another model than the menu."""
+        page, presets = self.page, self.studio.presets_for(model)
+        return {page.banner: banner_html(self.studio.option(model), self.studio.runs_on),
+                page.preset: gr.Radio(choices=preset_choices(presets), value=preset)}
 
     def check_settings_newest(self, request: gr.Request, *values) -> Updates:
         """``check_settings`` as the page wires it: a tab's older check that finishes after a newer one (the model
@@ -185,7 +210,9 @@ class PageEvents(LoraEvents):
             return {page.verdict: render.verdict_html(None, exc), page.traps: "", **box}
         expected = self.studio.expected_seconds(job) if self.studio.expected_seconds else None
         traps = [w for w in job.warnings if w.code.startswith("params.")]
-        return {**box, page.verdict: render.verdict_html(job, assumed_square=assumed_square, expected_s=expected),
+        custom = preset_differences(request, self.studio.presets_for(form.model).get(request.preset or DEFAULT_PRESET))
+        return {**box, page.verdict: render.verdict_html(job, assumed_square=assumed_square, expected_s=expected,
+                                                         custom=custom),
                 page.image_report: "" if assumed_square else self._image_report(job),
                 page.preview: None if assumed_square else job.image,
                 page.traps: render.findings_html(traps, kind="warning")}
@@ -219,11 +246,7 @@ class PageEvents(LoraEvents):
 
     @staticmethod
     def add_keyword(sample: list[str], prompt: str) -> str:
-        keyword = sample[0] if isinstance(sample, (list, tuple)) else str(sample)
-        prompt = (prompt or "").rstrip()
-        if not prompt:
-            return keyword
-        return f"{prompt}{'' if prompt.endswith(',') else ','} {keyword}"
+        return add_keyword(prompt, sample[0] if isinstance(sample, (list, tuple)) else str(sample))
 
     # -- jobs ----------------------------------------------------------------------------------------------
     @staticmethod
@@ -284,7 +307,8 @@ class PageEvents(LoraEvents):
                     **self._on_screen(status), **self.history()}
         return {page.job_id: status.id if status else None, page.status: render.status_html(status),
                 page.timer: gr.Timer(active=status is not None and not status.finished),
-                page.cancel_button: cancel_button(status), **self._on_screen(status), **self.history()}
+                page.cancel_button: cancel_button(status), **self._on_screen(status), **self.history(),
+                **(self._settings_of(status) if status else {})}
 
     # -- iteration -----------------------------------------------------------------------------------------
     def use_seed(self, shown: dict | None, index: int) -> Updates:
@@ -293,7 +317,8 @@ class PageEvents(LoraEvents):
         return {self.page.seed: shown["videos"][index]["seed"], self.page.candidates: 1}
 
     def promote(self, shown: dict | None, owner: str | None, index: int) -> Updates:
-        """Same picture, prompt, model and seed at the next tier up: for the browser that made the run only."""
+        """Same picture, prompt, model and seed at the next tier up, filled in for Generate (which starts it): for
+        the browser that made the run only."""
         if not shown or index >= len(shown["videos"]):
             return unchanged()
         if not self.jobs.may_control(shown["id"], owner):
@@ -302,21 +327,25 @@ class PageEvents(LoraEvents):
         model = self.studio.still_offered(settings.get("model"))
         presets = self.studio.presets_for(model)
         higher = next_tier(presets, settings.get("preset")) or presets[settings.get("preset") or DEFAULT_PRESET]
+        gr.Info(f"{higher.label} settings filled in with seed {shown['videos'][index]['seed']}: check the verdict "
+                "(how long it takes) and press Generate to run it.")
         return {page.image: shown["image"], page.prompt: settings["prompt"],
-                page.negative_prompt: settings.get("negative_prompt", ""), page.preset: higher.name,
+                page.negative_prompt: settings.get("negative_prompt", ""), **self._model_shown(model, higher.name),
                 **page.named(control_updates(self.studio.option(model).spec, preset_values(higher))),
                 page.seed: shown["videos"][index]["seed"], page.candidates: 1,
                 page.auto_enhance: settings.get("auto_enhance", False), page.model: model,
                 page.last_image: settings.get("last_image") if model == settings.get("model") else None,
                 page.audio: audio_checkbox(self.studio.option(model).spec, settings.get("audio", True)),
+                **self.framing_shown(settings.get("framing"), settings.get("crop_focus")),
                 **self.lora_controls(lora_choices(settings.get("loras")) if model == settings.get("model") else ())}
 
     # -- history -------------------------------------------------------------------------------------------
-    def history(self) -> Updates:
+    def history(self, statuses: list[JobStatus] | None = None) -> Updates:
         """The gallery of finished runs (with their ids, which map a click back to a job), the table of every run
-        and the re-queue button."""
+        and the re-queue button. The redrawn gallery shows no selection, so none is kept: Load these settings
+        waits for the next click instead of loading a run the user no longer sees selected."""
         page = self.page
-        statuses = self.jobs.history(HISTORY_SIZE)
+        statuses = self.jobs.history(HISTORY_SIZE) if statuses is None else statuses
         done = [s for s in statuses if s.state == "done" and s.result and s.result["videos"]]
         waiting_again = len(self.jobs.interrupted())
         return {page.gallery: [(s.result["videos"][0]["poster"] or s.image_path, render.history_caption(s))
@@ -324,7 +353,18 @@ class PageEvents(LoraEvents):
                 page.history_ids: [s.id for s in done],
                 page.history_table: render.history_table(statuses),
                 page.requeue_button: gr.Button(f"Re-queue {waiting_again} interrupted "
-                                               f"job{'s' if waiting_again > 1 else ''}", visible=waiting_again > 0)}
+                                               f"job{'s' if waiting_again > 1 else ''}", visible=waiting_again > 0),
+                page.history_shown: history_fingerprint(statuses),
+                page.selected: None, page.history_detail: SELECT_A_RUN,
+                page.load_button: gr.Button(interactive=False)}
+
+    def history_if_changed(self, shown: list | None) -> Updates:
+        """The page's slow timer: the history again only when a run was added or changed state (in any tab, or by a
+        script), so a selection is not lost to a redraw that changes nothing."""
+        statuses = self.jobs.history(HISTORY_SIZE)
+        if shown == history_fingerprint(statuses):
+            return unchanged()
+        return self.history(statuses)
 
     def requeue_interrupted(self) -> Updates:
         """One click: every interrupted job goes back into the queue; the page follows the first one."""
@@ -353,8 +393,10 @@ class PageEvents(LoraEvents):
 
     def load_settings(self, job_id: str | None) -> Updates:
         status = self.jobs.status(job_id) if job_id else None
-        if status is None:
-            return unchanged()
+        return self._settings_of(status) if status is not None else unchanged()
+
+    def _settings_of(self, status: JobStatus) -> Updates:
+        """The form filled with the job's picture and settings, the model's banner and tiers with them."""
         page = self.page
         request = request_from_settings(status.settings, status.image_path)
         params = (status.result or {}).get("params", {})
@@ -368,12 +410,13 @@ class PageEvents(LoraEvents):
                   request.guidance or params.get("guidance") or preset.guidance,
                   request.fps or params.get("fps") or preset.fps)
         return {page.image: status.image_path, page.prompt: request.prompt,
-                page.negative_prompt: request.negative_prompt, page.preset: request.preset or DEFAULT_PRESET,
+                page.negative_prompt: request.negative_prompt, **self._model_shown(model, preset.name),
                 **page.named(control_updates(self.studio.option(model).spec, values)),
                 page.seed: request.seeds[0] if request.seeds else RANDOM_SEED, page.candidates: request.candidates,
                 page.auto_enhance: request.auto_enhance, page.model: model,
                 page.last_image: request.last_image if model == request.model else None,
                 page.audio: audio_checkbox(self.studio.option(model).spec, request.audio),
+                **self.framing_shown(request.framing, request.crop_focus),
                 **self.lora_controls(request.loras if model == request.model else ())}
 
     # -- what shows a job's outcome ------------------------------------------------------------------------

@@ -71,6 +71,10 @@ class FormValues:
     lora_strength_2: Any = None
     lora_strength_3: Any = None
     lora_strength_4: Any = None
+    # How the picture meets the video's aspect: "crop" (at crop_x, crop_y: 0…1, 0.5 = centre) or "pad".
+    framing: Any = "crop"
+    crop_x: Any = 0.5
+    crop_y: Any = 0.5
 
     def lora_strengths(self) -> tuple[Any, ...]:
         return tuple(getattr(self, f"lora_strength_{slot}") for slot in range(1, MAX_LORAS + 1))
@@ -137,6 +141,10 @@ def to_request(form: FormValues, model: str, *, allow_missing: bool = False) -> 
         last_image=form.last_image or None,
         audio=True if form.audio is None else form.audio,  # a non-bool is refused by validate_request
         loras=form_loras(form),
+        framing=form.framing or "crop",  # an unknown name is refused by validate_request
+        crop_focus=tuple(0.5 if value is None else value  # empty: the centre, the engine's default
+                         for value in (decimal("crop_x", form.crop_x, allow_none=True),
+                                       decimal("crop_y", form.crop_y, allow_none=True))),
     )
 
 
@@ -167,3 +175,15 @@ def next_tier(presets: dict[str, Preset], name: str | None) -> Preset | None:
         return None
     index = names.index(name)
     return ordered[index + 1] if index + 1 < len(ordered) else None
+
+
+def preset_differences(request: GenerationRequest, preset: Preset | None) -> list[str]:
+    """The numbers the user set apart from the chosen preset, e.g. ``["steps 3 (Fast check: 30)"]``: the page marks
+    such settings as custom, since the preset's name alone would describe another run."""
+    if preset is None:
+        return []
+    asked = {"resolution": request.resolution, "frames": request.frames, "steps": request.steps,
+             "guidance": request.guidance, "fps": request.fps}
+    tier = dict(zip(asked, preset_values(preset)))
+    return [f"{name} {asked[name]:g} ({preset.label}: {tier[name]:g})" for name in asked
+            if asked[name] is not None and float(asked[name]) != float(tier[name])]

@@ -66,12 +66,13 @@ class LoraEvents:
 
     page: Any  # page.Page: loras (the menu), lora_strengths (the sliders), lora_names (the state), lora_box
 
-    def wire_lora_picker(self, demo: gr.Blocks, options: dict) -> None:
+    def wire_lora_picker(self, demo: gr.Blocks, options: dict):
+        """Returns the user's pick of LoRAs, for the page to check the settings once its sliders have landed."""
         page = self.page
-        # User picks only: a menu filled by Load these settings brings its own strengths.
-        page.loras.input(self.follow_lora_choice, [page.loras, *page.lora_strengths, page.lora_names],
-                         [*page.lora_strengths, page.lora_names], **options)
         demo.load(self.refresh_lora_menu, None, page.loras, **options)  # files added since the app started
+        # User picks only: a menu filled by Load these settings brings its own strengths.
+        return page.loras.input(self.follow_lora_choice, [page.loras, *page.lora_strengths, page.lora_names],
+                                [*page.lora_strengths, page.lora_names], **options)
 
     @staticmethod
     def refresh_lora_menu() -> gr.Dropdown:

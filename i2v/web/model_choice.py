@@ -9,6 +9,7 @@ from typing import Any
 
 import gradio as gr
 
+from i2v.backends import backend_class_for
 from i2v.backends.catalog import ModelOption
 from i2v.engine.presets import Preset
 from i2v.spec import ModelSpec
@@ -17,13 +18,20 @@ from i2v.spec import ModelSpec
 def banner_html(option: ModelOption, runs_on: str) -> str:
     name, spec = html.escape(option.name), option.spec
     if spec.random_weights:
+        real = real_model_for(option.name)
+        # The checkpoint of this model's own family: a tiny-wan user is after Wan, not I2V-XL.
+        start = f"<code>--model {html.escape(real)}</code>" if real else "a real checkpoint of this family"
         return (f'<div class="banner banner-noise" data-model="{name}">Model: <strong>{name}</strong> — random '
                 "weights, so every video is noise. It is here to try the app without a GPU or a download. Start "
-                "with <code>--model ali-vilab/i2vgen-xl</code> on a GPU for real videos. Running on "
-                f"{html.escape(runs_on)}.</div>")
+                f"with {start} on a GPU for real videos. Running on {html.escape(runs_on)}.</div>")
     notes = "".join(f" {html.escape(note)}" for note in spec.notes)
     return (f'<div class="banner" data-model="{name}">Model: <strong>{name}</strong> ({html.escape(spec.family)}) '
             f"on {html.escape(runs_on)}.{notes}</div>")
+
+
+def real_model_for(name: str) -> str | None:
+    """The real checkpoint a built-in random-weight model stands for (its family's), or None."""
+    return getattr(backend_class_for(name), "real_model", None)
 
 
 def preset_choices(presets: dict[str, Preset]) -> list[tuple[str, str]]:

@@ -14,12 +14,15 @@ from i2v.engine.presets import DEFAULT_PRESET, Preset
 from i2v.guidance.prompt_lint import KeywordLibrary
 from i2v.web import render
 from i2v.web.forms import RANDOM_SEED, FormValues, preset_values, uploaded_image
+from i2v.web.framing_picker import framing_controls
 from i2v.web.lora_picker import LoraPicker
 from i2v.web.queue_panel import QueuePanel
 from i2v.web.model_choice import banner_html, frames_info, preset_choices, resolution_choices
 
 SLOTS = 4  # candidates shown side by side (a request may ask for up to this many from the page)
 POLL_SECONDS = 1.0
+HISTORY_POLL_SECONDS = 3.0  # runs finished in other tabs or by scripts appear without Refresh
+SELECT_A_RUN = "Select a past run to see it and load its settings."
 
 Updates = dict[Block, Any]  # what an event handler returns: only the blocks it names change
 
@@ -84,7 +87,6 @@ class Page:
         self.owner_token = gr.BrowserState(None, storage_key="i2v-studio-owner")
         self.shown = gr.State(None)  # the job whose videos are on screen: {"id", "videos", "settings", "image"}
         self.history_ids = gr.State([])
-        self.selected = gr.State(None)
         self.timer = gr.Timer(POLL_SECONDS, active=False)
 
     def _request(self, models: dict[str, ModelOption], first: ModelOption, keywords: KeywordLibrary) -> None:
@@ -101,8 +103,9 @@ class Page:
             self.last_image = uploaded_image(label="Last frame (optional): the video ends on this picture",
                                              sources=["upload", "clipboard"], elem_id="last-image", height=200)
         self.image_report = gr.HTML(elem_id="image-report")
-        with gr.Accordion("Preprocessed image (what the model sees)", open=False):
+        with gr.Accordion("Preprocessed image (what the model sees) and framing", open=False, elem_id="framing-box"):
             self.preview = gr.Image(label="Model input", interactive=False, elem_id="preview-image", height=240)
+            framing_controls(self)
         self.prompt = gr.Textbox(label="Prompt", lines=3, elem_id="prompt",
                                  placeholder="subject + concrete action + direction/speed + environment, "
                                              "e.g. “a sailboat drifting slowly to the left, waves rippling”")
@@ -150,17 +153,19 @@ class Page:
             setattr(self, f"lora_strength_{slot}", slider)
 
     def _history(self) -> None:
+        self.selected = gr.State(None)  # the past run selected in the gallery
         with gr.Accordion("History (kept across restarts)", open=True, elem_id="history"):
             self.gallery = gr.Gallery(label="Past runs", columns=8, height="auto", object_fit="contain",
                                       allow_preview=False, elem_id="history-gallery")
             with gr.Row():
-                self.history_detail = gr.HTML("Select a past run to see it and load its settings.",
-                                              elem_id="history-detail")
+                self.history_detail = gr.HTML(SELECT_A_RUN, elem_id="history-detail")
                 self.load_button = gr.Button("Load these settings", interactive=False, elem_id="load-settings")
                 self.refresh_button = gr.Button("Refresh", elem_id="refresh-history", size="sm")
                 self.requeue_button = gr.Button("Re-queue interrupted jobs", visible=False, elem_id="requeue",
                                                 size="sm")
             self.history_table = gr.HTML(elem_id="history-table")
+        self.history_timer = gr.Timer(HISTORY_POLL_SECONDS)
+        self.history_shown = gr.State(None)  # [[job id, state], …] of the runs on screen: redraw only on a change
 
     # -- groups the events read and write ----------------------------------------------------------------------
     def controls(self) -> list[Block]:
@@ -183,7 +188,9 @@ class Page:
         return [*self.slot_outputs(), self.findings, self.shown]
 
     def history_outputs(self) -> list[Block]:
-        return [self.gallery, self.history_ids, self.history_table, self.requeue_button]
+        """The history, and the selection in it (a redrawn gallery shows none)."""
+        return [self.gallery, self.history_ids, self.history_table, self.requeue_button, self.history_shown,
+                self.selected, self.history_detail, self.load_button]
 
 
 def audio_checkbox(spec, value: bool) -> gr.Checkbox:

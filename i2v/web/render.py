@@ -60,7 +60,9 @@ def findings_html(findings: Iterable[Finding | dict], *, kind: str) -> str:
 
 # -- the planner's verdict before Generate ---------------------------------------------------------------------
 def verdict_html(job: PreparedJob | None, error: BadInputError | None = None, *, assumed_square: bool = False,
-                 expected_s: float | None = None) -> str:
+                 expected_s: float | None = None, custom: Iterable[str] = ()) -> str:
+    """``assumed_square``: no picture yet, so nothing about framing it; ``custom``: the numbers set apart from the
+    preset (``forms.preset_differences``)."""
     if error is not None:
         verdict = "cannot" if isinstance(error, InsufficientMemoryError) else "invalid"
         title = "Cannot fit on this GPU" if verdict == "cannot" else "Cannot run these settings"
@@ -68,9 +70,18 @@ def verdict_html(job: PreparedJob | None, error: BadInputError | None = None, *,
     assert job is not None
     params, plan = job.params, job.plan
     shape = f"{params.width}×{params.height}, {params.frames} frames, {params.steps} steps, {plan.dtype}"
-    notes = [n for n in job.notices if n.code.startswith(("plan.", "frames.", "size."))]
+    # Without a picture, the square stand-in's framing would describe a picture nobody chose.
+    notes = [n for n in job.notices if n.code.startswith(("plan.", "frames.", "size."))
+             and not (assumed_square and n.code.startswith("size.aspect"))]
     details = "".join(f"<li>{esc(n)}</li>" for n in notes)
     extra = f"<ul>{details}</ul>" if details else ""
+    if params.resolution and (params.width, params.height) != (params.resolution, params.resolution):
+        picture = "a square picture" if assumed_square else "this picture"
+        extra += (f"<p data-code='size.tier'>{params.resolution}p is about {params.resolution}² pixels at the "
+                  f"picture's shape: {params.width}×{params.height} for {picture}.</p>")
+    custom = list(custom)
+    if custom:
+        extra += f"<p class='custom' data-custom='true'>Custom: {esc(', '.join(custom))}.</p>"
     if expected_s is not None:
         extra += f"<p>Expected: about {duration(expected_s)} of denoising (learned from earlier jobs here).</p>"
     if assumed_square:
@@ -139,10 +150,12 @@ def history_table(statuses: list[JobStatus]) -> str:
         size = f"{params.get('width')}×{params.get('height')}" if params.get("width") else f"{params.get('resolution')}p"
         note = esc(status.error_message or "") if status.state in ("failed", "interrupted") else ""
         rows.append(
-            f'<tr data-job="{esc(status.id)}" data-state="{status.state}"><td>{when}</td><td>{status.state}</td>'
-            f"<td>{esc(status.settings.get('prompt', ''))}</td><td>{esc(params.get('preset') or 'custom')}</td>"
-            f"<td>{size}, {params.get('frames')} f, {params.get('steps')} st, cfg {params.get('guidance')}</td>"
-            f"<td>{note}</td></tr>"
+            f'<tr data-job="{esc(status.id)}" data-state="{status.state}"><td data-label="time">{when}</td>'
+            f'<td data-label="state">{status.state}</td>'
+            f"<td data-label=\"prompt\">{esc(status.settings.get('prompt', ''))}</td>"
+            f"<td data-label=\"preset\">{esc(params.get('preset') or 'custom')}</td>"
+            f'<td data-label="parameters">{size}, {params.get("frames")} f, {params.get("steps")} st, '
+            f'cfg {params.get("guidance")}</td><td data-label="note">{note}</td></tr>'
         )
     return ('<table class="history"><thead><tr><th>time</th><th>state</th><th>prompt</th><th>preset</th>'
             f'<th>parameters</th><th>note</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')

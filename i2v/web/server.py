@@ -161,8 +161,11 @@ def create_app(settings: AppSettings, *, monitor=None, engine: Engine | None = N
 
     @api.api_route("/healthz", methods=["GET", "HEAD"])  # uptime checks often probe with HEAD
     def healthz() -> JSONResponse:
-        return JSONResponse({"ok": True, "model": model, "uptime_s": round(studio_app.uptime_seconds(), 1),
-                             "queue": jobs.queue_length()}, headers={"Cache-Control": "no-store"})
+        # "model": the configured one (the page's default); "resident_model": the one in memory now (a job on another
+        # offered model replaces it), None before the first job loads one.
+        return JSONResponse({"ok": True, "model": model, "resident_model": jobs.engine.resident_model,
+                             "uptime_s": round(studio_app.uptime_seconds(), 1), "queue": jobs.queue_length()},
+                            headers={"Cache-Control": "no-store"})
 
     @api.get("/metrics")
     def prometheus_metrics() -> Response:

@@ -13,9 +13,13 @@ from i2v.engine.request import GenerationRequest
 from i2v.errors import BadInputError
 from i2v.guidance.prompt_lint import KeywordLibrary
 from i2v.service.jobs import JobManager, fingerprint
+from i2v.web.api_defaults import trailing_defaults
 from i2v.web.events import PageEvents
 from i2v.web.forms import RANDOM_SEED, FormValues, to_request, uploaded_image
 from i2v.web.page import Page
+
+
+VALUES_BEFORE_FRAMING = 16  # /generate's values up to loras; framing, crop_x and crop_y came after
 
 
 class Studio:
@@ -58,7 +62,7 @@ class Studio:
     def _api(self, demo: gr.Blocks) -> None:
         """``/generate`` for scripts (gradio_client): image and prompt; everything else has a default
         (0 for resolution, frames, steps, guidance or fps = the preset's value; no last_image; audio: the sound track of
-        a model that makes one; no LoRAs)."""
+        a model that makes one; no LoRAs; framing "crop" at the centre, crop_x = crop_y = 0.5)."""
         with gr.Column(visible=False):
             inputs = [
                 uploaded_image(label="image"),
@@ -82,10 +86,16 @@ class Studio:
                 # Any JSON a script finds natural: [{"source": "style.safetensors", "strength": 0.8}], [["style", 0.8]]
                 # or ["style.safetensors:0.8"]; null or "" for none (lora_choices). Refused for a model without LoRAs.
                 gr.JSON(None, label="loras"),
+                # Also last, with defaults (the engine's), for the same reason: "crop" at the centre, or "pad".
+                gr.Dropdown(["crop", "pad"], value="crop", label="framing", allow_custom_value=True),
+                gr.Number(0.5, label="crop_x"),
+                gr.Number(0.5, label="crop_y"),
             ]
             outputs = [gr.Video(label="video"), gr.File(label="files", file_count="multiple"),
                        gr.JSON(label="result")]
             trigger = gr.Button(visible=False)
+        # A raw REST client written before framing came sends the first 16 values: the newer ones take defaults.
+        trailing_defaults(demo, "generate", [component.value for component in inputs], required=VALUES_BEFORE_FRAMING)
         trigger.click(self.api_generate, inputs, outputs, api_name="generate",
                       concurrency_limit=self.jobs.max_queue + 2,
                       api_description="Make a video from an image and a prompt; returns the first video, every "
@@ -101,12 +111,12 @@ class Studio:
     # -- the scripts' endpoints ---------------------------------------------------------------------------
     def api_generate(self, image, prompt, negative_prompt, preset, resolution, frames, steps, guidance, fps, seed,
                      candidates, auto_enhance, model=None, last_image=None, audio=True, loras=None,
-                     progress=gr.Progress(), request: gr.Request = None):
+                     framing="crop", crop_x=0.5, crop_y=0.5, progress=gr.Progress(), request: gr.Request = None):
         """The job belongs to the calling Gradio session (gradio_client: one per ``Client``): no page can cancel
         or promote it."""
         from_preset = [None if value in (0, None) else value for value in (resolution, frames, steps, guidance, fps)]
         form = FormValues(image, prompt, negative_prompt, preset, *from_preset, seed, candidates, auto_enhance, model,
-                          last_image, audio, loras)
+                          last_image, audio, loras, framing=framing, crop_x=crop_x, crop_y=crop_y)
         try:
             job_id = self.jobs.submit(to_request(form, self.option(model).name, allow_missing=True),
                                       owner=getattr(request, "session_hash", None))
