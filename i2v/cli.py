@@ -119,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="only the latency part (no presets); updates just that section of --markdown")
     bench.add_argument("--poll-seconds", type=float, default=10.0, help="how long /gpu_status is polled")
     bench.add_argument("--starts", type=int, default=3, help="fresh app.py starts timed to page-ready")
+    bench.add_argument("--tier-runs", type=int, default=2,
+                       help="with --latency: jobs per tier (fast-check, balanced) timed click to video; 0: none")
     bench.add_argument("--note", help="a sentence added to the Markdown, e.g. what else ran on the machine")
 
     info = sub.add_parser("info", help="print the reproduction record embedded in a video made here")
@@ -330,8 +332,8 @@ def _bench(args) -> int:
             raise BadInputError(f"'{args.model}' gets the transformer speedups table on one preset: give it with "
                                 "--speedups-preset NAME (default balanced), not 'none'.")
         return _bench_transformer(args, speedups_preset, command.strip())
-    if latency_wanted and not (0 < args.poll_seconds <= 600 and 1 <= args.starts <= 20):
-        raise BadInputError("--poll-seconds must be in (0, 600] and --starts 1..20.")
+    if latency_wanted and not (0 < args.poll_seconds <= 600 and 1 <= args.starts <= 20 and 0 <= args.tier_runs <= 10):
+        raise BadInputError("--poll-seconds must be in (0, 600], --starts 1..20 and --tier-runs 0..10.")
     rows, meta = [], {"model": args.model, "versions": library_versions()}
     if not args.latency_only:
         with tempfile.TemporaryDirectory(prefix="i2v-bench-") as scratch:
@@ -340,8 +342,8 @@ def _bench(args) -> int:
                                    speedups_preset=speedups_preset, with_compile=args.compile)
     meta["note"] = args.note
     # After the presets, not during: the app's start and the polling would otherwise compete for the CPU.
-    latency = run_latency_bench(model=args.model, starts=args.starts, poll_seconds=args.poll_seconds) \
-        if latency_wanted else None
+    latency = run_latency_bench(model=args.model, starts=args.starts, poll_seconds=args.poll_seconds,
+                                tier_runs=args.tier_runs) if latency_wanted else None
     print(write_outputs(rows, meta, command.strip(), args.markdown, args.json, latency=latency))
     return EXIT_OK
 

@@ -131,7 +131,7 @@ def run_bench(*, model: str, presets: list[str], output_dir: Path, resolution: i
     for name in presets:
         request = GenerationRequest(
             image=image_path, prompt=BENCH_PROMPT, model=model, preset=name, seeds=(BENCH_SEED,),
-            resolution=resolution or (128 if model == "tiny" else None), steps=steps,
+            resolution=resolution, steps=steps,  # None: the preset's (tiny's own tiers are 128p)
         )
         job = engine.prepare(request)
         params, plan = job.params, job.plan
@@ -188,7 +188,6 @@ def run_bench(*, model: str, presets: list[str], output_dir: Path, resolution: i
         "versions": library_versions(),
         "warm_up": "one 2-step run of ours and of the baseline before the timed runs (excluded)",
         "repeats": repeats,
-        "resolution_note": "tiny on CPU runs at 128p" if model == "tiny" and resolution is None else None,
         "steps_override": steps,
         "baseline": f"I2VGenXLPipeline.from_pretrained(folder, dtype=torch.{baseline_dtype(plan.device)})"
                     f".to('{plan.device}'), called as the diffusers documentation shows",
@@ -207,9 +206,6 @@ def markdown(rows: list[BenchRow], meta: dict, command: str) -> str:
     ]
     if meta.get("note"):
         lines.append(f"Note: {meta['note']}")
-    if meta.get("resolution_note"):
-        kept = "frames and guidance" if meta.get("steps_override") else "frames, steps and guidance"
-        lines.append(f"Note: {meta['resolution_note']}; {kept} are the preset's.")
     if meta["device"] == "CPU":
         lines.append("No GPU was available for this run: CPU figures only. Ratios are from this one run; "
                      "absolute times are only meaningful on a named GPU.")
