@@ -189,12 +189,13 @@ def _download(args) -> int:
 
 def _presets(model: str) -> int:
     from i2v.backends import spec_for
-    from i2v.engine.presets import default_presets
+    from i2v.engine.presets import default_presets, presets_for_model
 
     spec = spec_for(model)
     print(f"Presets for {model} ({spec.family}):")
-    for preset in default_presets().values():
-        print(f"{preset.name:14} {preset.for_model(spec.preset_key).description}")
+    # Only the tiers this model is offered: turbo needs a distilled LoRA that most models have none of.
+    for preset in presets_for_model(default_presets(), spec.preset_key).values():
+        print(f"{preset.name:14} {preset.description}")
     return EXIT_OK
 
 

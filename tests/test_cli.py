@@ -134,10 +134,12 @@ def test_missing_model_offline_fails_with_how_to_get_it(photo_path, capsys, monk
 
 
 def test_presets_and_lint_commands(capsys):
-    assert main(["presets"]) == 0
+    assert main(["presets"]) == 0  # tiny by default: toy sizes, said plainly; no turbo (no distilled LoRA)
     listing = capsys.readouterr().out
     assert listing.index("fast-check") < listing.index("balanced") < listing.index("high-quality")
-    assert "512p, 16 frames, 50 steps" in listing
+    assert "Toy size: 128p" in listing and "turbo" not in listing
+    assert main(["presets", "--model", "ali-vilab/i2vgen-xl"]) == 0
+    assert "512p, 16 frames, 50 steps" in capsys.readouterr().out
     assert main(["presets", "--model", "THUDM/CogVideoX-5b-I2V"]) == 0
     assert "480p (720×480), 49 frames, 50 steps" in capsys.readouterr().out
     assert main(["lint", "beautiful cinematic masterpiece"]) == 0

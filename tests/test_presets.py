@@ -168,8 +168,9 @@ def test_integer_guidance_in_a_preset_is_accepted_as_float(tmp_path):
 # -- presets merged into a request -----------------------------------------------------------------------
 
 
-def _prepare(photo_path, **changes):
-    request = GenerationRequest(image=photo_path, prompt="a sailboat drifting slowly to the left", model="tiny")
+def _prepare(photo_path, model="ali-vilab/i2vgen-xl", **changes):
+    # The real I2VGen-XL (planned, never loaded): its tiers are the files' top-level values.
+    request = GenerationRequest(image=photo_path, prompt="a sailboat drifting slowly to the left", model=model)
     return prepare(request.with_changes(**changes), BasicPlanner(FixedGpuInfo.none()))
 
 
@@ -197,7 +198,7 @@ def test_no_preset_uses_balanced_values(photo_path):
     assert abs(area - 512 * 512) <= 0.15 * 512 * 512
 
 
-def test_high_quality_preset_on_tiny(photo_path):
+def test_high_quality_preset_on_i2vgen_xl(photo_path):
     job = _prepare(photo_path, preset="high-quality")
     params = job.params
     assert (params.frames, params.steps) == (24, 80)
@@ -234,8 +235,20 @@ def test_cogvideox_tiers_use_its_own_trained_values():
         preset = get_preset(name, preset_key="cogvideox")
         assert (preset.resolution, preset.frames, preset.steps, preset.guidance) == (480, frames, steps, 6.0)
         assert "720×480" in preset.description
-    # I2VGen-XL (and tiny) keep the top-level values.
+    # I2VGen-XL keeps the top-level values.
     assert get_preset("balanced", preset_key="i2vgen-xl").frames == 16
+
+
+@pytest.mark.parametrize("tier", ["fast-check", "balanced", "high-quality"])
+def test_tiny_tiers_are_i2vgen_xl_tiers_at_a_toy_size_and_say_so(tier, photo_path):
+    """tiny is for trying the app on a CPU: each tier keeps I2VGen-XL's frames and steps at a toy size, and its
+    description (what the page and the CLI show) says so."""
+    full, toy = get_preset(tier, preset_key="i2vgen-xl"), get_preset(tier, preset_key="tiny")
+    assert (toy.frames, toy.steps, toy.guidance, toy.fps) == (full.frames, full.steps, full.guidance, full.fps)
+    assert toy.resolution <= 128 < full.resolution
+    assert "Toy size" in toy.description and "output is noise" in toy.description
+    params = _prepare(photo_path, model="tiny", preset=tier).params
+    assert params.width * params.height <= 1.15 * 128 * 128
 
 
 @pytest.mark.parametrize("spec", registered_specs(), ids=lambda spec: spec.family)

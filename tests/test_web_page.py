@@ -10,6 +10,7 @@ import pytest
 
 from i2v.gpu.fake_monitor import FakeGpuMonitor
 
+from conftest import photo_like
 from web_support import CHROMIUM, running_app
 
 if os.environ.get("I2V_REQUIRE_BROWSER") == "1":  # .ci/run: a missing browser is a failure, not a skip
@@ -110,7 +111,9 @@ def test_preset_fills_the_parameters_and_traps_show_next_to_them(page, app_serve
     page.wait_for_selector("#param-traps [data-code='params.few_steps_high_guidance']")
 
 
-def test_guidance_while_typing_and_keyword_chips(page, app_server, photo_path):
+def test_guidance_while_typing_and_keyword_chips(page, app_server, tmp_path):
+    small_photo = tmp_path / "small.png"
+    photo_like(200, 160).save(small_photo)  # short side under 256 px: too small whatever the video size
     open_page(page, app_server)
     page.locator("#prompt textarea").fill("make it beautiful")
     page.wait_for_selector("#prompt-lint [data-code='prompt.abstract_only']")
@@ -121,8 +124,8 @@ def test_guidance_while_typing_and_keyword_chips(page, app_server, photo_path):
     assert "prompt.abstract_only" not in page.inner_html("#prompt-lint")
     page.locator(".keyword-chips button", has_text="in slow motion").first.click()
     page.wait_for_selector("#prompt-lint [data-code='prompt.ok']")
-    page.set_input_files("#input-image input[type=file]", str(photo_path))
-    page.wait_for_selector("#image-report [data-code='image.too_small']")  # 320×256 for a 512p video
+    page.set_input_files("#input-image input[type=file]", str(small_photo))
+    page.wait_for_selector("#image-report [data-code='image.too_small']")
 
 
 def test_errors_are_words_and_the_page_stays_usable(page, app_server, photo_path):

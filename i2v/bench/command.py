@@ -36,6 +36,8 @@ def add_bench_parser(sub) -> None:
                        help="only the latency part (no presets); updates just that section of --markdown")
     bench.add_argument("--poll-seconds", type=float, default=10.0, help="how long /gpu_status is polled")
     bench.add_argument("--starts", type=int, default=3, help="fresh app.py starts timed to page-ready")
+    bench.add_argument("--tier-runs", type=int, default=2,
+                       help="with --latency: jobs per tier (fast-check, balanced) timed click to video; 0: none")
     bench.add_argument("--note", help="a sentence added to the Markdown, e.g. what else ran on the machine")
     bench.add_argument("--full-size", help="GPU only: comma-separated wan, wan22-ti2v, wan22-a14b: the real-size "
                                            "transformer with random weights, placed as planned for --speedups-preset "
@@ -80,8 +82,8 @@ def run_bench_command(args, exit_ok: int, exit_failed: int) -> int:
             raise BadInputError(f"'{args.model}' gets the transformer speedups table on one preset: give it with "
                                 "--speedups-preset NAME (default balanced), not 'none'.")
         return _bench_transformer(args, speedups_preset, command.strip(), exit_ok)
-    if latency_wanted and not (0 < args.poll_seconds <= 600 and 1 <= args.starts <= 20):
-        raise BadInputError("--poll-seconds must be in (0, 600] and --starts 1..20.")
+    if latency_wanted and not (0 < args.poll_seconds <= 600 and 1 <= args.starts <= 20 and 0 <= args.tier_runs <= 10):
+        raise BadInputError("--poll-seconds must be in (0, 600], --starts 1..20 and --tier-runs 0..10.")
     rows, meta = [], {"model": args.model, "versions": library_versions()}
     if not args.latency_only:
         with tempfile.TemporaryDirectory(prefix="i2v-bench-") as scratch:
@@ -90,8 +92,8 @@ def run_bench_command(args, exit_ok: int, exit_failed: int) -> int:
                                    speedups_preset=speedups_preset, with_compile=args.compile)
     meta["note"] = args.note
     # After the presets, not during: the app's start and the polling would otherwise compete for the CPU.
-    latency = run_latency_bench(model=args.model, starts=args.starts, poll_seconds=args.poll_seconds) \
-        if latency_wanted else None
+    latency = run_latency_bench(model=args.model, starts=args.starts, poll_seconds=args.poll_seconds,
+                                tier_runs=args.tier_runs) if latency_wanted else None
     print(write_outputs(rows, meta, command.strip(), args.markdown, args.json, latency=latency))
     return exit_ok
 

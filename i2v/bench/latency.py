@@ -8,6 +8,8 @@ Two figures, each compared with the performance targets:
 * ``/gpu_status`` under polling: once the model is warm (the app loads it in the background after start; polling
   during that load would measure the load, not the endpoint), several keep-alive clients poll on a fixed schedule
   for a fixed time; per-request latency percentiles and the error count are reported.
+* the tiers, click to video: after the polling, a few jobs per tier through the app's ``/generate``
+  (:mod:`i2v.bench.tier_latency`); on ``tiny`` each has a target (fast-check ≤ 15 s, balanced ≤ 30 s).
 
 Every app started here is stopped here (SIGTERM, then SIGKILL), whatever happens in between.
 """
@@ -27,6 +29,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from i2v.bench.tier_latency import TierTiming, markdown_rows, time_tiers
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,7 @@ class LatencyResult:
     errors: int
     status_ms: dict[str, float]  # p50, p95, p99, max, mean of the successful requests
     cpu_count: int | None
+    tiers: list[TierTiming] = field(default_factory=list)  # last start, after the polling
     app_pids: list[int] = field(default_factory=list)  # for the caller to check none is left; not reported
 
     @property
@@ -72,6 +77,8 @@ class LatencyResult:
         data["page_ready_median_s"] = round(self.page_ready_median_s, 3)
         data["page_ready_max_s"] = round(self.page_ready_max_s, 3)
         data["healthz_ready_median_s"] = round(float(np.median(self.healthz_ready_s)), 3)
+        data["tiers"] = [asdict(t) | {"median_s": round(t.median_s, 3), "max_s": round(t.max_s, 3)}
+                         for t in self.tiers]
         return data
 
 
@@ -223,12 +230,15 @@ def percentiles_ms(latencies: list[float]) -> dict[str, float]:
 
 
 def run_latency_bench(*, model: str = "tiny", starts: int = 3, poll_seconds: float = 10.0, pollers: int = 4,
-                      rate_hz: float = 10.0) -> LatencyResult:
-    """``starts`` fresh starts of app.py timed to page-ready; the last one, once its model is warm, is polled."""
+                      rate_hz: float = 10.0, tiers: tuple[str, ...] = ("fast-check", "balanced"),
+                      tier_runs: int = 2) -> LatencyResult:
+    """``starts`` fresh starts of app.py timed to page-ready; the last one, once its model is warm, is polled,
+    then runs ``tier_runs`` jobs per tier in ``tiers`` (none when 0)."""
     import httpx
 
-    if starts < 1 or poll_seconds <= 0 or pollers < 1 or rate_hz <= 0:
-        raise ValueError("starts and pollers must be ≥ 1, poll_seconds and rate_hz > 0")
+    if starts < 1 or poll_seconds <= 0 or pollers < 1 or rate_hz <= 0 or tier_runs < 0:
+        raise ValueError("starts and pollers must be ≥ 1, poll_seconds and rate_hz > 0, tier_runs ≥ 0")
+    tier_timings: list[TierTiming] = []
     healthz, pages, pids = [], [], []
     with tempfile.TemporaryDirectory(prefix="i2v-bench-latency-") as scratch, \
             httpx.Client(timeout=5.0) as client:
@@ -245,6 +255,9 @@ def run_latency_bench(*, model: str = "tiny", starts: int = 3, poll_seconds: flo
                     warm_s = wait_model_warm(app, model)
                     latencies, errors = poll_status(app.url + "/gpu_status", pollers=pollers, rate_hz=rate_hz,
                                                     seconds=poll_seconds)
+                    # After the polling, not during it: each would slow the other down.
+                    if tier_runs:
+                        tier_timings = time_tiers(app.url, tiers, tier_runs, Path(scratch))
             finally:
                 stop_s = app.stop()
     status = percentiles_ms(latencies)
@@ -254,7 +267,7 @@ def run_latency_bench(*, model: str = "tiny", starts: int = 3, poll_seconds: flo
         model=model, starts=starts, healthz_ready_s=healthz, page_ready_s=pages,
         model_warm_s=None if warm_s is None else round(warm_s, 3), stop_s=round(stop_s, 3), pollers=pollers,
         poll_rate_hz=rate_hz, poll_seconds=poll_seconds, requests=len(latencies) + errors, errors=errors,
-        status_ms=status, cpu_count=os.cpu_count(), app_pids=pids,
+        status_ms=status, cpu_count=os.cpu_count(), tiers=tier_timings, app_pids=pids,
     )
 
 
@@ -271,6 +284,7 @@ def targets_met(result: LatencyResult, engine_overhead_pct: float | None) -> dic
         "gpu_status_p99_ms": None if math.isnan(p99) else result.errors == 0 and p99 <= TARGET_STATUS_P99_MS,
         "engine_overhead_pct": None if engine_overhead_pct is None else
         engine_overhead_pct <= TARGET_ENGINE_OVERHEAD_PCT,
+        **{f"{timing.tier}_s": timing.target_met() for timing in result.tiers},
     }
 
 
@@ -295,6 +309,11 @@ def markdown_section(result: LatencyResult, engine_overhead_pct: float | None, *
         f"warm: {result.poll_rate_hz:g} requests/s in total from {result.pollers} keep-alive connections on a "
         f"fixed schedule (what {round(result.poll_rate_hz * 2)} open tabs send at the default 2 s poll interval).",
     ]
+    if result.tiers:
+        runs = len(result.tiers[0].seconds)
+        lines.append(f"Then, on that warm app, {runs} job(s) per tier through its `/generate` endpoint "
+                     "(gradio_client, as a script or the page submits them), interleaved tier by tier: what a "
+                     "user waits for after clicking Generate.")
     if note:
         lines.append(f"Note: {note}")
     lines += [
@@ -310,6 +329,7 @@ def markdown_section(result: LatencyResult, engine_overhead_pct: float | None, *
         f"{_verdict(met['gpu_status_p99_ms'])} |",
         f"| engine overhead over the plain pipeline | {overhead} | ≤ {TARGET_ENGINE_OVERHEAD_PCT:g} % | "
         f"{_verdict(met['engine_overhead_pct'])} |",
+        *markdown_rows(result.model, result.tiers, _verdict),
         "",
         f"Per start: `/healthz` after {', '.join(f'{s:.2f}' for s in result.healthz_ready_s)} s, page after "
         f"{', '.join(f'{s:.2f}' for s in result.page_ready_s)} s. Last start: model warm after "

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from i2v.backends import LoadReport, ModelBackend, backend_class_for, backend_for
+from i2v.engine.cpu_threads import cpu_threads_for
 from i2v.engine.disk import DEFAULT_RESERVE_BYTES, check_free_space, job_bytes
 from i2v.gpu.hardware import GpuDevice, GpuInfo, TorchCudaInfo
 from i2v.logs import job_context, new_job_id
@@ -130,7 +131,8 @@ class Engine:
                                        gpu=self.gpu_for(job.plan.device), output_dir=self.output_dir,
                                        speedups=self.speedups, preview_maps=self.preview_maps,
                                        previews=self.previews)
-                return JobRun(services, job, job_id, started, on_progress, cancel, keep_frames).execute()
+                with cpu_threads_for(job.spec.random_weights, job.plan.device):
+                    return JobRun(services, job, job_id, started, on_progress, cancel, keep_frames).execute()
 
     def _backend_for(self, model: str, family: str | None = None, transformer_file: str | None = None
                      ) -> ModelBackend:

@@ -27,6 +27,9 @@ TINY_SPEC = dataclasses.replace(
     min_side=64,
     resolution_tiers=(128, 256, 512, 768, 1024),
     random_weights=True,
+    # Its own tier values (presets/tiers/*.toml, [models.tiny]): I2VGen-XL's 512p × 30-80 steps take minutes on a
+    # CPU; at 128p each tier finishes in seconds, which is what a model for trying the app is for.
+    preset_key="tiny",
     notes=("Random weights: the output is noise. For trying the app and for tests.",),
     memory=UNetMemoryProfile(unet_params=223_576, vae_params=24_759, text_encoder_params=5_944,
                          image_encoder_params=2_976, unet_base_width=8, vae_decoder_width=8),
