@@ -2,8 +2,8 @@
 
 ``JobManager.submit`` validates a request (the same checks as a run, nothing loaded), fixes its seed, keeps a copy
 of the input picture, records the job in the ``JobStore`` and queues it. The workers (``i2v/workers``: the app's own process, or a
-process per GPU) take the queue in order, one job each at a time; a job whose worker process died under it is
-marked interrupted and re-queued once. Pages ask ``status(job_id)`` whenever they like: a closed or reloaded tab loses nothing, and a job
+process per GPU) take the queue in order, one job each at a time; a job whose worker process died or hung under it
+goes back to the head of the queue under the same id, once (a second time it fails with the reason). Pages ask ``status(job_id)`` whenever they like: a closed or reloaded tab loses nothing, and a job
 is only stopped by ``cancel``. A job belongs to whoever submitted it (``owner``: the page's per-browser secret,
 an API call's Gradio session): only the same secret may cancel it (``may_control``), unless ``shared_control``
 lets everyone; the job database keeps a SHA-256 of the secret, never the secret. How a job ended reaches its
@@ -77,8 +77,8 @@ class JobListener:
 
     def job_finished(self, job_id: str, state: str, *, kind: str | None, result: GenerationResult | None,
                      seconds: float) -> None:
-        """``state``: done | failed | cancelled | interrupted (its worker died; re-queued once);
-        ``kind``: the error kind of a failed job."""
+        """``state``: done | failed | cancelled | interrupted (its worker died under it: the same job runs once
+        more, and is started and finished again); ``kind``: the error kind of a failed job."""
 
 
 class InputNotKeptError(BadInputError):
@@ -128,6 +128,7 @@ class _LiveJob:
     eta_s: float | None = None
     started_at: float | None = None
     preview: Preview | None = None  # the newest live preview, once the engine made one
+    first_run_lost: str | None = None  # why its first run ended without an outcome (its worker died): it runs again
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,6 @@ class JobManager:
         self.retry_seconds = retry_seconds
         self._queue: deque[_LiveJob] = deque()
         self._running: dict[str, _LiveJob] = {}  # job id -> the job, in the order they started
-        self._retries: set[str] = set()  # jobs re-queued after their worker died: a second death fails them
         self._unrecorded: dict[str, tuple[_LiveJob, _Outcome]] = {}  # ended, but not in the database yet
         self._previews: dict[str, Preview] = {}  # job id -> its newest live preview, oldest job first
         self._next_retry = 0.0  # monotonic time of the next try to write them
@@ -216,11 +216,10 @@ class JobManager:
         server path (``public``). ``owner``: the submitter's secret; only it may cancel the job (none: anyone)."""
         return self._submit_owned(request, owner_digest(owner))
 
-    def _submit_owned(self, request: GenerationRequest, owner: str | None, *, first: bool = False) -> str:
-        """``submit`` with the owner already as its digest (a re-queued job keeps its owner). ``first``: at the
-        head of the queue, even when it is full (a job whose worker died has waited its turn already)."""
+    def _submit_owned(self, request: GenerationRequest, owner: str | None) -> str:
+        """``submit`` with the owner already as its digest (a re-queued job keeps its owner)."""
         try:
-            return self._submit(request, owner, first=first)
+            return self._submit(request, owner)
         except BadInputError as exc:
             raise self._public_error(exc) from None
 
@@ -240,10 +239,9 @@ class JobManager:
             log.warning("refused a job: %s", exc)  # the machine's trouble: the operator needs the full paths
         return type(exc)(self.public(str(exc)))
 
-    def _submit(self, request: GenerationRequest, owner: str | None, *, first: bool = False) -> str:
+    def _submit(self, request: GenerationRequest, owner: str | None) -> str:
         validate_request(request)
-        if not first:
-            self._refuse_when_full()  # at once, before reading the picture and planning (checked again below)
+        self._refuse_when_full()  # at once, before reading the picture and planning (checked again below)
         if not request.seeds:
             # Fixed now so the page can show the seed while the job waits, and a retry reproduces it.
             request = replace(request, seeds=(secrets.randbelow(MAX_SEED + 1),))
@@ -259,9 +257,8 @@ class JobManager:
             request = replace(request, last_image=self._keep(last, job.last_source.source_format, fresh))
         job_id = new_job_id()
         with self._changed:
-            waiting = 0 if first else len(self._queue)
-            if not first:
-                self._refuse_when_full()
+            waiting = len(self._queue)
+            self._refuse_when_full()
             record = JobRecord(id=job_id, state="queued", created_at=time.time(),
                                settings=request_settings(request), image_path=str(request.image), owner=owner)
             try:
@@ -270,10 +267,7 @@ class JobManager:
                 for path in fresh:  # a refused request leaves nothing behind
                     path.unlink(missing_ok=True)
                 raise JobNotRecordedError(_database_message(exc, "the job was not queued")) from None
-            if first:
-                self._queue.appendleft(_LiveJob(job_id, request, record))
-            else:
-                self._queue.append(_LiveJob(job_id, request, record))
+            self._queue.append(_LiveJob(job_id, request, record))
             self._dispatch.start()
             self._changed.notify_all()
         with job_context(job_id):
@@ -321,9 +315,9 @@ class JobManager:
             raise InputNotKeptError(str(OutputWriteError.from_os_error(exc, kept, "the uploaded picture"))) from None
         return kept, True
 
-    def requeue(self, job_id: str, *, first: bool = False) -> str:
+    def requeue(self, job_id: str) -> str:
         """Queue an interrupted job again (same picture, settings and seed) and return the new job's id. The old
-        entry stays in the history, so nothing about what happened is lost. ``first``: at the head of the queue."""
+        entry stays in the history, so nothing about what happened is lost."""
         record = self.store.get(job_id)
         if record is None:
             raise BadInputError(f"There is no job {job_id!r}; the history lists the jobs this app knows.")
@@ -335,8 +329,7 @@ class JobManager:
             raise BadInputError(f"Job {job_id} was re-queued already, as job {again}.")
         if not record.image_path or not Path(record.image_path).is_file():
             raise BadInputError(f"The picture of job {job_id} is gone from the outputs folder; upload it again.")
-        new_id = self._submit_owned(request_from_settings(record.settings, Path(record.image_path)), record.owner,
-                                    first=first)
+        new_id = self._submit_owned(request_from_settings(record.settings, Path(record.image_path)), record.owner)
         self.store.mark_requeued(job_id, new_id)
         with job_context(new_id):
             log.info("re-queued interrupted job %s", job_id)
@@ -472,7 +465,8 @@ class JobManager:
         self._running[live.id] = live
 
     def job_released(self, live: _LiveJob) -> None:
-        self._running.pop(live.id, None)
+        if self._running.get(live.id) is live:  # a job queued again after a lost run may be running elsewhere already
+            del self._running[live.id]
 
     def between_jobs(self) -> float | None:
         self._record_unrecorded()
@@ -496,30 +490,35 @@ class JobManager:
         if outcome.state == "lost":
             state, kind = self._after_lost_worker(live, outcome)
         else:
-            self._retries.discard(live.id)
-            ended = _Outcome(outcome.state, outcome.kind, outcome.message, outcome.summary)
+            ended = _Outcome(outcome.state, outcome.kind, outcome.message, _noted(outcome.summary, live))
             self._end(live, ended)  # before the worker lets go of the job: status() must always find it
             state, kind = ended.state, ended.kind
         self._tell("job_finished", live.id, state, kind=kind, result=outcome.result, seconds=seconds)
 
     def _after_lost_worker(self, live: _LiveJob, outcome: RunOutcome) -> tuple[str, str | None]:
-        """The job's worker died, hung or broke under it: sweep what it wrote, then re-queue it once at the head of
-        the queue; a job that was re-queued already fails with the reason. Returns (state, kind) for listeners."""
+        """The job's worker died, hung or broke under it: sweep what it wrote, then queue the job again at the head
+        of the queue under the same id (the page, ``/generate`` and API callers follow that id), once. A job that
+        ran twice, was cancelled meanwhile or meets a stopping app ends here. Returns (state, kind) for listeners."""
         swept = self._sweep_files_of(live.id)
         log.warning("%s; %d file(s) it left removed", outcome.message, swept)
         reason = self.public(outcome.message or "The worker process stopped.")
-        if live.id in self._retries or self._stopping:
-            again = " It had been re-queued once already after the same thing." if live.id in self._retries else ""
+        if live.cancel.cancelled:
+            self._end(live, _Outcome("cancelled"))
+            return "cancelled", None
+        if live.first_run_lost is not None or self._stopping:
+            again = " It had run once before and its worker stopped the same way." if live.first_run_lost else ""
             self._end(live, _Outcome("failed", "fatal", f"{reason}{again} Nothing was saved; the log has details "
                                      f"under job {live.id}."))
             return "failed", "fatal"
         try:
-            self.store.mark_interrupted(live.id, f"{reason} Nothing was saved from this run.")
-            new_id = self.requeue(live.id, first=True)
-        except (BadInputError, *STORE_ERRORS) as exc:  # e.g. the disk filled meanwhile: the user re-queues later
-            log.error("could not be re-queued: %s", exc)
-            return "interrupted", "interrupted"
-        self._retries.add(new_id)
+            self.store.mark_queued_again(live.id)
+        except STORE_ERRORS as exc:
+            self._end(live, _Outcome("failed", "fatal", _database_message(exc, "the job was not queued again")))
+            return "failed", "fatal"
+        with self._changed:
+            self._queue.appendleft(_LiveJob(live.id, live.request, live.record, first_run_lost=reason))
+            self._changed.notify_all()
+        log.warning("queued again, first in line, to run once more from the start")
         return "interrupted", "interrupted"
 
     def _end(self, live: _LiveJob, outcome: _Outcome) -> None:
@@ -593,6 +592,15 @@ def fingerprint(status: JobStatus) -> tuple:
     progress = status.progress or {}
     return (status.state, status.position, progress.get("stage"), progress.get("candidate"), progress.get("step"),
             progress.get("preview_step"))
+
+
+def _noted(summary: dict[str, Any] | None, live: _LiveJob) -> dict[str, Any] | None:
+    """The summary of a job that ran twice says so among its notices (what the app did on the user's behalf)."""
+    if summary is None or live.first_run_lost is None:
+        return summary
+    notice = {"code": "worker.job_ran_again", "message": f"The first run of this job was lost: {live.first_run_lost} "
+              "It ran again from the start, with the same settings and seed.", "hint": ""}
+    return {**summary, "notices": [*summary.get("notices", []), notice]}
 
 
 def _eta(live: _LiveJob, event: ProgressEvent, now: float) -> float | None:

@@ -141,10 +141,9 @@ class JobStore:
             )
         return [_record(row) for row in rows]
 
-    def mark_interrupted(self, job_id: str, message: str) -> None:
-        """A running job's worker died under it (the app lives on): nothing was saved from it."""
-        self._update(job_id, state="interrupted", finished_at=time.time(), error_kind="interrupted",
-                     error_message=message)
+    def mark_queued_again(self, job_id: str) -> None:
+        """A running job's worker died under it (the app lives on): it waits again, first in the queue."""
+        self._update(job_id, state="queued", started_at=None)
 
     def mark_requeued(self, job_id: str, new_id: str) -> None:
         """An interrupted job was queued again as ``new_id``: say so in its history entry (it stays interrupted)."""
