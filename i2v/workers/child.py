@@ -76,7 +76,7 @@ def _use_device(config: WorkerConfig) -> None:
     os.environ["CUDA_VISIBLE_DEVICES"] = "" if config.gpu is None else str(config.gpu)
 
 
-def _end_with_parent(parent: int, conn) -> None:
+def _end_with_parent(parent: int) -> None:
     """A worker must not outlive the app (``kill -9`` of the app leaves no one to stop it)."""
     while os.getppid() == parent:
         time.sleep(PARENT_CHECK_SECONDS)
@@ -88,7 +88,7 @@ def serve(config: WorkerConfig, conn, cancel_event) -> None:
     _use_device(config)
     os.setpgrp()
     parent = os.getppid()
-    threading.Thread(target=_end_with_parent, args=(parent, conn), name="i2v-parent-watch", daemon=True).start()
+    threading.Thread(target=_end_with_parent, args=(parent,), name="i2v-parent-watch", daemon=True).start()
     channel = _Channel(conn)
     from i2v.logs import JobIdFilter
 

@@ -72,8 +72,9 @@ def run_job(engine: Engine, request: GenerationRequest, job_id: str, on_progress
         if poisons_context(exc):
             log.error("the GPU's CUDA context is broken (%s: %s): this worker must be restarted",
                       type(exc).__name__, exc)
-            return RunOutcome("lost", "fatal", f"the GPU reported an error that breaks its context "
-                                               f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
+            first_line = (str(exc).splitlines() or [""])[0][:200]
+            # Worded to follow "The worker process on GPU n (PID p)" (ProcessWorker says who).
+            return RunOutcome("lost", "fatal", f"broke its CUDA context ({type(exc).__name__}: {first_line})")
         log.exception("failed with an unexpected error")
         message = (f"Internal error ({type(exc).__name__}: {exc}). The app keeps running; the log has details "
                    f"under job {job_id}.")

@@ -49,6 +49,7 @@ class ProcessWorker(Worker):
         self._resident: str | None = None
         self._last_restart = 0.0
         self._quick_restarts = 0
+        self._stopping = False  # set by stop(): a child that dies now is not restarted
 
     @property
     def where(self) -> str:
@@ -84,6 +85,7 @@ class ProcessWorker(Worker):
 
     def stop(self) -> None:
         """Ask the child to finish, then end it by its PID if it does not."""
+        self._stopping = True
         if self._process is None:
             return
         try:
@@ -126,17 +128,18 @@ class ProcessWorker(Worker):
             elif message[0] == "finished":
                 outcome = message[1]
                 if outcome.state == "lost":  # the child exits by itself; a new one takes the next job
-                    return self._lost(outcome.message or "broke", outcome=outcome)
+                    return self._lost(outcome.message or "broke its CUDA context")
                 return outcome
             elif message[0] == "gone":
                 return self._lost(self._exit_reason())
 
-    def _lost(self, reason: str, outcome: RunOutcome | None = None) -> RunOutcome:
+    def _lost(self, reason: str) -> RunOutcome:
         pid = self.pid
         log.error("worker %s on %s (PID %s) %s: ending and restarting it", self.name, self.where, pid, reason)
         self._set_state("restarting")
         self._end_process()
-        self._restart()
+        if not self._stopping:
+            self._restart()
         return RunOutcome("lost", "fatal", f"The worker process on {self.where} (PID {pid}) {reason}.")
 
     def _restart(self) -> None:

@@ -116,5 +116,5 @@ class InProcessWorker(Worker):
     def _run(self, job_id, request, on_progress, cancel) -> RunOutcome:
         outcome = run_job(self.engine, request, job_id, on_progress, cancel)
         if outcome.state == "lost":  # nothing to restart here: the job fails with the reason
-            return RunOutcome("failed", outcome.kind, f"The job failed: {outcome.message}. Restart the app.")
+            return RunOutcome("failed", outcome.kind, f"The app's process {outcome.message}. Restart the app.")
         return outcome
