@@ -393,7 +393,9 @@ def test_output_folder_that_cannot_be_created_is_named(tmp_path, monkeypatch):
 @contextlib.contextmanager
 def app_with(outputs: Path, *, monitor, engine: Engine):
     port = free_port()
-    settings = load_settings(["--port", str(port), "--model", "tiny", "--output-dir", str(outputs)], environ={})
+    # --gpus none: the job runs on the given engine in this process (the fake NVML's GPU cannot host a worker).
+    settings = load_settings(["--port", str(port), "--model", "tiny", "--output-dir", str(outputs), "--gpus", "none"],
+                             environ={})
     server = ServerThread(create_app(settings, monitor=monitor, engine=engine), port=port).start()
     try:
         yield server

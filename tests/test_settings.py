@@ -149,6 +149,7 @@ def test_workers_are_chosen_by_gpu_numbers_and_a_bad_list_is_refused_by_name(cap
     settings = load_settings(["--gpus", "0,2,3", "--cpu-workers", "2", "--watchdog-minutes", "0.5"], environ={})
     assert (settings.gpus, settings.cpu_workers, settings.watchdog_minutes) == ((0, 2, 3), 2, 0.5)
     assert load_settings([], environ={"I2V_GPUS": " 1 , 1,"}).gpus == (1,)
+    assert load_settings(["--gpus", "none"], environ={}).gpus is None
     with pytest.raises(SystemExit):
         load_settings(["--gpus", "first"], environ={})
     assert "--gpus: must be GPU numbers like 0,2,3" in capsys.readouterr().err

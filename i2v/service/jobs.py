@@ -506,7 +506,7 @@ class JobManager:
             self._end(live, _Outcome("cancelled"))
             return "cancelled", None
         if live.first_run_lost is not None or self._stopping:
-            again = " It had run once before and its worker stopped the same way." if live.first_run_lost else ""
+            again = " It was the job's second run: the first was lost too." if live.first_run_lost else ""
             self._end(live, _Outcome("failed", "fatal", f"{reason}{again} Nothing was saved; the log has details "
                                      f"under job {live.id}."))
             return "failed", "fatal"

@@ -28,10 +28,13 @@ def choose_worker(model: str, ready: Sequence[Worker]) -> Worker | None:
 
 def build_workers(settings, engine, monitor) -> list[Worker]:
     """One worker process per chosen GPU; ``cpu_workers`` processes on the CPU instead when asked; without either
-    (a box without a GPU), the app's own process runs one job at a time, as before workers existed."""
+    (a box without a GPU, or ``--gpus none``), the app's own process runs one job at a time, as before workers
+    existed."""
     if settings.cpu_workers:
         threads = max(1, (os.cpu_count() or 1) // settings.cpu_workers)
         return [_process_worker(settings, engine, f"cpu{n}", None, threads) for n in range(settings.cpu_workers)]
+    if settings.gpus is None:  # --gpus none: the tests that instrument the app's engine, debugging
+        return [InProcessWorker(engine)]
     gpus = _chosen_gpus(settings.gpus, [gpu.index for gpu in monitor.snapshot().gpus])
     if not gpus:
         return [InProcessWorker(engine)]
