@@ -74,7 +74,8 @@ def test_a_job_lost_twice_fails_with_the_reason_and_leaves_no_file(tmp_path, sha
         job_id = jobs.submit(tiny(shared_photo_path))
         ended = jobs.wait(job_id, timeout=60)
         assert ended.state == "failed" and ended.error_kind == "fatal"
-        assert "was killed (SIGKILL" in ended.error_message and "second run: the first was lost too" in ended.error_message
+        assert "was killed (SIGKILL" in ended.error_message
+        assert "second run: the first was lost too" in ended.error_message
         assert files_of(tmp_path / "outputs", job_id) == []
         later = jobs.submit(tiny(shared_photo_path))  # the worker serves on
         assert jobs.wait(later, timeout=180).state == "done"

@@ -155,3 +155,20 @@ def test_a_hung_worker_is_ended_by_the_watchdog_and_its_job_runs_again(server, i
     ran_again = [n["message"] for n in done.result["notices"] if n["code"] == "worker.job_ran_again"]
     assert ran_again and "reported no step for 0.25 minutes" in ran_again[0]
     assert not Path(f"/proc/{worker['pid']}").exists() or "Z" in Path(f"/proc/{worker['pid']}/stat").read_text()
+
+
+def test_a_worker_killed_while_idle_comes_back_with_its_model_and_no_job_pays_for_it(server, image):
+    before = workers(server)[0]
+    assert before["state"] == "idle"
+    os.kill(before["pid"], signal.SIGKILL)
+
+    def back():
+        now = workers(server)[0]
+        return now if now["restarts"] == before["restarts"] + 1 and now["resident_model"] == "tiny" else None
+
+    after = wait_until(back, START_S, "the worker to come back with its model", every=0.2)
+    assert after["pid"] != before["pid"] and after["jobs"] == before["jobs"]  # no job was lost with it
+    job_id = server.app.jobs.submit(GenerationRequest(image=str(image), prompt=PROMPT, model="tiny", seeds=(21,),
+                                                      **SMALL))
+    done = server.app.jobs.wait(job_id, timeout=START_S)
+    assert done.state == "done" and not [n for n in done.result["notices"] if n["code"] == "worker.job_ran_again"]

@@ -1,14 +1,15 @@
 """Jobs that live on the server, not in a browser tab.
 
 ``JobManager.submit`` validates a request (the same checks as a run, nothing loaded), fixes its seed, keeps a copy
-of the input picture, records the job in the ``JobStore`` and queues it. The workers (``i2v/workers``: the app's own process, or a
-process per GPU) take the queue in order, one job each at a time; a job whose worker process died or hung under it
-goes back to the head of the queue under the same id, once (a second time it fails with the reason). Pages ask ``status(job_id)`` whenever they like: a closed or reloaded tab loses nothing, and a job
-is only stopped by ``cancel``. A job belongs to whoever submitted it (``owner``: the page's per-browser secret,
-an API call's Gradio session): only the same secret may cancel it (``may_control``), unless ``shared_control``
-lets everyone; the job database keeps a SHA-256 of the secret, never the secret. How a job ended reaches its
-caller and the page even when the job database cannot be written (a full disk): the outcome waits in memory and the
-worker writes it again until the database takes it.
+of the input picture, records the job in the ``JobStore`` and queues it. The workers (``i2v/workers``: the app's
+own process, or a process per GPU) take the queue in order, one job each at a time; a job whose worker process died
+or hung under it goes back to the head of the queue under the same id, once (a second time it fails with the
+reason). Pages ask ``status(job_id)`` whenever they like: a closed or reloaded tab loses nothing, and a job is only
+stopped by ``cancel``. A job belongs to whoever submitted it (``owner``: the page's per-browser secret, an API
+call's Gradio session): only the same secret may cancel it (``may_control``), unless ``shared_control`` lets
+everyone; the job database keeps a SHA-256 of the secret, never the secret. How a job ended reaches its caller and
+the page even when the job database cannot be written (a full disk): the outcome waits in memory and a worker's
+thread writes it again until the database takes it.
 """
 from __future__ import annotations
 
@@ -460,6 +461,10 @@ class JobManager:
 
     def workers(self) -> list[WorkerInfo]:
         return self._dispatch.infos()
+
+    def serving(self) -> bool:
+        """Whether the workers take jobs (each worker's thread is alive)."""
+        return self._dispatch.serving()
 
     def job_taken(self, live: _LiveJob, worker: Worker) -> None:
         self._running[live.id] = live

@@ -84,6 +84,10 @@ class Dispatcher:
         for worker in self.workers:
             worker.warm_up(request)
 
+    def serving(self) -> bool:
+        """Whether every worker's thread is alive (a bug that ends one would leave its worker idle for ever)."""
+        return self._started and all(thread.is_alive() for thread in self._threads)
+
     def infos(self) -> list[WorkerInfo]:
         return [worker.info() for worker in self.workers]
 

@@ -50,6 +50,8 @@ class ProcessWorker(Worker):
         self._last_restart = 0.0
         self._quick_restarts = 0
         self._stopping = False  # set by stop(): a child that dies now is not restarted
+        self._life = threading.Lock()  # held while the child is ended and started again
+        self._model_request: GenerationRequest | None = None  # what a restarted child loads to have its model back
 
     @property
     def where(self) -> str:
@@ -82,6 +84,8 @@ class ProcessWorker(Worker):
         threading.Thread(target=self._read, args=(parent_conn, self._inbox), name=f"i2v-read-{self.name}",
                          daemon=True).start()
         log.info("worker %s on %s started (PID %d)", self.name, self.where, process.pid)
+        if self._model_request is not None:  # a restart: the model it had is loaded again before any job
+            self.warm_up(self._model_request)
 
     def stop(self) -> None:
         """Ask the child to finish, then end it by its PID if it does not."""
@@ -97,6 +101,7 @@ class ProcessWorker(Worker):
         self._set_state("stopped")
 
     def warm_up(self, request: GenerationRequest) -> None:
+        self._model_request = request
         try:
             self._conn.send(("load", request))
         except (OSError, ValueError) as exc:  # the worker died: its next job restarts it
@@ -105,7 +110,10 @@ class ProcessWorker(Worker):
     # -- one job ---------------------------------------------------------------------------------------------
     def _run(self, job_id: str, request: GenerationRequest, on_progress: ProgressCallback,
              cancel: CancelToken) -> RunOutcome:
+        with self._life:  # a restart after the child died idle finishes first; the job goes to the new child
+            self._set_state("busy")
         self._cancel.clear()
+        self._model_request = request
         try:
             self._conn.send(("run", job_id, request))
         except (OSError, ValueError):
@@ -136,10 +144,11 @@ class ProcessWorker(Worker):
     def _lost(self, reason: str) -> RunOutcome:
         pid = self.pid
         log.error("worker %s on %s (PID %s) %s: ending and restarting it", self.name, self.where, pid, reason)
-        self._set_state("restarting")
-        self._end_process()
-        if not self._stopping:
-            self._restart()
+        with self._life:
+            self._set_state("restarting")
+            self._end_process()
+            if not self._stopping:
+                self._restart()
         return RunOutcome("lost", "fatal", f"The worker process on {self.where} (PID {pid}) {reason}.")
 
     def _restart(self) -> None:
@@ -181,13 +190,28 @@ class ProcessWorker(Worker):
         if self._conn is not None:
             self._conn.close()
 
+    def _restarted_while_idle(self, inbox: queue.Queue) -> bool:
+        """A child that died without a job (killed while idle, or while it loaded the model at start) is started
+        again here, so no job pays for it with its one retry. False when a job is running (or the worker stops)."""
+        with self._life:
+            with self._guard:
+                if inbox is not self._inbox or self._stopping or self._state not in ("idle", "starting"):
+                    return False
+                self._state = "restarting"  # not ready: the dispatcher gives it no job meanwhile
+            log.error("worker %s on %s (PID %s) %s without a job: restarting it", self.name, self.where, self.pid,
+                      self._exit_reason())
+            self._end_process()
+            self._restart()
+        return True
+
     def _read(self, conn, inbox: queue.Queue) -> None:
         """Everything the child sends, until its pipe closes."""
         while True:
             try:
                 message = conn.recv()
             except (EOFError, OSError):  # the child died, or this pipe was closed on a restart
-                inbox.put(("gone",))
+                if not self._restarted_while_idle(inbox):
+                    inbox.put(("gone",))  # a job is running: _run ends and restarts the worker, and says why
                 return
             kind = message[0]
             if kind == "log":
