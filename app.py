@@ -16,15 +16,11 @@ log = logging.getLogger("i2v.app")
 
 
 def warm_up(app) -> None:
-    """Load the model in the background so the first Generate does not wait for it."""
-    from i2v.errors import I2VError
+    """Load the model on every worker in the background so the first Generate does not wait for it (a worker
+    process loads it in its own process: the app's never touches CUDA)."""
     from i2v.web.ui import placeholder_request
 
-    try:
-        report = app.jobs.engine.load(placeholder_request(app.model))
-        log.info("model %s ready (%s)", app.model, report.to_dict().get("source", "loaded"))
-    except I2VError as exc:
-        log.error("the model could not be loaded yet: %s", exc)
+    app.jobs.warm_up(placeholder_request(app.model))
 
 
 def set_up_logging(settings: AppSettings) -> None:

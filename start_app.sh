@@ -214,6 +214,15 @@ try:
         print(f"  GPU:   none ({gpu['reason']})")
 except OSError:
     print("  GPU:   (gpu_status needs the app's credentials)")
+try:
+    for w in json.load(urllib.request.urlopen(sys.argv[1] + "api/workers", timeout=3))["workers"]:
+        where = "the CPU" if w["gpu"] == "cpu" else f"GPU {w['gpu']}"
+        job = f" job {w['job']}" if w["job"] else ""
+        print(f"  worker {w['name']}: {where} of {w['node']}, PID {w['pid']}, {w['state']}{job}, "
+              f"model {w['resident_model'] or '(none yet)'}, {w['jobs']['done']} job(s) done, "
+              f"{w['restarts']} restart(s)")
+except OSError:
+    print("  workers: (api/workers needs the app's credentials)")
 PYEOF
 }
 

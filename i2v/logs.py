@@ -37,7 +37,8 @@ def job_context(job_id: str) -> Iterator[str]:
 
 class JobIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.job_id = _job_id.get()
+        if not hasattr(record, "job_id"):  # a worker process's record arrives with the id of the job it ran
+            record.job_id = _job_id.get()
         return True
 
 

@@ -105,6 +105,20 @@ def _attention(text: str) -> str:
     return value
 
 
+def _gpu_list(text: str) -> tuple[int, ...] | None:
+    """Comma-separated GPU numbers as nvidia-smi numbers them; empty: every GPU; ``none``: no GPU worker."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        numbers = tuple(dict.fromkeys(int(part) for part in text.split(",") if part.strip()))
+    except ValueError:
+        raise ValueError(f"must be GPU numbers like 0,2,3 (empty: every GPU; none: no GPU worker), got {text!r}"
+                         ) from None
+    if any(number < 0 for number in numbers):
+        raise ValueError(f"GPU numbers start at 0, got {text!r}")
+    return numbers
+
+
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
@@ -186,6 +200,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("channels_last", False, "channels-last memory layout for the UNet (on/off)", _switch),
     Setting("compile", False, "torch.compile the denoiser's blocks (first job pays the compile time; kernels are "
             "cached in the cache folder across restarts)", _switch),
+    Setting("gpus", (), "GPUs that get a worker process each, as nvidia-smi numbers them (e.g. 0,2,3; empty: every "
+            "GPU; 'none': jobs run one at a time in the app's own process, as on a box without a GPU)", _gpu_list),
+    Setting("cpu_workers", 0, "run this many worker processes on the CPU instead of one per GPU (tests, CPU "
+            "boxes); 0: a worker per GPU, or on a box without a GPU one job at a time inside the app's process",
+            _whole_number),
+    Setting("watchdog_minutes", 10.0, "a worker process that reports no denoising step for this many minutes is "
+            "ended and restarted, its job re-queued once (0: never; model loading is not timed)", _minutes),
     Setting("attention", "sdpa", "attention kernel: sdpa (PyTorch scaled-dot-product: flash/memory-efficient on "
             "GPUs) or classic (explicit matmul-softmax, for comparison)", _attention),
 )
@@ -216,6 +237,9 @@ class AppSettings:
     step_cache: int
     channels_last: bool
     compile: bool
+    gpus: tuple[int, ...] | None
+    cpu_workers: int
+    watchdog_minutes: float
     attention: str
 
     def speedups(self):

@@ -256,11 +256,11 @@ def test_disk_full_while_the_poster_is_written(server, image, outputs, warm, mon
     job_id = jobs.submit(GenerationRequest(image=image, prompt=PROMPT, model="tiny", width=64, height=64, frames=4,
                                            steps=2, seeds=(3,)))
     deadline = time.monotonic() + JOB_TIMEOUT_S
-    while not jobs.status(job_id).finished and jobs._worker.is_alive() and time.monotonic() < deadline:
+    while not jobs.status(job_id).finished and jobs.serving() and time.monotonic() < deadline:
         time.sleep(0.1)
     monkeypatch.undo()
     status = jobs.status(job_id)
-    alive = jobs._worker.is_alive()
+    alive = jobs.serving()
     assert status.state == "done", f"the job is {status.state} ({status.error_message}); worker alive: {alive}"
     assert status.result["videos"][0]["poster"] is None  # the gallery shows the input picture instead
     assert not list(outputs.rglob("*.jpg.partial"))
@@ -393,7 +393,9 @@ def test_output_folder_that_cannot_be_created_is_named(tmp_path, monkeypatch):
 @contextlib.contextmanager
 def app_with(outputs: Path, *, monitor, engine: Engine):
     port = free_port()
-    settings = load_settings(["--port", str(port), "--model", "tiny", "--output-dir", str(outputs)], environ={})
+    # --gpus none: the job runs on the given engine in this process (the fake NVML's GPU cannot host a worker).
+    settings = load_settings(["--port", str(port), "--model", "tiny", "--output-dir", str(outputs), "--gpus", "none"],
+                             environ={})
     server = ServerThread(create_app(settings, monitor=monitor, engine=engine), port=port).start()
     try:
         yield server

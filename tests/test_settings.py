@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 OTHER_DEFAULTS = dict(allowed_hosts=(), min_free_mb=1024, retention_days=0.0, warn_percent=80, log_dir="",
                       keep_logs=20, log_max_mb=50, console_log=True, idle_stop_minutes=0.0, idle_command="", models=(),
                       step_cache=1, channels_last=False, compile=False, attention="sdpa",
-                      shared_control=False)
+                      shared_control=False, gpus=(), cpu_workers=0, watchdog_minutes=10.0)
 
 
 def test_defaults():
@@ -143,3 +143,13 @@ def test_model_list_and_speedup_settings_parse_and_refuse_bad_values(capsys):
         with pytest.raises(SystemExit):
             load_settings([flag, value], environ={})
         assert flag in capsys.readouterr().err
+
+
+def test_workers_are_chosen_by_gpu_numbers_and_a_bad_list_is_refused_by_name(capsys):
+    settings = load_settings(["--gpus", "0,2,3", "--cpu-workers", "2", "--watchdog-minutes", "0.5"], environ={})
+    assert (settings.gpus, settings.cpu_workers, settings.watchdog_minutes) == ((0, 2, 3), 2, 0.5)
+    assert load_settings([], environ={"I2V_GPUS": " 1 , 1,"}).gpus == (1,)
+    assert load_settings(["--gpus", "none"], environ={}).gpus is None
+    with pytest.raises(SystemExit):
+        load_settings(["--gpus", "first"], environ={})
+    assert "--gpus: must be GPU numbers like 0,2,3" in capsys.readouterr().err

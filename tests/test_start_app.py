@@ -57,6 +57,8 @@ def test_start_status_restart_stop(project):
         assert status.returncode == 0
         assert f"PID:  {first}" in status.stdout and re.search(r"model: (none|tiny) in memory \(configured: tiny\)", status.stdout)
         assert f"http://127.0.0.1:{port}/" in status.stdout and "GPU:   none" in status.stdout
+        # Without a GPU (and without --cpu-workers) the app's own process is the one worker.
+        assert "worker in-process: the CPU of " in status.stdout and f"PID {first}, " in status.stdout
 
         time.sleep(1.1)  # the next log file gets its own second
         again = script(project, port=port)

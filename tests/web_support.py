@@ -25,11 +25,13 @@ def free_port() -> int:
 def running_app(outputs: Path, *, monitor=None, model: str = "tiny", queue_size: int = 8,
                 extra_args: Sequence[str] = ()) -> Iterator:
     """The app as ``app.py`` builds it (same settings path), served from a thread; yields the ServerThread.
-    ``extra_args`` are more ``app.py`` flags, e.g. ``["--max-upload-mb", "1"]``."""
+    ``extra_args`` are more ``app.py`` flags, e.g. ``["--max-upload-mb", "1"]``. Jobs run in the app's own process
+    (``--gpus none``: tests instrument its engine, and a fake GPU cannot host a worker) unless ``extra_args`` say
+    otherwise (``--cpu-workers 2``)."""
     from i2v.web.server import ServerThread, create_app
 
     port = free_port()
-    settings = load_settings(["--port", str(port), "--model", model, "--output-dir", str(outputs),
+    settings = load_settings(["--gpus", "none", "--port", str(port), "--model", model, "--output-dir", str(outputs),
                               "--queue-size", str(queue_size), *extra_args], environ={})
     server = ServerThread(create_app(settings, monitor=monitor), port=port).start()
     try:

@@ -1,14 +1,15 @@
 """Jobs that live on the server, not in a browser tab.
 
 ``JobManager.submit`` validates a request (the same checks as a run, nothing loaded), fixes its seed, keeps a copy
-of the input picture, records the job in the ``JobStore`` and queues it. One worker thread runs the queue in
-order through ``Engine.generate`` (which also holds the per-device lock, so other callers in the process wait
-their turn). Pages ask ``status(job_id)`` whenever they like: a closed or reloaded tab loses nothing, and a job
-is only stopped by ``cancel``. A job belongs to whoever submitted it (``owner``: the page's per-browser secret,
-an API call's Gradio session): only the same secret may cancel it (``may_control``), unless ``shared_control``
-lets everyone; the job database keeps a SHA-256 of the secret, never the secret. How a job ended reaches its
-caller and the page even when the job database cannot be written (a full disk): the outcome waits in memory and the
-worker writes it again until the database takes it.
+of the input picture, records the job in the ``JobStore`` and queues it. The workers (``i2v/workers``: the app's
+own process, or a process per GPU) take the queue in order, one job each at a time; a job whose worker process died
+or hung under it goes back to the head of the queue under the same id, once (a second time it fails with the
+reason). Pages ask ``status(job_id)`` whenever they like: a closed or reloaded tab loses nothing, and a job is only
+stopped by ``cancel``. A job belongs to whoever submitted it (``owner``: the page's per-browser secret, an API
+call's Gradio session): only the same secret may cancel it (``may_control``), unless ``shared_control`` lets
+everyone; the job database keeps a SHA-256 of the secret, never the secret. How a job ended reaches its caller and
+the page even when the job database cannot be written (a full disk): the outcome waits in memory and a worker's
+thread writes it again until the database takes it.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -29,8 +31,7 @@ from PIL import Image
 
 from i2v.engine.engine import Engine
 from i2v.loras.choice import lora_choices
-from i2v.errors import (BadInputError, I2VError, JobCancelled, NotEnoughDiskSpaceError, OutputWriteError,
-                        without_server_paths)
+from i2v.errors import BadInputError, NotEnoughDiskSpaceError, OutputWriteError, without_server_paths
 from i2v.guidance.images import check_file_size
 from i2v.service.jobstore import JobRecord, JobStore
 from i2v.logs import job_context, new_job_id
@@ -39,6 +40,9 @@ from i2v.service.eta import Eta
 from i2v.engine.request import MAX_SEED, GenerationRequest, validate_request
 from i2v.engine.resolve import PreparedJob
 from i2v.engine.run import GenerationResult
+from i2v.workers.dispatch import Dispatcher
+from i2v.workers.outcome import RunOutcome, WorkerInfo
+from i2v.workers.worker import InProcessWorker, Worker
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +51,6 @@ KEPT_PREVIEWS = 16  # the newest preview of this many jobs stays in memory (a fe
 RETRY_SECONDS = 5.0  # how often an outcome the job database refused (a full disk) is written again
 # What a write to the job database raises when its disk is full, read-only or gone ("database or disk is full").
 STORE_ERRORS = (sqlite3.Error, OSError)
-POSTER_SUFFIX = ".jpg"
 INPUTS_FOLDER = "inputs"
 # Pillow's format name -> the kept copy's suffix (the file route serves a type guessed from the suffix).
 KEPT_SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "MPO": ".jpg", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp",
@@ -68,7 +71,7 @@ def owner_digest(secret: str | None) -> str | None:
 
 
 class JobListener:
-    """Told when the worker starts and finishes a job (the web app's metrics). Called on the worker thread, so it
+    """Told when a worker starts and finishes a job (the web app's metrics). Called on a worker's thread, so it
     must be quick; what it raises is logged and ignored, since no job may fail for its bookkeeping."""
 
     def job_started(self, job_id: str) -> None:
@@ -76,7 +79,8 @@ class JobListener:
 
     def job_finished(self, job_id: str, state: str, *, kind: str | None, result: GenerationResult | None,
                      seconds: float) -> None:
-        """``state``: done | failed | cancelled; ``kind``: the error kind of a failed job."""
+        """``state``: done | failed | cancelled | interrupted (its worker died under it: the same job runs once
+        more, and is started and finished again); ``kind``: the error kind of a failed job."""
 
 
 class InputNotKeptError(BadInputError):
@@ -127,7 +131,9 @@ class _LiveJob:
     eta: Eta = field(default_factory=Eta)
     started_at: float | None = None
     model_resident: bool | None = None  # set when it starts
+    worker: Any = None  # the worker that took it (workers.Worker)
     preview: Preview | None = None  # the newest live preview, once the engine made one
+    first_run_lost: str | None = None  # why its first run ended without an outcome (its worker died): it runs again
 
 
 @dataclass(frozen=True)
@@ -173,7 +179,8 @@ def request_from_settings(settings: dict[str, Any], image: Any) -> GenerationReq
 class JobManager:
     def __init__(self, engine: Engine, store: JobStore | None = None, *, max_queue: int = DEFAULT_MAX_QUEUE,
                  listener: JobListener | None = None, retry_seconds: float = RETRY_SECONDS,
-                 shared_control: bool = False, expected_seconds: Callable[[PreparedJob], float | None] | None = None):
+                 shared_control: bool = False, expected_seconds: Callable[[PreparedJob], float | None] | None = None,
+                 workers: Sequence[Worker] | None = None):
         self.engine = engine
         # Denoising seconds learned from earlier jobs on this device (server.expected_seconds): the ETA's first guess.
         self.expected_seconds = expected_seconds
@@ -183,14 +190,14 @@ class JobManager:
         self.max_queue = max_queue
         self.retry_seconds = retry_seconds
         self._queue: deque[_LiveJob] = deque()
-        self._running: _LiveJob | None = None
+        self._running: dict[str, _LiveJob] = {}  # job id -> the job, in the order they started
         self._unrecorded: dict[str, tuple[_LiveJob, _Outcome]] = {}  # ended, but not in the database yet
         self._previews: dict[str, Preview] = {}  # job id -> its newest live preview, oldest job first
         self._next_retry = 0.0  # monotonic time of the next try to write them
-        self._warm_backend = None  # the engine's backend when the last job had got past its load
         self._changed = threading.Condition()
-        self._worker: threading.Thread | None = None
         self._stopping = False
+        # Without workers given, the app's own process runs one job at a time (the CLI, a box without a GPU).
+        self._dispatch = Dispatcher(workers or [InProcessWorker(engine)], self._queue, self._changed, self)
 
     # -- start-up ------------------------------------------------------------------------------------------
     def recover(self) -> list[JobRecord]:
@@ -272,10 +279,10 @@ class JobManager:
                     path.unlink(missing_ok=True)
                 raise JobNotRecordedError(_database_message(exc, "the job was not queued")) from None
             self._queue.append(_LiveJob(job_id, request, record, eta=Eta(self._prior_step_s(job))))
-            self._ensure_worker()
+            self._dispatch.start()
             self._changed.notify_all()
         with job_context(job_id):
-            log.info("queued (%d ahead)", waiting + (self._running is not None))
+            log.info("queued (%d ahead)", waiting + len(self._running))
         return job_id
 
     def _prior_step_s(self, job: PreparedJob) -> float | None:
@@ -354,7 +361,7 @@ class JobManager:
         ``owner`` is not the secret it was submitted with (``may_control``)."""
         with self._changed:
             queued = next((live for live in self._queue if live.id == job_id), None)
-            running = self._running if self._running is not None and self._running.id == job_id else None
+            running = self._running.get(job_id)
             live = queued or running
             if live is None:
                 return False
@@ -388,7 +395,7 @@ class JobManager:
 
     def _owner_of(self, job_id: str) -> str | None:
         with self._changed:
-            lives = ([self._running] if self._running else []) + list(self._queue)
+            lives = list(self._running.values()) + list(self._queue)
             lives += [live for live, _outcome in self._unrecorded.values()]
             for live in lives:
                 if live.id == job_id:
@@ -398,20 +405,20 @@ class JobManager:
 
     def status(self, job_id: str) -> JobStatus | None:
         with self._changed:
-            if self._running is not None and self._running.id == job_id:
-                return self._live_status(self._running, position=None)
+            if job_id in self._running:
+                return self._live_status(self._running[job_id], position=None)
             for position, live in enumerate(self._queue):
                 if live.id == job_id:
-                    return self._live_status(live, position=position + (self._running is not None))
+                    return self._live_status(live, position=position + len(self._running))
             if job_id in self._unrecorded:
                 return _ended_status(*self._unrecorded[job_id])
         record = self.store.get(job_id)
         return _stored_status(record) if record else None
 
     def active(self) -> list[JobStatus]:
-        """The running job first, then the queue in order."""
+        """The running jobs first (in the order they started), then the queue in order."""
         with self._changed:
-            lives = ([self._running] if self._running else []) + list(self._queue)
+            lives = list(self._running.values()) + list(self._queue)
         return [status for status in (self.status(live.id) for live in lives) if status is not None]
 
     def queue_length(self) -> int:
@@ -443,14 +450,13 @@ class JobManager:
                 self._changed.wait(remaining)
 
     def shutdown(self, timeout: float = 5.0) -> None:
-        """Stop taking jobs, cancel the running one and let the worker end."""
+        """Stop taking jobs, cancel the running ones and let the workers end."""
         with self._changed:
             self._stopping = True
-            if self._running is not None:
-                self._running.cancel.cancel()
+            for live in self._running.values():
+                live.cancel.cancel()
             self._changed.notify_all()
-        if self._worker is not None:
-            self._worker.join(timeout)
+        self._dispatch.stop(timeout)
         self._next_retry = 0.0
         self._record_unrecorded()
         for job_id, (_live, outcome) in self._unrecorded.items():
@@ -458,77 +464,87 @@ class JobManager:
                 log.error("ended %s, but the job database never took it: it shows as interrupted after the next "
                           "start", outcome.state)
 
-    # -- the worker ----------------------------------------------------------------------------------------
-    def _ensure_worker(self) -> None:
-        if self._worker is None or not self._worker.is_alive():
-            self._worker = threading.Thread(target=self._work, name="i2v-jobs", daemon=True)
-            self._worker.start()
+    # -- the workers (i2v/workers/dispatch.py calls these) --------------------------------------------------
+    def start(self) -> None:
+        """Start the workers now (a worker process takes seconds to import its libraries); else at the first job."""
+        self._dispatch.start()
 
-    def _work(self) -> None:
-        while True:
-            self._record_unrecorded()
-            with self._changed:
-                if self._stopping:
-                    return
-                if not self._queue:
-                    self._changed.wait(self.retry_seconds if self._unrecorded else None)
-                    continue
-                live = self._queue.popleft()
-                self._running = live
-                self._changed.notify_all()
-            try:
-                self._run(live)
-            finally:
-                with self._changed:
-                    self._running = None
-                    self._changed.notify_all()
+    def warm_up(self, request: GenerationRequest) -> None:
+        """Load the request's model on every worker, so the first job does not wait for it."""
+        self._dispatch.warm_up(request)
 
-    def _run(self, live: _LiveJob) -> None:
-        with job_context(live.id):
-            started = time.monotonic()
-            outcome, result = self._start_and_generate(live)
-            if live.progress is not None and live.progress.stage != "load":
-                self._warm_backend = self.engine.backend  # loaded: the next job of this model has no load
-            self._end(live, outcome)  # before the worker lets go of the job: status() must always find it
-            self._tell("job_finished", live.id, outcome.state, kind=outcome.kind, result=result,
-                       seconds=time.monotonic() - started)
+    def workers(self) -> list[WorkerInfo]:
+        return self._dispatch.infos()
 
-    def _start_and_generate(self, live: _LiveJob) -> tuple[_Outcome, GenerationResult | None]:
+    def serving(self) -> bool:
+        """Whether the workers take jobs (each worker's thread is alive)."""
+        return self._dispatch.serving()
+
+    def job_taken(self, live: _LiveJob, worker: Worker) -> None:
+        self._running[live.id] = live
+        live.worker = worker
+
+    def job_released(self, live: _LiveJob) -> None:
+        if self._running.get(live.id) is live:  # a job queued again after a lost run may be running elsewhere already
+            del self._running[live.id]
+
+    def between_jobs(self) -> float | None:
+        self._record_unrecorded()
+        with self._changed:
+            return self.retry_seconds if self._unrecorded else None
+
+    def job_starting(self, live: _LiveJob) -> RunOutcome | None:
         try:
             self.store.mark_running(live.id)
         except STORE_ERRORS as exc:
             log.error("the job database could not be written: %s", exc)
-            return _Outcome("failed", "fatal", _database_message(exc, "the job was not started")), None
+            return RunOutcome("failed", "fatal", _database_message(exc, "the job was not started"))
         live.started_at = time.time()
-        live.model_resident = self._model_resident(live.request)
+        live.model_resident = self._model_resident(live)
         self._tell("job_started", live.id)
-        return self._generate(live)
+        return None
 
-    def _model_resident(self, request: GenerationRequest) -> bool:
-        """Whether the request's model is in memory, so its job has no load to wait for: the engine still holds the
-        backend a job got past its load with, for the same model and transformer file. (Backends do not say whether
-        they are loaded; a load for another device or precision still counts as resident here.)"""
-        backend = self.engine.backend
-        return (backend is not None and backend is self._warm_backend and backend.model_id == request.model
-                and getattr(backend, "transformer_file", None) == request.transformer_file)
+    def _model_resident(self, live: _LiveJob) -> bool:
+        """Whether the job's model is in its worker's memory, so it has no load to wait for."""
+        return live.worker is not None and live.worker.resident_model == live.request.model
 
-    def _generate(self, live: _LiveJob) -> tuple[_Outcome, GenerationResult | None]:
-        """Run the job: how it ended, and its result when it is done."""
+    def job_progress(self, live: _LiveJob, event: ProgressEvent) -> None:
+        self._on_progress(live, event)
+
+    def job_ended(self, live: _LiveJob, outcome: RunOutcome, worker: Worker, seconds: float) -> None:
+        if outcome.state == "lost":
+            state, kind = self._after_lost_worker(live, outcome)
+        else:
+            ended = _Outcome(outcome.state, outcome.kind, outcome.message, _noted(outcome.summary, live))
+            self._end(live, ended)  # before the worker lets go of the job: status() must always find it
+            state, kind = ended.state, ended.kind
+        self._tell("job_finished", live.id, state, kind=kind, result=outcome.result, seconds=seconds)
+
+    def _after_lost_worker(self, live: _LiveJob, outcome: RunOutcome) -> tuple[str, str | None]:
+        """The job's worker died, hung or broke under it: sweep what it wrote, then queue the job again at the head
+        of the queue under the same id (the page, ``/generate`` and API callers follow that id), once. A job that
+        ran twice, was cancelled meanwhile or meets a stopping app ends here. Returns (state, kind) for listeners."""
+        swept = self._sweep_files_of(live.id)
+        log.warning("%s; %d file(s) it left removed", outcome.message, swept)
+        reason = self.public(outcome.message or "The worker process stopped.")
+        if live.cancel.cancelled:
+            self._end(live, _Outcome("cancelled"))
+            return "cancelled", None
+        if live.first_run_lost is not None or self._stopping:
+            again = " It was the job's second run: the first was lost too." if live.first_run_lost else ""
+            self._end(live, _Outcome("failed", "fatal", f"{reason}{again} Nothing was saved; the log has details "
+                                     f"under job {live.id}."))
+            return "failed", "fatal"
         try:
-            result = self.engine.generate(live.request, job_id=live.id, on_progress=lambda e: self._on_progress(live, e),
-                                          cancel=live.cancel, keep_frames=True)
-            summary = result_summary(result)
-        except JobCancelled:
-            return _Outcome("cancelled"), None
-        except I2VError as exc:
-            log.warning("failed (%s): %s", exc.kind, exc)
-            return _Outcome("failed", exc.kind, self.public(str(exc))), None
-        except Exception as exc:  # a bug or an unexpected library error: the worker must keep serving
-            log.exception("failed with an unexpected error")
-            message = (f"Internal error ({type(exc).__name__}: {exc}). The app keeps running; the log has details "
-                       f"under job {live.id}.")
-            return _Outcome("failed", "internal", self.public(message)), None
-        return _Outcome("done", summary=summary), result
+            self.store.mark_queued_again(live.id)
+        except STORE_ERRORS as exc:
+            self._end(live, _Outcome("failed", "fatal", _database_message(exc, "the job was not queued again")))
+            return "failed", "fatal"
+        with self._changed:
+            self._queue.appendleft(_LiveJob(live.id, live.request, live.record, first_run_lost=reason))
+            self._changed.notify_all()
+        log.warning("queued again, first in line, to run once more from the start")
+        return "interrupted", "interrupted"
 
     def _end(self, live: _LiveJob, outcome: _Outcome) -> None:
         """Record how the job ended. When the database refuses (a full disk), the outcome stays in memory, where
@@ -584,7 +600,7 @@ class JobManager:
 
     def _live_status(self, live: _LiveJob, position: int | None) -> JobStatus:
         record = live.record
-        running = self._running is live
+        running = self._running.get(live.id) is live
         return JobStatus(
             id=live.id, state="running" if running else "queued", settings=record.settings,
             created_at=record.created_at, position=position,
@@ -602,42 +618,15 @@ def fingerprint(status: JobStatus) -> tuple:
             progress.get("preview_step"))
 
 
-def result_summary(result: GenerationResult) -> dict[str, Any]:
-    """What the page and the history need from a result (JSON-able); writes a poster image per video."""
-    videos = []
-    for video in result.videos:
-        poster = _write_poster(video.path, video.frames)
-        videos.append({
-            "path": str(video.path), "sidecar": str(video.sidecar_path), "seed": video.seed,
-            "poster": str(poster) if poster else None,
-        })
-    return {
-        "videos": videos,
-        "params": result.params,
-        "plan": result.plan,
-        "notices": [n.to_dict() for n in result.notices],
-        "warnings": [w.to_dict() for w in result.warnings],
-        "model_warnings": [w.to_dict() for w in result.model_warnings],
-        "timings_s": result.timings_s,
-    }
+def _noted(summary: dict[str, Any] | None, live: _LiveJob) -> dict[str, Any] | None:
+    """The summary of a job that ran twice says so among its notices (what the app did on the user's behalf)."""
+    if summary is None or live.first_run_lost is None:
+        return summary
+    notice = {"code": "worker.job_ran_again", "message": f"The first run of this job was lost: {live.first_run_lost} "
+              "It ran again from the start, with the same settings and seed.", "hint": ""}
+    return {**summary, "notices": [*summary.get("notices", []), notice]}
 
 
-def _write_poster(video_path: Path, frames: Any) -> Path | None:
-    """The middle frame as a small JPEG for the history gallery."""
-    if frames is None or len(frames) == 0:
-        return None
-    poster = Path(video_path).with_suffix(POSTER_SUFFIX)
-    picture = Image.fromarray(frames[len(frames) // 2])
-    picture.thumbnail((320, 320))
-    partial = poster.with_name(f".{poster.name}.partial")
-    try:
-        picture.save(partial, format="JPEG", quality=85)
-        partial.replace(poster)
-    except OSError as exc:  # a nicety: the video is saved, and the gallery falls back to the input picture
-        partial.unlink(missing_ok=True)
-        log.warning("no poster for %s: %s", Path(video_path).name, exc)
-        return None
-    return poster
 
 
 def _ended_status(live: _LiveJob, outcome: _Outcome) -> JobStatus:

@@ -141,6 +141,10 @@ class JobStore:
             )
         return [_record(row) for row in rows]
 
+    def mark_queued_again(self, job_id: str) -> None:
+        """A running job's worker died under it (the app lives on): it waits again, first in the queue."""
+        self._update(job_id, state="queued", started_at=None)
+
     def mark_requeued(self, job_id: str, new_id: str) -> None:
         """An interrupted job was queued again as ``new_id``: say so in its history entry (it stays interrupted)."""
         with self._connect() as db:

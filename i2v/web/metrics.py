@@ -2,8 +2,9 @@
 
 One ``CollectorRegistry`` per app, not the library's global one: a process (the tests) may build several apps,
 and the global registry refuses a second metric of the same name. Job counters are fed by the ``JobManager``
-(this object is its listener); queue length, GPU memory and uptime are read when scraped, so they are never stale.
-Only jobs that started are counted: started = succeeded + failed + cancelled + the one running.
+(this object is its listener); queue length, GPU memory, uptime and the workers (up, jobs by outcome, restarts) are
+read when scraped, so they are never stale. Only jobs that started are counted: started = succeeded + failed +
+cancelled + interrupted (their worker died; each is re-queued once as a new job) + the ones running.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import time
 from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,8 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
 class Metrics:
-    def __init__(self, *, monitor, queue_length: Callable[[], int], started_at: float | None = None):
+    def __init__(self, *, monitor, queue_length: Callable[[], int], started_at: float | None = None,
+                 workers: Callable[[], list] | None = None):
         self.registry = CollectorRegistry()
         def counter(name: str, doc: str, *labels: str) -> Counter:
             return Counter(name, doc, labels, registry=self.registry)
@@ -39,6 +41,8 @@ class Metrics:
         for kind in FAILURE_KINDS:
             self.failed.labels(kind)  # present at 0, so rate() and alerts work before the first failure
         self.cancelled = counter("i2v_jobs_cancelled_total", "Started jobs that were cancelled.")
+        self.interrupted = counter("i2v_jobs_interrupted_total",
+                                   "Started jobs whose worker process died or hung under them (re-queued once).")
         self.downgrades = counter("i2v_plan_downgrades_total",
                                   "Succeeded jobs the planner ran with fewer frames or a lower resolution to fit.")
         self.nan_retries = counter("i2v_nan_retries_total",
@@ -48,6 +52,7 @@ class Metrics:
         self.generation_seconds = Histogram("i2v_generation_seconds", "Run time of succeeded jobs, in seconds.",
                                             buckets=GENERATION_BUCKETS, registry=self.registry)
         self.registry.register(_LiveCollector(monitor, queue_length, started_at or time.time()))
+        self.registry.register(_WorkerCollector(workers or list))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -66,6 +71,8 @@ class Metrics:
             self.oom_recoveries.inc(sum(code in OOM_RECOVERY_CODES for code in codes))
         elif state == "cancelled":
             self.cancelled.inc()
+        elif state == "interrupted":
+            self.interrupted.inc()
         else:
             self.failed.labels(kind if kind in FAILURE_KINDS else "internal").inc()
 
@@ -90,3 +97,29 @@ class _LiveCollector:
             total.add_metric([str(gpu.index)], gpu.memory_total_bytes)
         yield used
         yield total
+
+
+class _WorkerCollector:
+    """Per worker (so per GPU), read at scrape time from the workers' own counts (``WorkerInfo``)."""
+
+    LABELS = ["node", "gpu", "worker"]
+
+    def __init__(self, workers: Callable[[], list]):
+        self.workers = workers
+
+    def collect(self):
+        up = GaugeMetricFamily("i2v_worker_up", "1 while the worker can run jobs (idle or busy), 0 while it starts "
+                               "or restarts.", labels=self.LABELS)
+        busy = GaugeMetricFamily("i2v_worker_busy", "1 while the worker runs a job.", labels=self.LABELS)
+        jobs = CounterMetricFamily("i2v_worker_jobs", "Jobs that ended on this worker, by outcome (lost: the "
+                                   "worker died or hung under the job).", labels=[*self.LABELS, "outcome"])
+        restarts = CounterMetricFamily("i2v_worker_restarts", "Times the worker process was ended and started "
+                                       "again.", labels=self.LABELS)
+        for info in self.workers():
+            labels = [info.node, info.gpu, info.name]
+            up.add_metric(labels, 1.0 if info.state in ("idle", "busy") else 0.0)
+            busy.add_metric(labels, 1.0 if info.state == "busy" else 0.0)
+            for outcome, count in info.jobs.items():
+                jobs.add_metric([*labels, outcome], count)
+            restarts.add_metric(labels, info.restarts)
+        yield from (up, busy, jobs, restarts)

@@ -41,6 +41,8 @@ from i2v.web.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from i2v.web.metrics import Metrics
 from i2v.web.plain_errors import plain_input_errors
 from i2v.web.ui import Studio
+from i2v.web.workers_api import add_worker_routes
+from i2v.workers.pool import build_workers
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +122,8 @@ def create_app(settings: AppSettings, *, monitor=None, engine: Engine | None = N
                               min_free_bytes=settings.min_free_mb * 2**20, speedups=settings.speedups())
     started_at = time.time()
     # The queue is read at scrape time, through a lambda because the manager needs its listener first.
-    metrics = Metrics(monitor=monitor, queue_length=lambda: jobs.queue_length(), started_at=started_at)
+    metrics = Metrics(monitor=monitor, queue_length=lambda: jobs.queue_length(), started_at=started_at,
+                      workers=lambda: jobs.workers())
     # A lambda again: the watcher stops the StudioApp built below, and asks the manager whether it is busy.
     idle = IdleWatcher(settings.idle_stop_minutes, busy=lambda: jobs.queue_length() > 0 or bool(jobs.active()),
                        on_idle=lambda: studio_app.stop_for_idle())
@@ -128,12 +131,15 @@ def create_app(settings: AppSettings, *, monitor=None, engine: Engine | None = N
     store = JobStore.in_folder(engine.output_dir)
     retention = RetentionListener(engine.output_dir, store, settings.retention_days)
     learned_seconds = functools.partial(expected_seconds, variant=step_times.speed_variant(engine.speedups))
+    # One worker process per GPU (or --cpu-workers); without a GPU the app's own process runs the jobs.
     jobs = JobManager(engine, store, max_queue=settings.queue_size, shared_control=settings.shared_control,
-                      listener=_AllListeners(metrics, idle, retention), expected_seconds=learned_seconds)
+                      listener=_AllListeners(metrics, idle, retention), expected_seconds=learned_seconds,
+                      workers=build_workers(settings, engine, monitor))
     for record in jobs.recover():
         log.warning("job %s (%s) did not finish before the last stop: shown as interrupted", record.id,
                     record.settings.get("prompt", "")[:60])
     prune_outputs(engine.output_dir, store, settings.retention_days)
+    jobs.start()  # after recover(): the workers' processes import their libraries while the page comes up
     runs_on = _runs_on(monitor)
     studio = Studio(
         jobs, models=models, presets=presets, keywords=keywords,
@@ -173,6 +179,7 @@ def create_app(settings: AppSettings, *, monitor=None, engine: Engine | None = N
         return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE, headers={"Cache-Control": "no-store"})
 
     add_job_routes(api, jobs)
+    add_worker_routes(api, jobs)
 
     outputs = settings.outputs.resolve()
     outputs.mkdir(parents=True, exist_ok=True)
