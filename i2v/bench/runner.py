@@ -21,6 +21,7 @@ import numpy as np
 from i2v.engine.cpu_threads import cpu_threads_for
 from i2v.bench.latency import LatencyResult, markdown_section, splice_section, targets_met
 from i2v.bench.memory import nvml_peak_for
+from i2v.bench.pictures import synthetic_image  # noqa: F401 - the bench's picture, also used from here
 from i2v.bench.quality import psnr
 from i2v.engine.engine import Engine
 from i2v.bench.speedups import markdown_section as speedups_section
@@ -56,16 +57,6 @@ class BenchRow:
     peak_nvml_bytes: int | None  # sampled device "used" during our runs (lower bound, includes the CUDA context)
     baseline_peak_torch_bytes: int | None
     predicted_vram_gib: float | None
-
-
-def synthetic_image(width: int = 640, height: int = 480):
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    picture = np.stack([60 + 120 * x / width, 60 + 120 * y / height, 90 + 60 * np.sin(x / 9) * np.cos(y / 7)], -1)
-    picture += rng.normal(0, 12, picture.shape)
-    return Image.fromarray(np.clip(picture, 0, 255).astype(np.uint8))
 
 
 def baseline_dtype(device: str) -> str:

@@ -45,7 +45,7 @@ def time_tiers(url: str, tiers: tuple[str, ...], runs: int, scratch: Path) -> li
     """``runs`` jobs per tier through ``url``'s ``/generate``, on the app's own model; per-run seconds."""
     from gradio_client import Client, handle_file
 
-    from i2v.bench.runner import synthetic_image  # imported here: runner imports this module's caller
+    from i2v.bench.pictures import synthetic_image
 
     image = scratch / "tier_input.png"
     synthetic_image().save(image)
