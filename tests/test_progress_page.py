@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from web_support import running_app
-from test_web_page import TIMEOUT_MS, browser, open_page, small_job, wait_state  # noqa: F401 - browser: a fixture
+from test_web_page import TIMEOUT_MS, open_page, small_job, wait_state
 
 DESKTOP = {"width": 1400, "height": 900}
 PHONE = {"width": 390, "height": 844}
