@@ -152,7 +152,7 @@ def test_switching_models_raises_no_error_and_the_controls_follow_each_model(any
     page = any_screen
     open_page(page, server)
     page.click("#advanced button")
-    for name, shape in (("tiny-cogvideox", "96×64, 17 frames"), ("tiny-wan", "80×80"), ("tiny", "512×512"),
+    for name, shape in (("tiny-cogvideox", "96×64, 17 frames"), ("tiny-wan", "80×80"), ("tiny", "128×128"),
                         ("tiny-wan", "80×80")):
         choose_model(page, name)
         wait_verdict(page, shape)
@@ -297,11 +297,11 @@ def test_the_verdict_says_the_actual_size_marks_custom_numbers_and_no_crop_befor
     choose_model(page, "tiny-cogvideox")  # 96×64 only: a square stand-in would be "cropped"
     wait_verdict(page, "96×64")
     assert "crop" not in verdict(page).lower()
-    choose_model(page, "tiny")
+    choose_model(page, "tiny-wan")
     page.get_by_text("Balanced", exact=False).first.click()
     upload(page, picture)  # 320×256
-    wait_verdict(page, "512p is about 512² pixels")
-    assert "576×448 for this picture" in verdict(page)
+    wait_verdict(page, "64p is about 64² pixels")
+    assert "96×80 for this picture" in verdict(page)
     assert "Custom" not in verdict(page)
     page.click("#advanced button")
     set_number(page, "steps", 12)

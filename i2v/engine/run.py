@@ -449,6 +449,7 @@ def _requested(request: GenerationRequest) -> dict:
     data["last_image"] = _last_image_hint(request)
     data["seeds"] = list(request.seeds)
     data["loras"] = [choice.to_dict() for choice in request.loras]
+    data["crop_focus"] = list(request.crop_focus)  # as JSON keeps it, so the record and its sidecar are equal
     data["output_path"] = str(request.output_path) if request.output_path else None
     return data
 
