@@ -101,11 +101,8 @@ class PipelineBackend(ModelBackend):
         return self._report
 
     def _place(self, pipe, plan: ExecutionPlan) -> None:
-        if plan.fp8_weights:  # stored in fp8, each layer upcast to the plan's dtype when it runs
-            import torch
-
-            pipe.transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn,
-                                                      compute_dtype=torch_dtype(plan.dtype))
+        if plan.fp8_weights:
+            store_in_fp8(pipe.transformer, plan.dtype)
         if plan.cpu_offload == "model":
             pipe.enable_model_cpu_offload(device=plan.device)
         elif plan.cpu_offload == "group":
@@ -291,18 +288,31 @@ def _stream_from_cpu(pipe, device: str) -> None:
     """Every model waits in pinned CPU RAM and comes to ``device`` in parts while it runs, the next part copied on a
     CUDA stream meanwhile: the transformer and the VAE block by block, the text encoders layer by layer (their
     blocks sit inside one submodule, which block level would bring over whole: 10-24 GiB for UMT5 or Gemma)."""
-    import torch
     from diffusers.hooks import apply_group_offloading
 
     for name, component in _modules(pipe):
-        by_layer = name.startswith("text_encoder")
-        options = dict(onload_device=torch.device(device), offload_device=torch.device("cpu"),
-                       offload_type="leaf_level" if by_layer else "block_level",
-                       num_blocks_per_group=None if by_layer else 1, use_stream=device.startswith("cuda"))
+        options = group_offload_options(device, by_layer=name.startswith("text_encoder"))
         if hasattr(component, "enable_group_offload"):
             component.enable_group_offload(**options)
         else:
             apply_group_offloading(module=component, **options)
+
+
+def store_in_fp8(transformer, dtype: str) -> None:
+    """The transformer's weights stored in fp8 e4m3, each layer upcast to ``dtype`` when it runs."""
+    import torch
+
+    transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=torch_dtype(dtype))
+
+
+def group_offload_options(device: str, *, by_layer: bool = False) -> dict:
+    """diffusers' group offload as we stream a model from pinned CPU RAM: block by block (layer by layer for text
+    encoders), the next part copied on a CUDA stream while one runs."""
+    import torch
+
+    return dict(onload_device=torch.device(device), offload_device=torch.device("cpu"),
+                offload_type="leaf_level" if by_layer else "block_level",
+                num_blocks_per_group=None if by_layer else 1, use_stream=device.startswith("cuda"))
 
 
 def placement(plan: ExecutionPlan) -> tuple[str, bool]:

@@ -192,14 +192,12 @@ def _build(config: dict, plan, device: str):
 
 def _place(model, plan, device: str) -> None:
     """As the backends place a loaded transformer (``pipeline_backend``): fp8 storage first, then the offload."""
-    import torch
+    from i2v.backends.pipeline_backend import group_offload_options, store_in_fp8
 
     if plan.fp8_weights:
-        model.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.bfloat16)
+        store_in_fp8(model, plan.dtype)
     if plan.cpu_offload == "group":
-        model.enable_group_offload(onload_device=torch.device(device), offload_device=torch.device("cpu"),
-                                   offload_type="block_level", num_blocks_per_group=1,
-                                   use_stream=device.startswith("cuda"))
+        model.enable_group_offload(**group_offload_options(device))
 
 
 def _inputs(entry: FullSizeModel, config: dict, profile, decision, device: str) -> dict:

@@ -54,10 +54,11 @@ ProgressCallback = Callable[[ProgressEvent], None]
 
 
 class CancelToken:
-    """Set from any thread; the engine checks it at every denoising step and between stages."""
+    """Set from any thread; the engine checks it at every denoising step and between stages. ``event``: an event
+    shared with another process (``multiprocessing.Event``: a worker reads what the app sets); default a fresh one."""
 
-    def __init__(self) -> None:
-        self._event = threading.Event()
+    def __init__(self, event=None) -> None:
+        self._event = event if event is not None else threading.Event()
 
     def cancel(self) -> None:
         self._event.set()

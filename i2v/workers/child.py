@@ -103,34 +103,15 @@ def serve(config: WorkerConfig, conn, cancel_event) -> None:
 
         torch.set_num_threads(config.torch_threads)
     from i2v.engine.engine import Engine
+    from i2v.engine.progress import CancelToken
 
     engine = Engine(output_dir=config.output_dir, presets=config.presets, keywords=config.keywords,
                     min_free_bytes=config.min_free_bytes, speedups=config.speedups)
     channel.send(("ready", os.getpid()))
-    _serve_messages(engine, conn, channel, _SharedCancel(cancel_event))
+    _serve_messages(engine, conn, channel, CancelToken(cancel_event))
 
 
-class _SharedCancel:
-    """A ``CancelToken`` over the app's shared event (the app sets it, the engine reads it at every step)."""
-
-    def __init__(self, event):
-        self._event = event
-
-    def cancel(self) -> None:
-        self._event.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
-
-    def raise_if_cancelled(self) -> None:
-        if self._event.is_set():
-            from i2v.errors import JobCancelled
-
-            raise JobCancelled("The job was cancelled.")
-
-
-def _serve_messages(engine, conn, channel: _Channel, cancel: _SharedCancel) -> None:
+def _serve_messages(engine, conn, channel: _Channel, cancel) -> None:
     from i2v.errors import I2VError
     from i2v.logs import job_context
     from i2v.workers.outcome import run_job
