@@ -82,16 +82,11 @@ def forbid_decoding(monkeypatch):
 def browser():
     """Headless Debian chromium through Playwright, one per test module. Under ``I2V_REQUIRE_BROWSER=1`` (``.ci/run``)
     a missing browser or Playwright fails the test instead of skipping it."""
-    from web_support import CHROMIUM, CHROMIUM_FLAGS
+    from web_support import CHROMIUM, CHROMIUM_FLAGS, playwright_or_skip
 
-    required = os.environ.get("I2V_REQUIRE_BROWSER") == "1"
-    if not required and not Path(CHROMIUM).exists():
+    playwright_api = playwright_or_skip()
+    if not Path(CHROMIUM).exists():
         pytest.skip("chromium is not installed (apt-get install chromium)")
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: apt-get install chromium"
-    if required:
-        import playwright.sync_api as playwright_api
-    else:
-        playwright_api = pytest.importorskip("playwright.sync_api")
     with playwright_api.sync_playwright() as pw:
         # Playwright gives every launch a fresh temporary profile (it refuses --user-data-dir here).
         chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)

@@ -3,7 +3,6 @@
 submitter, and an unknown id is a 404 with words. One app serves the module."""
 from __future__ import annotations
 
-import importlib.util
 import time
 from pathlib import Path
 
@@ -14,7 +13,6 @@ from gradio_client import Client, handle_file
 from i2v.engine.engine import device_lock
 from i2v.web.auth import basic_auth_header
 
-from conftest import photo_like
 from test_jobs import tiny
 from web_support import running_app
 
@@ -22,7 +20,6 @@ PROMPT = "a red ball rolling slowly to the left"
 SMALL = {"preset": "fast-check", "resolution": 128, "frames": 4}
 LISTED = {"id", "state", "position", "model", "prompt", "stage", "step", "steps", "elapsed_s", "eta_s",
           "preview_step", "may_cancel"}
-PREVIEWS_MADE = importlib.util.find_spec("i2v.preview") is not None  # the engine's live previews (issue 18 item 1)
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +29,8 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def image(tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("job-api-input") / "input.png"
-    photo_like(320, 256).save(path)
-    return str(path)
+def image(shared_photo_path) -> str:
+    return str(shared_photo_path)
 
 
 @pytest.fixture
@@ -127,7 +122,6 @@ def test_preview_is_404_before_the_first_one(server, script, image):
     future.result(timeout=180)
 
 
-@pytest.mark.skipif(not PREVIEWS_MADE, reason="the engine makes no live previews yet (branch live-preview)")
 def test_the_preview_is_an_image_that_changes_while_a_tiny_job_runs(server, script, image):
     future = script.submit(handle_file(image), "leaves falling", steps=40, api_name="/generate", **SMALL)
     job_id = active_job(server, prompt="leaves falling")["id"]

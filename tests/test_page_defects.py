@@ -3,7 +3,6 @@ Playwright's executable_path) at 1400×900 and 390×844, against one real app on
 module so the tests stay fast."""
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -11,29 +10,14 @@ import pytest
 
 from i2v.engine.request import GenerationRequest
 
-from web_support import CHROMIUM, CHROMIUM_FLAGS, running_app
+from web_support import playwright_or_skip, running_app
 
-if os.environ.get("I2V_REQUIRE_BROWSER") == "1":  # .ci/run: a missing browser is a failure, not a skip
-    import playwright.sync_api as playwright_api
-
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: apt-get install chromium"
-else:
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                    reason="chromium is not installed (apt-get install chromium)")
+playwright_api = playwright_or_skip()
 
 TIMEOUT_MS = 60_000
 DESKTOP = {"width": 1400, "height": 900}
 PHONE = {"width": 390, "height": 844}
 MODEL_LABELS = {"tiny": "tiny — ", "tiny-wan": "tiny-wan — ", "tiny-cogvideox": "tiny-cogvideox — "}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ notification at the end; Cancel that answers at once and is greyed when nothing 
 queue panel with every tab's and every script's jobs. One app and one browser serve the module."""
 from __future__ import annotations
 
-import importlib.util
 import re
 import time
 
@@ -17,7 +16,6 @@ from test_web_page import TIMEOUT_MS, open_page, small_job, wait_state
 DESKTOP = {"width": 1400, "height": 900}
 PHONE = {"width": 390, "height": 844}
 JOB_TIMEOUT_MS = 240_000
-PREVIEWS_MADE = importlib.util.find_spec("i2v.preview") is not None  # the engine's live previews (issue 18 item 1)
 # The browser's Notification, recorded: permission starts undecided, as on a first visit, and is granted when asked.
 NOTIFICATIONS = """
 window.I2V_LONG_JOB_S = 0;
@@ -92,11 +90,11 @@ def test_progress_time_left_and_preview_sit_right_under_generate(browser, app_se
         assert not re.search(r"\babout 0 s left", label)
         assert page.get_attribute("#job-status [role=progressbar]", "aria-valuenow") is not None
         page.wait_for_function("/^\\d+% — I2V Studio$/.test(document.title)")
-        if PREVIEWS_MADE:  # the live preview takes the result's place while the job runs
-            page.wait_for_function("document.querySelector('#live-preview')?.naturalWidth > 0")
-            first = page.get_attribute("#live-preview", "data-step")
-            page.wait_for_function(f"(p => p && p.dataset.step !== '{first}' && p.naturalWidth > 0)"
-                                   "(document.querySelector('#live-preview'))")  # a newer step, drawn
+        # the live preview takes the result's place while the job runs
+        page.wait_for_function("document.querySelector('#live-preview')?.naturalWidth > 0")
+        first = page.get_attribute("#live-preview", "data-step")
+        page.wait_for_function(f"(p => p && p.dataset.step !== '{first}' && p.naturalWidth > 0)"
+                               "(document.querySelector('#live-preview'))")  # a newer step, drawn
         page.wait_for_selector("#job-status [data-state=done], #job-status [data-state=failed]",
                                timeout=JOB_TIMEOUT_MS)  # a loaded 2-core machine takes its time
         assert page.get_attribute("#job-status [data-state]", "data-state") == "done", page.inner_text("#job-status")

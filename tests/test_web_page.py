@@ -2,7 +2,6 @@
 the tiny model: what a person sees and clicks."""
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -11,16 +10,9 @@ import pytest
 from i2v.gpu.fake_monitor import FakeGpuMonitor
 
 from conftest import photo_like
-from web_support import CHROMIUM, running_app
+from web_support import playwright_or_skip, running_app
 
-if os.environ.get("I2V_REQUIRE_BROWSER") == "1":  # .ci/run: a missing browser is a failure, not a skip
-    import playwright.sync_api as playwright_api
-
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: apt-get install chromium"
-else:
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                    reason="chromium is not installed (apt-get install chromium)")
+playwright_api = playwright_or_skip()
 
 TIMEOUT_MS = 60_000
 

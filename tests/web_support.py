@@ -15,6 +15,22 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
+def playwright_or_skip():
+    """Playwright's sync API for a browser test module: skipped without Playwright, but under
+    ``I2V_REQUIRE_BROWSER=1`` (``.ci/run``) a missing Playwright or browser fails instead. The ``browser`` fixture
+    (conftest) skips the tests themselves when chromium is missing."""
+    import os
+
+    import pytest
+
+    if os.environ.get("I2V_REQUIRE_BROWSER") == "1":
+        import playwright.sync_api as playwright_api
+
+        assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: apt-get install chromium"
+        return playwright_api
+    return pytest.importorskip("playwright.sync_api")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
