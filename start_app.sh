@@ -5,7 +5,8 @@
 #   ./start_app.sh stop | restart [APP FLAGS] | status | logs
 #   ./start_app.sh download [MODEL]     fetch the weights into the Hugging Face cache (default ali-vilab/i2vgen-xl)
 #   ./start_app.sh --foreground [APP FLAGS]   run in this terminal (Ctrl-C stops it)
-#   ./start_app.sh setup                create .venv and install requirements.txt (only when it changed)
+#   ./start_app.sh setup [--cluster]    create .venv and install requirements.txt (only when it changed);
+#                                       --cluster adds Ray (requirements-cluster.txt) for --executor ray
 #   ./start_app.sh test [PYTEST ARGS]   setup + test tools, then run the whole test suite
 # App flags and I2V_* variables: README "Configuration" (e.g. --port 8080 --model tiny).
 set -euo pipefail
@@ -50,10 +51,13 @@ setup() {
     "$python" -m venv "$VENV"
   fi
   install_once requirements.txt
+  if [ "${1:-}" = "--cluster" ]; then
+    install_once requirements-cluster.txt
+  fi
 }
 
 run_tests() {
-  setup
+  setup --cluster  # the Ray executor's tests (tests/test_ray_workers.py) run too
   install_once requirements-dev.txt
   "$PY" -m pytest -q "$@"
 }
@@ -242,7 +246,7 @@ case "$action" in
     exec tail -n 50 -F "$LOG_DIR/latest.log" ;;
   foreground|--foreground) setup; exec "$PY" app.py "$@" ;;
   download) setup; exec "$PY" -m i2v download "$@" ;;
-  setup) setup ;;
+  setup) setup "$@" ;;
   test) run_tests "$@" ;;
   help|-h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' ;;
   *) echo "error: unknown action '$action' (try: start, stop, restart, status, logs, download, --foreground, setup, test, help)" >&2

@@ -14,6 +14,8 @@ from typing import Any
 
 from i2v.paths import logs_dir, outputs_dir
 
+EXECUTORS = ("process", "ray")
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -122,6 +124,20 @@ def _gpu_list(text: str) -> tuple[int, ...] | None:
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
+def _executor(text: str) -> str:
+    value = text.strip().lower()
+    if value not in EXECUTORS:
+        raise ValueError(f"expected one of {', '.join(EXECUTORS)}, got {text!r}")
+    return value
+
+
+def _ray_address(text: str) -> str:
+    value = text.strip()
+    if value and value != "auto" and not value.startswith("ray://") and ":" not in value:
+        raise ValueError(f"expected empty (a local Ray instance), auto, host:6379 or ray://host:10001, got {text!r}")
+    return value
+
+
 def _switch(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in _TRUE:
@@ -207,6 +223,10 @@ SETTINGS: tuple[Setting, ...] = (
             _whole_number),
     Setting("watchdog_minutes", 10.0, "a worker process that reports no denoising step for this many minutes is "
             "ended and restarted, its job re-queued once (0: never; model loading is not timed)", _minutes),
+    Setting("executor", "process", "where jobs run: process (worker processes on this box, see --gpus) or ray "
+            "(Ray actors, one per GPU of a Ray cluster; needs ./start_app.sh setup --cluster)", _executor),
+    Setting("ray_address", "", "with --executor ray: empty starts a Ray instance in the app, auto joins the one "
+            "`ray start --head` runs on this box, ray://host:10001 joins a cluster through Ray Client", _ray_address),
     Setting("attention", "sdpa", "attention kernel: sdpa (PyTorch scaled-dot-product: flash/memory-efficient on "
             "GPUs) or classic (explicit matmul-softmax, for comparison)", _attention),
 )
@@ -240,6 +260,8 @@ class AppSettings:
     gpus: tuple[int, ...] | None
     cpu_workers: int
     watchdog_minutes: float
+    executor: str
+    ray_address: str
     attention: str
 
     def speedups(self):

@@ -1,8 +1,11 @@
 """Jobs on the server: queue, progress, cancel, results, history that survives a new manager (= an app restart)."""
 from __future__ import annotations
 
+import io
 import sqlite3
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,8 @@ from i2v.gpu.hardware import FixedGpuInfo
 from i2v.service.jobs import JobManager, QueueFullError, fingerprint, request_from_settings
 from i2v.service.jobstore import JobRecord, JobStore
 from i2v.engine.request import GenerationRequest
+
+from conftest import photo_like
 
 
 @pytest.fixture
@@ -278,3 +283,28 @@ def test_the_history_stays_readable_when_a_full_disk_stops_sqlite_opening_it(tmp
     assert jobs.status(done.id).result["videos"] == done.result["videos"]
     with pytest.raises(sqlite3.Error):  # writes still fail, and the job layer keeps them in memory
         jobs.store.mark_cancelled(done.id)
+
+
+def test_the_same_picture_uploaded_by_several_people_at_once_is_kept_for_all_of_them(tmp_path):
+    """Four people sending the same photo at the same moment: every job is accepted (two copies being written
+    under one name must not make one of them fail with "No such file or directory")."""
+    jobs = JobManager(Engine(gpu_info=FixedGpuInfo.none(), output_dir=tmp_path / "outputs"))
+    data = io.BytesIO()
+    photo_like(96, 64).save(data, format="PNG")
+    kept_by_round: list[set[str]] = []
+    for _ in range(25):
+        start = threading.Barrier(8)
+
+        def keep():
+            start.wait()
+            return jobs._keep_input(data.getvalue(), "PNG")[0]
+
+        with ThreadPoolExecutor(8) as pool:
+            kept = [future.result() for future in [pool.submit(keep) for _ in range(8)]]
+        kept_by_round.append({path.name for path in kept})
+        for path in set(kept):
+            assert path.read_bytes() == data.getvalue()
+            path.unlink()
+    assert all(len(names) == 1 for names in kept_by_round)
+    assert not list((tmp_path / "outputs" / "inputs").iterdir())  # no partial file left behind
+    jobs.shutdown()

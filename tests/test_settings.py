@@ -17,7 +17,8 @@ REPO = Path(__file__).resolve().parent.parent
 OTHER_DEFAULTS = dict(allowed_hosts=(), min_free_mb=1024, retention_days=0.0, warn_percent=80, log_dir="",
                       keep_logs=20, log_max_mb=50, console_log=True, idle_stop_minutes=0.0, idle_command="", models=(),
                       step_cache=1, channels_last=False, compile=False, attention="sdpa",
-                      shared_control=False, gpus=(), cpu_workers=0, watchdog_minutes=10.0)
+                      shared_control=False, gpus=(), cpu_workers=0, watchdog_minutes=10.0,
+                      executor="process", ray_address="")
 
 
 def test_defaults():
@@ -153,3 +154,16 @@ def test_workers_are_chosen_by_gpu_numbers_and_a_bad_list_is_refused_by_name(cap
     with pytest.raises(SystemExit):
         load_settings(["--gpus", "first"], environ={})
     assert "--gpus: must be GPU numbers like 0,2,3" in capsys.readouterr().err
+
+
+def test_the_ray_executor_and_its_address_are_read_and_a_wrong_one_is_refused_by_name(capsys):
+    settings = load_settings(["--executor", "Ray"], environ={"I2V_RAY_ADDRESS": "ray://head.lan:10001"})
+    assert (settings.executor, settings.ray_address) == ("ray", "ray://head.lan:10001")
+    assert load_settings([], environ={"I2V_RAY_ADDRESS": "auto"}).ray_address == "auto"
+    assert load_settings(["--ray-address", "10.0.0.5:6379"], environ={}).ray_address == "10.0.0.5:6379"
+    with pytest.raises(SystemExit):
+        load_settings(["--executor", "slurm"], environ={})
+    assert "--executor: expected one of process, ray, got 'slurm'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        load_settings([], environ={"I2V_RAY_ADDRESS": "headnode"})
+    assert "I2V_RAY_ADDRESS: expected empty" in capsys.readouterr().err

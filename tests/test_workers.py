@@ -21,6 +21,7 @@ from i2v.web.ui import placeholder_request
 
 from conftest import photo_like
 from web_support import running_app
+from workers_support import job_files, most_at_once, wait_until, workers
 
 PROMPT = "a red ball rolling slowly to the left"
 SMALL = {"preset": "fast-check", "resolution": 128, "frames": 4, "steps": 4}
@@ -46,35 +47,6 @@ def image(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("workers-input") / "input.png"
     photo_like(320, 256).save(path)
     return path
-
-
-def workers(server) -> list[dict]:
-    response = httpx.get(server.url + "api/workers", timeout=30)
-    assert response.status_code == 200
-    return response.json()["workers"]
-
-
-def wait_until(condition, timeout: float, what: str, every: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(every)
-    pytest.fail(f"timed out waiting for {what}")
-
-
-def most_at_once(intervals: list[tuple[float, float]]) -> int:
-    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
-    running = peak = 0
-    for _, step in edges:
-        running += step
-        peak = max(peak, running)
-    return peak
-
-
-def job_files(outputs: Path, job_id: str) -> list[Path]:
-    return [path for path in outputs.rglob(f"*{job_id}*") if path.is_file()]
 
 
 def test_two_workers_show_themselves_with_their_process_and_model(server):

@@ -320,7 +320,9 @@ class JobManager:
         kept = folder / f"{hashlib.sha256(data).hexdigest()[:24]}{suffix}"
         if kept.exists():
             return kept, False
-        partial = kept.with_name(f".{kept.name}.partial")
+        # A partial of this call's own: two people sending the same picture at once write under one name, and a
+        # shared partial would be renamed away under the second writer ("No such file or directory").
+        partial = kept.with_name(f".{kept.name}.{secrets.token_hex(4)}.partial")
         try:
             folder.mkdir(parents=True, exist_ok=True)
             partial.write_bytes(data)

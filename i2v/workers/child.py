@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from i2v.workers.log_relay import portable
+
 PARENT_CHECK_SECONDS = 1.0
 
 
@@ -58,14 +60,7 @@ class _ToApp(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            record.msg = record.getMessage()
-            record.args = None
-            if record.exc_info:
-                record.exc_text = logging.Formatter().formatException(record.exc_info)
-                record.msg = f"{record.msg}\n{record.exc_text}"
-            record.exc_info = record.exc_text = None
-            record.name = f"{record.name}@{self.worker}"
-            self.channel.send(("log", record))
+            self.channel.send(("log", portable(record, self.worker)))
         except (OSError, EOFError, ValueError):  # the app is gone; the process ends on its own right after
             pass
 

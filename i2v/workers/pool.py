@@ -29,7 +29,11 @@ def choose_worker(model: str, ready: Sequence[Worker]) -> Worker | None:
 def build_workers(settings, engine, monitor) -> list[Worker]:
     """One worker process per chosen GPU; ``cpu_workers`` processes on the CPU instead when asked; without either
     (a box without a GPU, or ``--gpus none``), the app's own process runs one job at a time, as before workers
-    existed."""
+    existed. ``--executor ray``: one Ray actor per GPU of the cluster (``ray_cluster``)."""
+    if settings.executor == "ray":
+        from i2v.workers.ray_cluster import build_ray_workers  # Ray is optional: imported only when asked for
+
+        return build_ray_workers(settings, engine)
     if settings.cpu_workers:
         threads = max(1, (os.cpu_count() or 1) // settings.cpu_workers)
         return [_process_worker(settings, engine, f"cpu{n}", None, threads) for n in range(settings.cpu_workers)]

@@ -18,6 +18,7 @@ import time
 from i2v.engine.progress import CancelToken, ProgressCallback
 from i2v.engine.request import GenerationRequest
 from i2v.workers.child import WorkerConfig, serve
+from i2v.workers.log_relay import write_to_app_log
 from i2v.workers.outcome import RunOutcome
 from i2v.workers.worker import Worker
 
@@ -215,8 +216,7 @@ class ProcessWorker(Worker):
                 return
             kind = message[0]
             if kind == "log":
-                record = message[1]
-                logging.getLogger(record.name).handle(record)
+                write_to_app_log(message[1])
             elif kind == "ready":
                 with self._guard:
                     if self._state == "starting":
