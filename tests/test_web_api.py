@@ -22,7 +22,8 @@ SMALL = {"preset": "fast-check", "resolution": 128, "frames": 4}
 
 # The documented /gpu_status schema (i2v/gpu/monitor.py, Snapshot docstring).
 SNAPSHOT_KEYS = {"gpu_present", "reason", "gpus", "torch_allocated_bytes", "torch_reserved_bytes",
-                 "system_ram_total_bytes", "system_ram_available_bytes", "taken_at", "warning_level", "app"}
+                 "system_ram_total_bytes", "system_ram_available_bytes", "taken_at", "warning_level", "app",
+                 "node", "nodes"}
 GPU_KEYS = {"index", "name", "uuid", "memory_total_bytes", "memory_used_bytes", "memory_free_bytes",
             "memory_used_fraction", "utilization_percent", "temperature_c", "power_draw_w", "power_limit_w",
             "compute_capability", "supports_bf16", "processes", "this_process_used_bytes", "warning_level"}
@@ -161,6 +162,7 @@ def test_gpu_status_without_a_gpu_says_why(server):
     assert status["gpu_present"] is False
     assert isinstance(status["reason"], str) and status["reason"].strip()
     assert status["gpus"] == []
+    assert status["nodes"] == []  # no Ray: the GPUs above are all there is
     assert status["warning_level"] == "ok"
     assert isinstance(status["taken_at"], float)
     for key in ("system_ram_total_bytes", "system_ram_available_bytes"):

@@ -478,6 +478,10 @@ class JobManager:
     def workers(self) -> list[WorkerInfo]:
         return self._dispatch.infos()
 
+    def node_gpus(self) -> list[dict]:
+        """``/gpu_status``'s ``nodes``: every box that runs workers for this app (Ray), with its GPUs."""
+        return self._dispatch.node_gpus()
+
     def serving(self) -> bool:
         """Whether the workers take jobs (each worker's thread is alive)."""
         return self._dispatch.serving()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import html
 import logging
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -159,6 +160,8 @@ def create_app(settings: AppSettings, *, monitor=None, engine: Engine | None = N
         """The monitor's snapshot (schema: README "GPU status"), plus the app's uptime and idle countdown for the
         page's footer line. Cached 0.5 s in the monitor."""
         status = monitor.snapshot().to_dict()
+        status["node"] = socket.gethostname()
+        status["nodes"] = jobs.node_gpus()  # with --executor ray: every box of the cluster, each with its GPUs
         seconds_left = idle.seconds_left()
         status["app"] = {"uptime_s": round(studio_app.uptime_seconds(), 1), "queue": jobs.queue_length(),
                          "idle_stop_after_s": idle.period if idle.enabled else None,

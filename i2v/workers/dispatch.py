@@ -91,6 +91,16 @@ class Dispatcher:
     def infos(self) -> list[WorkerInfo]:
         return [worker.info() for worker in self.workers]
 
+    def node_gpus(self) -> list[dict]:
+        """Each box of the workers (Ray nodes) with its GPUs, asked of one worker per box."""
+        seen: dict[str, dict] = {}
+        for worker in self.workers:
+            if worker.node not in seen:
+                status = worker.node_gpu_status()
+                if status is not None:
+                    seen[worker.node] = status
+        return list(seen.values())
+
     # -- a worker's thread -----------------------------------------------------------------------------------
     def _serve(self, worker: Worker) -> None:
         while True:

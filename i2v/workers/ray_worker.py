@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 POLL_WAIT_SECONDS = 0.2  # the actor holds a poll this long when it has nothing to say
 ANSWER_SECONDS = 60.0  # a poll or hello unanswered this long: the actor (or its node) is taken for dead
 IDLE_CHECK_SECONDS = 5.0  # how often an idle actor is asked whether it is alive
+GPU_STATUS_SECONDS = 2.0  # /gpu_status is polled by every open page: an actor is asked at most this often
+GPU_STATUS_WAIT_SECONDS = 1.0
 START_SECONDS = 600.0  # a new actor that is not placed and answering by then (no free GPU in the cluster) is retried
 
 
@@ -45,6 +47,8 @@ class RayWorker(Worker):
         self._model_request: GenerationRequest | None = None
         self._life = threading.Lock()
         self._stopping = False
+        self._gpu_status: dict | None = None
+        self._gpu_status_at = 0.0
         self._generation = 0  # which actor the idle checks and the start-up thread belong to
 
     @property
@@ -54,6 +58,22 @@ class RayWorker(Worker):
     @property
     def resident_model(self) -> str | None:
         return self._resident
+
+    def node_gpu_status(self) -> dict | None:
+        """Its box's GPUs, read by the actor (NVML there), at most every ``GPU_STATUS_SECONDS``; the last reading
+        (or None) when the actor does not answer within ``GPU_STATUS_WAIT_SECONDS`` (the page must not wait)."""
+        import ray
+
+        actor, now = self._actor, time.monotonic()
+        if actor is None or self._state in ("starting", "restarting", "stopped"):
+            return None
+        if now - self._gpu_status_at >= GPU_STATUS_SECONDS:
+            self._gpu_status_at = now
+            try:
+                self._gpu_status = ray.get(actor.gpu_status.remote(), timeout=GPU_STATUS_WAIT_SECONDS)
+            except Exception as exc:  # noqa: BLE001 - a busy or lost actor: the page shows the last reading
+                log.debug("no GPU reading from %s: %s", self.name, exc)
+        return self._gpu_status
 
     # -- life ------------------------------------------------------------------------------------------------
     def start(self) -> None:

@@ -46,6 +46,11 @@ class Worker:
     def pid(self) -> int | None:
         return None
 
+    def node_gpu_status(self) -> dict | None:
+        """The GPUs of the worker's box as ``/gpu_status`` shows them, when that box is not the app's (a Ray actor on
+        another node); None when the app's own monitor sees them."""
+        return None
+
     @property
     def resident_model(self) -> str | None:
         return None
