@@ -21,6 +21,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import weakref
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,8 @@ class _RelayToJob(logging.Handler):
 class JobActor:
     def __init__(self, config: WorkerConfig):
         self.scratch = Path(tempfile.mkdtemp(prefix=f"i2v-{config.name}-"))
+        # Removed when the actor ends normally; one ended by ray.kill or a crash leaves it in the node's temp folder.
+        weakref.finalize(self, shutil.rmtree, str(self.scratch), True)
         self.config = config
         self._relay = _RelayToJob(config.name)
         _log_to(self._relay)
@@ -171,9 +174,6 @@ class JobActor:
                     messages.put(("file", path.relative_to(self.scratch).as_posix(), path.read_bytes()))
                     sent.append(path)
         return sent
-
-    def __del__(self):  # an actor ended by ray.kill or its process's death leaves it in the node's temp folder
-        shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 def _log_to(relay: logging.Handler) -> None:
