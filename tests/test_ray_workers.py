@@ -72,6 +72,8 @@ def test_two_actors_show_themselves_with_their_process_node_and_model(server):
     assert len(set(pids)) == 2 and os.getpid() not in pids  # Ray's worker processes, not the web server
     metrics = httpx.get(server.url + "metrics", timeout=30).text
     assert 'worker="ray-cpu1"} 1.0' in metrics and "i2v_worker_up{" in metrics
+    health = httpx.get(server.url + "healthz", timeout=30).json()  # what ./start_app.sh status prints
+    assert (health["resident_model"], health["resident_models"]) == ("tiny", ["tiny"])  # the actors', not the app's
     status = httpx.get(server.url + "gpu_status", timeout=30).json()
     nodes = status["nodes"]  # the one box, read by an actor (no GPU on it: said, as the app's own panel says)
     assert [node["node"] for node in nodes] == [listed[0]["node"]] == [status["node"]]

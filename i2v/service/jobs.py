@@ -478,6 +478,11 @@ class JobManager:
     def workers(self) -> list[WorkerInfo]:
         return self._dispatch.infos()
 
+    def resident_models(self) -> list[str]:
+        """The models the workers hold in memory now (each once, most held first); empty before the first load."""
+        held = [info.resident_model for info in self._dispatch.infos() if info.resident_model]
+        return sorted(set(held), key=lambda model: (-held.count(model), model))
+
     def node_gpus(self) -> list[dict]:
         """``/gpu_status``'s ``nodes``: every box that runs workers for this app (Ray), with its GPUs."""
         return self._dispatch.node_gpus()

@@ -170,10 +170,13 @@ def create_app(settings: AppSettings, *, monitor=None, engine: Engine | None = N
 
     @api.api_route("/healthz", methods=["GET", "HEAD"])  # uptime checks often probe with HEAD
     def healthz() -> JSONResponse:
-        # "model": the configured one (the page's default); "resident_model": the one in memory now (a job on another
-        # offered model replaces it), None before the first job loads one.
-        return JSONResponse({"ok": True, "model": model, "resident_model": jobs.engine.resident_model,
-                             "uptime_s": round(studio_app.uptime_seconds(), 1), "queue": jobs.queue_length()},
+        # "model": the configured one (the page's default); "resident_model": the one the workers hold now (the most
+        # held; a job on another offered model replaces it on its worker), None before the first load;
+        # "resident_models": each model held by some worker.
+        held = jobs.resident_models()
+        return JSONResponse({"ok": True, "model": model, "resident_model": held[0] if held else None,
+                             "resident_models": held, "uptime_s": round(studio_app.uptime_seconds(), 1),
+                             "queue": jobs.queue_length()},
                             headers={"Cache-Control": "no-store"})
 
     @api.get("/metrics")

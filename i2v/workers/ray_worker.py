@@ -143,6 +143,9 @@ class RayWorker(Worker):
                     outcome, self._resident = message[1], message[2]
                     if outcome.state == "lost":  # a broken CUDA context: only a new actor helps
                         return self._lost(outcome.message or "broke its CUDA context")
+                    if outcome.state == "done":
+                        log.info("the finished files came back from %s on %s into %s", self.name, self.node,
+                                 self.output_dir)
                     return relocated(outcome, self._scratch, self.output_dir)
             if last_step is not None and self.watchdog_s and time.monotonic() - last_step > self.watchdog_s:
                 return self._lost(f"reported no step for {self.watchdog_s / 60:g} minutes (the watchdog's limit: "
