@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from i2v.web.ui import placeholder_request
 
 from conftest import photo_like
 from web_support import running_app
-from workers_support import job_files, most_at_once, wait_until, workers
+from workers_support import job_files, kill_mid_job_and_check_nothing_is_lost, most_at_once, wait_until, workers
 
 if os.environ.get("I2V_REQUIRE_RAY") != "1":
     pytest.importorskip("ray", reason="Ray is not installed (./start_app.sh setup --cluster)")
@@ -124,29 +123,7 @@ def test_an_actor_killed_mid_job_loses_nothing_and_the_other_keeps_working(serve
     jobs = server.app.jobs
     victim = jobs.submit(GenerationRequest(image=str(image), prompt=PROMPT, candidates=2, seeds=(7, 8), **LONG))
     bystander = jobs.submit(GenerationRequest(image=str(image), prompt=PROMPT, seeds=(9,), **LONG))
-    wait_until(lambda: (jobs.status(victim).progress or {}).get("stage") == "denoise", 120, "the job to denoise")
-    actor = next(w for w in workers(server) if w["job"] == victim)
-    other = next(w for w in workers(server) if w["name"] != actor["name"])
-
-    os.kill(actor["pid"], signal.SIGKILL)  # a crash, or the kernel's out-of-memory killer
-    answered = []
-    while not jobs.status(victim).finished:  # the page keeps answering while the actor is replaced
-        answered.append(httpx.get(server.url + "healthz", timeout=10).status_code)
-        time.sleep(0.2)
-
-    done = jobs.status(victim)
-    assert done.state == "done", done.error_message
-    assert [v["seed"] for v in done.result["videos"]] == [7, 8]
-    ran_again = [n["message"] for n in done.result["notices"] if n["code"] == "worker.job_ran_again"]
-    assert len(ran_again) == 1 and f"PID {actor['pid']}" in ran_again[0] and "died" in ran_again[0]
-    assert jobs.wait(bystander, timeout=300).state == "done"
-    assert answered and set(answered) == {200}
-    names = sorted(path.name for path in job_files(outputs, victim))
-    assert len(names) == 6 and not [n for n in names if "partial" in n]  # 2 videos, records, posters: nothing else
-    after = {w["name"]: w for w in workers(server)}
-    assert after[actor["name"]]["restarts"] == 1 and after[actor["name"]]["pid"] != actor["pid"]
-    assert after[other["name"]]["restarts"] == 0 and after[other["name"]]["pid"] == other["pid"]
-    assert after[actor["name"]]["jobs"]["lost"] == 1
+    kill_mid_job_and_check_nothing_is_lost(server, outputs, victim, bystander, said="died")
 
 
 def test_an_actor_killed_while_idle_is_replaced_with_its_model_and_no_job_pays_for_it(server, image):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from i2v.web.ui import placeholder_request
 
 from conftest import photo_like
 from web_support import running_app
-from workers_support import job_files, most_at_once, wait_until, workers
+from workers_support import kill_mid_job_and_check_nothing_is_lost, most_at_once, wait_until, workers
 
 PROMPT = "a red ball rolling slowly to the left"
 SMALL = {"preset": "fast-check", "resolution": 128, "frames": 4, "steps": 4}
@@ -87,29 +86,7 @@ def test_a_worker_killed_mid_job_loses_nothing_and_the_other_keeps_working(serve
                              frames=16, steps=40, candidates=2, seeds=(7, 8))
     victim = jobs.submit(long)
     bystander = jobs.submit(long)
-    wait_until(lambda: (jobs.status(victim).progress or {}).get("stage") == "denoise", 120, "the job to denoise")
-    worker = next(w for w in workers(server) if w["job"] == victim)
-    other = next(w for w in workers(server) if w["name"] != worker["name"])
-
-    os.kill(worker["pid"], signal.SIGKILL)  # what the kernel's out-of-memory killer does
-    answered = []
-    while not jobs.status(victim).finished:  # the page keeps answering while the worker comes back
-        answered.append(httpx.get(server.url + "healthz", timeout=10).status_code)
-        time.sleep(0.2)
-
-    done = jobs.status(victim)
-    assert done.state == "done", done.error_message
-    assert [v["seed"] for v in done.result["videos"]] == [7, 8]
-    ran_again = [n["message"] for n in done.result["notices"] if n["code"] == "worker.job_ran_again"]
-    assert len(ran_again) == 1 and f"PID {worker['pid']}" in ran_again[0] and "SIGKILL" in ran_again[0]
-    assert jobs.wait(bystander, timeout=300).state == "done"
-    assert answered and set(answered) == {200}
-    names = sorted(path.name for path in job_files(outputs, victim))
-    assert len(names) == 6 and not [n for n in names if "partial" in n]  # 2 videos, records, posters: nothing else
-    after = {w["name"]: w for w in workers(server)}
-    assert after[worker["name"]]["restarts"] == 1 and after[worker["name"]]["pid"] != worker["pid"]
-    assert after[other["name"]]["restarts"] == 0 and after[other["name"]]["pid"] == other["pid"]
-    assert after[worker["name"]]["jobs"]["lost"] == 1
+    worker = kill_mid_job_and_check_nothing_is_lost(server, outputs, victim, bystander, said="SIGKILL")
     metrics = httpx.get(server.url + "metrics", timeout=30).text
     assert f'i2v_worker_restarts_total{{gpu="cpu",node="{worker["node"]}",worker="{worker["name"]}"}} 1.0' in metrics
 

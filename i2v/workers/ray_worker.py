@@ -227,7 +227,7 @@ def _why(exc: BaseException) -> str:
 
     if isinstance(exc, errors.GetTimeoutError):
         return f"did not answer for {ANSWER_SECONDS:g} s"
-    if isinstance(exc, errors.ActorDiedError) or isinstance(exc, errors.RayActorError):
+    if isinstance(exc, errors.RayActorError):  # ActorDiedError is one
         return "died (its process was killed or crashed, or its node was lost)"
     first = (str(exc).splitlines() or [""])[0][:200]
     return f"failed in Ray ({type(exc).__name__}: {first})"
