@@ -2,6 +2,7 @@
 the tiny model: what a person sees and clicks."""
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -161,6 +162,14 @@ def test_gpu_panel_says_plainly_there_is_no_gpu(page, app_server):
     page.wait_for_selector("#gpu-panel[data-state=none]")
     text = page.inner_text("#gpu-panel")
     assert "No NVIDIA GPU" in text and "CPU" in text
+
+
+def test_workers_panel_says_jobs_run_in_the_apps_own_process(page, app_server):
+    open_page(page, app_server)
+    line = page.wait_for_selector("#workers-panel .workers-one[data-workers='1']")
+    text = line.inner_text()
+    assert "in the app's process" in text and f"PID {os.getpid()}" in text and "one at a time" in text
+    assert page.locator("#workers-panel table").count() == 0  # one line, not a table of one row
 
 
 def test_gpu_panel_warns_at_85_percent_memory(page, tmp_path):

@@ -26,6 +26,9 @@ PROMPT = "a red ball rolling slowly to the left"
 SMALL = {"preset": "fast-check", "resolution": 128, "frames": 4, "steps": 4}
 WATCHDOG_MINUTES = 0.25  # 15 s without a step: long for a tiny step on a busy CPU, short for a test
 START_S = 240  # two workers importing torch and building the tiny model on two shared cores
+DESKTOP = {"width": 1400, "height": 900}
+PHONE = {"width": 390, "height": 844}
+SHOTS = Path("/tmp/shots-workers")
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +59,54 @@ def test_two_workers_show_themselves_with_their_process_and_model(server):
     assert len(set(pids)) == 2 and os.getpid() not in pids  # processes of their own, not the web server's
     metrics = httpx.get(server.url + "metrics", timeout=30).text
     assert 'i2v_worker_up{gpu="cpu",node="' in metrics and 'worker="cpu1"} 1.0' in metrics
+
+
+def test_the_page_lists_both_workers_and_marks_the_one_running_a_job_busy(server, image, browser):
+    """What a user sees in the workers panel, at desktop and phone width (screenshots in SHOTS)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    listed = workers(server)
+    desktop = open_workers_panel(browser, server, DESKTOP)
+    phone = None
+    try:
+        for worker in listed:
+            row = desktop.locator(f"#workers-panel tr[data-worker='{worker['name']}']")
+            assert row.get_attribute("data-state") == "idle"
+            text = row.inner_text()
+            assert all(str(value) in text for value in (worker["name"], worker["node"], worker["pid"], "tiny"))
+        jobs = server.app.jobs
+        job_id = jobs.submit(GenerationRequest(image=str(image), prompt=PROMPT, model="tiny", preset="fast-check",
+                                               resolution=128, frames=16, steps=40, seeds=(3,)))
+        busy = desktop.wait_for_selector(f"#workers-panel tr[data-state=busy][data-job='{job_id}']")
+        assert "busy" in busy.inner_text()
+        assert desktop.locator("#workers-panel tr[data-state=idle]").count() == 1  # the other one waits for work
+        desktop.locator("#workers").scroll_into_view_if_needed()
+        desktop.screenshot(path=str(SHOTS / "workers-1400x900.png"))
+
+        phone = open_workers_panel(browser, server, PHONE)
+        phone.wait_for_selector(f"#workers-panel tr[data-state=busy][data-job='{job_id}']")
+        phone.locator("#workers").scroll_into_view_if_needed()
+        phone.screenshot(path=str(SHOTS / "workers-390x844.png"))
+        panel = phone.locator("#workers-panel")
+        assert panel.evaluate("el => el.scrollWidth <= el.clientWidth")  # nothing runs off the side
+        for cell in phone.locator("#workers-panel td").all():  # every line of every card is on the screen
+            box = cell.bounding_box()
+            assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], cell.inner_text()
+
+        assert jobs.cancel(job_id)
+        assert jobs.wait(job_id, timeout=120).state == "cancelled"
+        desktop.wait_for_selector("#workers-panel table.workers:not(:has(tr[data-state=busy]))")
+    finally:
+        for page in (desktop, phone):
+            if page is not None:
+                page.context.close()
+
+
+def open_workers_panel(browser, server, viewport: dict):
+    page = browser.new_context(viewport=viewport).new_page()
+    page.set_default_timeout(60_000)
+    page.goto(server.url)
+    page.wait_for_selector("#workers-panel table.workers[data-workers='2']")
+    return page
 
 
 def test_four_jobs_from_the_api_run_two_at_a_time_on_two_workers(server, image, outputs):

@@ -227,7 +227,11 @@ class MemoryPlanner:
         return spec.memory.host_bytes(plan.dtype, plan.fp8_weights) <= available * (1 - HOST_MARGIN_FRACTION)
 
     def budget(self, gpu: GpuDevice) -> int:
-        return int(gpu.free_bytes * (1 - self.margin_fraction)) - self.margin_bytes
+        return self.budget_of(gpu.free_bytes)
+
+    def budget_of(self, free_bytes: int) -> int:
+        """How much of ``free_bytes`` a plan may use: the rest is the safety margin (docs/VRAM.md)."""
+        return int(free_bytes * (1 - self.margin_fraction)) - self.margin_bytes
 
     def fits(self, estimate: VramEstimate | None, gpu: GpuDevice) -> bool:
         return estimate is None or estimate.peak_bytes <= self.budget(gpu)

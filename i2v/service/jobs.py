@@ -41,6 +41,7 @@ from i2v.engine.request import MAX_SEED, GenerationRequest, validate_request
 from i2v.engine.resolve import PreparedJob
 from i2v.engine.run import GenerationResult
 from i2v.workers.dispatch import Dispatcher
+from i2v.workers.gpu_room import GpuRoom
 from i2v.workers.outcome import RunOutcome, WorkerInfo
 from i2v.workers.worker import InProcessWorker, Worker
 
@@ -134,6 +135,7 @@ class _LiveJob:
     worker: Any = None  # the worker that took it (workers.Worker)
     preview: Preview | None = None  # the newest live preview, once the engine made one
     first_run_lost: str | None = None  # why its first run ended without an outcome (its worker died): it runs again
+    peak_bytes: int | None = None  # the planner's predicted peak GPU memory at submit (None: no prediction)
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,7 @@ class JobManager:
     def __init__(self, engine: Engine, store: JobStore | None = None, *, max_queue: int = DEFAULT_MAX_QUEUE,
                  listener: JobListener | None = None, retry_seconds: float = RETRY_SECONDS,
                  shared_control: bool = False, expected_seconds: Callable[[PreparedJob], float | None] | None = None,
-                 workers: Sequence[Worker] | None = None):
+                 workers: Sequence[Worker] | None = None, gpu_room: GpuRoom | None = None):
         self.engine = engine
         # Denoising seconds learned from earlier jobs on this device (server.expected_seconds): the ETA's first guess.
         self.expected_seconds = expected_seconds
@@ -197,7 +199,8 @@ class JobManager:
         self._changed = threading.Condition()
         self._stopping = False
         # Without workers given, the app's own process runs one job at a time (the CLI, a box without a GPU).
-        self._dispatch = Dispatcher(workers or [InProcessWorker(engine)], self._queue, self._changed, self)
+        # ``gpu_room``: a job goes to a worker whose GPU has room for its predicted peak, where one has.
+        self._dispatch = Dispatcher(workers or [InProcessWorker(engine)], self._queue, self._changed, self, gpu_room)
 
     # -- start-up ------------------------------------------------------------------------------------------
     def recover(self) -> list[JobRecord]:
@@ -278,7 +281,8 @@ class JobManager:
                 for path in fresh:  # a refused request leaves nothing behind
                     path.unlink(missing_ok=True)
                 raise JobNotRecordedError(_database_message(exc, "the job was not queued")) from None
-            self._queue.append(_LiveJob(job_id, request, record, eta=Eta(self._prior_step_s(job))))
+            self._queue.append(_LiveJob(job_id, request, record, eta=Eta(self._prior_step_s(job)),
+                                        peak_bytes=_predicted_peak(job)))
             self._dispatch.start()
             self._changed.notify_all()
         with job_context(job_id):
@@ -627,6 +631,11 @@ def fingerprint(status: JobStatus) -> tuple:
     progress = status.progress or {}
     return (status.state, status.position, progress.get("stage"), progress.get("candidate"), progress.get("step"),
             progress.get("preview_step"))
+
+
+def _predicted_peak(job: PreparedJob) -> int | None:
+    estimate = job.decision.estimate if job.decision is not None else None
+    return estimate.peak_bytes if estimate is not None else None
 
 
 def _noted(summary: dict[str, Any] | None, live: _LiveJob) -> dict[str, Any] | None:

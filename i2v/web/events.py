@@ -133,6 +133,7 @@ class PageEvents(LoraEvents, FramingEvents):
         page.cancel_button.click(self.cancel, [page.job_id, page.owner_token], [page.status, page.cancel_button],
                                  **quick)
         page.queue.wire(demo, self.jobs, page.owner_token, quick)
+        page.workers.wire(demo, self.jobs, quick)
         page.timer.tick(self.poll, [page.job_id, page.shown], [*job_view, *history], **quick)
         for index, slot in enumerate(page.slots):
             slot.use_seed.click(functools.partial(self.use_seed, index=index), page.shown,

@@ -17,6 +17,7 @@ from i2v.web.forms import RANDOM_SEED, FormValues, preset_values, uploaded_image
 from i2v.web.framing_picker import framing_controls
 from i2v.web.lora_picker import LoraPicker
 from i2v.web.queue_panel import QueuePanel
+from i2v.web.workers_panel import WorkersPanel
 from i2v.web.model_choice import banner_html, frames_info, preset_choices, resolution_choices
 
 SLOTS = 4  # candidates shown side by side (a request may ask for up to this many from the page)
@@ -79,6 +80,7 @@ class Page:
                     self.slots = [Slot(index) for index in range(SLOTS)]
                 self.findings = gr.HTML(elem_id="job-findings")
                 self.queue = QueuePanel()
+                self.workers = WorkersPanel()
         self._history()
         self.job_id = gr.State(None)
         self.browser_job = gr.BrowserState(None, storage_key="i2v-studio-job")

@@ -43,6 +43,7 @@ from i2v.web.metrics import Metrics
 from i2v.web.plain_errors import plain_input_errors
 from i2v.web.ui import Studio
 from i2v.web.workers_api import add_worker_routes
+from i2v.workers.gpu_room import GpuRoom
 from i2v.workers.pool import build_workers
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ def create_app(settings: AppSettings, *, monitor=None, engine: Engine | None = N
     # One worker process per GPU (or --cpu-workers); without a GPU the app's own process runs the jobs.
     jobs = JobManager(engine, store, max_queue=settings.queue_size, shared_control=settings.shared_control,
                       listener=_AllListeners(metrics, idle, retention), expected_seconds=learned_seconds,
-                      workers=build_workers(settings, engine, monitor))
+                      workers=build_workers(settings, engine, monitor), gpu_room=GpuRoom(monitor))
     for record in jobs.recover():
         log.warning("job %s (%s) did not finish before the last stop: shown as interrupted", record.id,
                     record.settings.get("prompt", "")[:60])

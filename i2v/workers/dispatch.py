@@ -16,11 +16,16 @@ from typing import Any, Protocol
 from i2v.engine.progress import ProgressEvent
 from i2v.engine.request import GenerationRequest
 from i2v.logs import job_context
+from i2v.workers.gpu_room import GpuRoom
 from i2v.workers.outcome import RunOutcome, WorkerInfo
 from i2v.workers.pool import choose_worker
 from i2v.workers.worker import Worker
 
 log = logging.getLogger(__name__)
+
+# A worker passed over for the job at the head of the queue looks again this soon: the choice reads free GPU memory,
+# which changes without telling anyone, so the worker it named may have decided otherwise on its own thread.
+RECHECK_SECONDS = 1.0
 
 
 class DispatchHooks(Protocol):
@@ -45,8 +50,12 @@ class DispatchHooks(Protocol):
 
 
 class Dispatcher:
-    def __init__(self, workers: Sequence[Worker], queue: deque, changed: threading.Condition, hooks: DispatchHooks):
+    def __init__(self, workers: Sequence[Worker], queue: deque, changed: threading.Condition, hooks: DispatchHooks,
+                 room: GpuRoom | None = None):
+        """``room``: the GPUs' free memory for each job's predicted peak (None: the resident model and the last use
+        decide alone). A queued job carries its prediction as ``peak_bytes``."""
         self.workers = list(workers)
+        self._room = room
         self._queue = queue
         self._changed = changed
         self._hooks = hooks
@@ -110,7 +119,7 @@ class Dispatcher:
                     return
                 live = self._take(worker)
                 if live is None:
-                    self._changed.wait(wait_s)
+                    self._changed.wait(self._recheck(wait_s))
                     continue
                 self._taken.add(worker.name)
                 self._hooks.job_taken(live, worker)
@@ -127,10 +136,19 @@ class Dispatcher:
         """The head of the queue, when ``choose_worker`` gives it to this worker."""
         if not self._queue:
             return None
+        head = self._queue[0]
         ready = [w for w in self.workers if w.ready and w.name not in self._taken]
-        if choose_worker(self._queue[0].request.model, ready) is not worker:
+        room = self._room
+        fits = None if room is None else lambda candidate: room.fits(candidate, head.peak_bytes)
+        if choose_worker(head.request.model, ready, fits) is not worker:
             return None
         return self._queue.popleft()
+
+    def _recheck(self, wait_s: float | None) -> float | None:
+        """How long a worker without a job waits: until told, unless a job waits at the head for another worker."""
+        if self._room is None or not self._queue:
+            return wait_s
+        return min(wait_s, RECHECK_SECONDS) if wait_s is not None else RECHECK_SECONDS
 
     def _run(self, worker: Worker, live) -> None:
         with job_context(live.id):

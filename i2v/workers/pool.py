@@ -3,7 +3,7 @@ own process) and which one takes a job (``choose_worker``)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from i2v.errors import BadInputError
 from i2v.workers.child import WorkerConfig
@@ -17,13 +17,18 @@ class UnknownGpuError(BadInputError):
     kind = "fatal"
 
 
-def choose_worker(model: str, ready: Sequence[Worker]) -> Worker | None:
+def choose_worker(model: str, ready: Sequence[Worker], fits: Callable[[Worker], bool] | None = None
+                  ) -> Worker | None:
     """The worker for a job of ``model``: a ready one that has the model resident (no load), else the one used
-    least recently (its model is the least likely to be wanted again soon)."""
+    least recently (its model is the least likely to be wanted again soon). ``fits``: whether a worker's GPU has
+    room for the job's predicted peak now (``GpuRoom``); a worker without room is passed over while another has
+    it. When none has, the same rule among them all: that worker's engine then fits the job to its GPU (a smaller
+    plan), as it does for any job."""
     if not ready:
         return None
-    matching = [worker for worker in ready if worker.resident_model == model]
-    return min(matching or ready, key=lambda worker: worker.last_used)
+    roomy = [worker for worker in ready if fits is None or fits(worker)] or ready
+    matching = [worker for worker in roomy if worker.resident_model == model]
+    return min(matching or roomy, key=lambda worker: worker.last_used)
 
 
 def build_workers(settings, engine, monitor) -> list[Worker]:

@@ -61,6 +61,11 @@ class Worker:
 
     # -- shared ----------------------------------------------------------------------------------------------
     @property
+    def gpu_index(self) -> int | None:
+        """Its GPU as nvidia-smi numbers it (how the monitor reads that GPU's free memory), None on the CPU."""
+        return int(self.gpu) if self.gpu.isdigit() else None
+
+    @property
     def ready(self) -> bool:
         """Whether it can take a job now (started, not running one, not restarting)."""
         return self._state == "idle"
