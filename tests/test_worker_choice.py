@@ -4,12 +4,14 @@ matches and whose free memory fits the plan, else to the least recently used idl
 ``JobManager`` and planner on the tiny model, with workers that only note where each job ran."""
 from __future__ import annotations
 
+import pytest
+
 from i2v.engine.engine import Engine
 from i2v.engine.request import GenerationRequest
 from i2v.gpu.fake_monitor import FakeGpu, FakeGpuMonitor
-from i2v.planning.planner import MemoryPlanner
+from i2v.planning.planner import InsufficientMemoryError, MemoryPlanner
 from i2v.service.jobs import JobManager
-from i2v.workers.gpu_room import GpuRoom
+from i2v.workers.gpu_room import GpuRoom, WorkersGpuView
 from i2v.workers.outcome import RunOutcome
 from i2v.workers.pool import choose_worker
 from i2v.workers.worker import Worker
@@ -21,13 +23,17 @@ PEAK = 10 * GIB  # a job's predicted peak
 class Resident(Worker):
     """A worker as the dispatcher sees it: its GPU, resident model and last use."""
 
-    def __init__(self, name: str, gpu: str, model: str | None, last_used: float):
+    def __init__(self, name: str, gpu: str, model: str | None, last_used: float, held_gib: float = 0.0):
         super().__init__(name, gpu)
-        self._model, self.last_used = model, last_used
+        self._model, self.last_used, self._held = model, last_used, int(held_gib * GIB)
 
     @property
     def resident_model(self) -> str | None:
         return self._model
+
+    @property
+    def held_bytes(self) -> int:
+        return self._held
 
 
 def gpus(*free_gib: float) -> FakeGpuMonitor:
@@ -77,6 +83,47 @@ def test_cpu_workers_workers_on_other_boxes_and_jobs_without_a_prediction_are_no
     assert chosen(gpus(1), workers) == "gpu1"
     workers[1].node = "another-box"  # its GPU 1 is that box's, not the GPU 1 this box's monitor reads
     assert chosen(gpus(1, 1), workers) == "gpu1"
+
+
+def test_the_memory_a_worker_holds_for_its_model_is_room_for_its_own_next_job():
+    """GPU 0 shows 4 GiB free, but 18 GiB of what is taken is the worker's own resident model: its next job reuses
+    it. Another program's 18 GiB (GPU 1) is no room at all."""
+    workers = [Resident("gpu0", "0", "wan", last_used=9.0, held_gib=18), Resident("gpu1", "1", None, last_used=1.0)]
+    monitor = gpus(4, 4)
+    room = GpuRoom(monitor)
+    assert [room.fits(worker, PEAK) for worker in workers] == [True, False]
+    assert chosen(monitor, workers, model="ltx") == "gpu0"  # its model is replaced: the held memory is freed first
+    monitor.set_used(0, 23 * GIB)  # 5 GiB more taken by someone else: 1 + 18 GiB is not room for the 10 GiB peak
+    assert room.fits(workers[0], PEAK) is True
+    monitor.set_used(0, int(23.8 * GIB))
+    assert room.fits(workers[0], 18 * GIB) is False
+
+
+def test_the_apps_planner_counts_its_workers_memory_as_free_on_their_gpus():
+    workers = [Resident("gpu0", "0", "wan", last_used=1.0, held_gib=18),
+               Resident("gpu1", "1", "wan", last_used=1.0, held_gib=18),
+               Resident("cpu0", "cpu", "wan", last_used=1.0)]
+    workers[1].node = "another-box"  # its GPU 1 is that box's: this box's GPU 1 is another program's
+    view = WorkersGpuView(gpus(4, 4), workers=lambda: [worker.info() for worker in workers])
+    free = [round(gpu.free_bytes / GIB, 1) for gpu in view.devices()]
+    assert free == [22.0, 4.0]
+    assert view.held_per_gpu() == {0: 18 * GIB}
+
+
+def test_a_second_job_on_a_card_holding_the_model_is_planned_as_asked_not_shrunk(shared_photo_path, tmp_path):
+    """A 24 GiB card whose worker holds the tiny model (plus its cache) in all but 0.3 GiB: planning with NVML's free
+    memory alone would shrink or refuse the job, though it reuses that very memory."""
+    monitor = FakeGpuMonitor([FakeGpu(total_bytes=24 * GIB, used_bytes=int(23.7 * GIB))])
+    workers = [Resident("gpu0", "0", "tiny", last_used=1.0, held_gib=23.5)]
+    request = GenerationRequest(image=str(shared_photo_path), prompt="a ball rolling slowly to the left",
+                                model="tiny", width=256, height=256, frames=8, steps=2, seeds=(1,))
+    as_asked = Engine(gpu_info=WorkersGpuView(monitor, workers=lambda: [w.info() for w in workers]),
+                      output_dir=tmp_path).prepare(request)
+    assert (as_asked.params.width, as_asked.params.height, as_asked.params.frames) == (256, 256, 8)
+    assert as_asked.plan.cpu_offload == "none"
+    assert not {"plan.downgraded", "plan.memory_saving"} & {notice.code for notice in as_asked.notices}
+    with pytest.raises(InsufficientMemoryError, match="0.3 GiB free"):  # what the page said before
+        Engine(gpu_info=monitor, output_dir=tmp_path).prepare(request)
 
 
 class NotesWhereJobsRan(Resident):

@@ -14,9 +14,9 @@ NO_JOBS = {"done": 0, "failed": 0, "cancelled": 0, "lost": 0}
 
 
 def info(name: str, gpu: str, pid: int | None, state: str, *, model: str | None = "wan", job: str | None = None,
-         restarts: int = 0, node: str = "box") -> WorkerInfo:
+         restarts: int = 0, node: str = "box", held_gib: float = 0) -> WorkerInfo:
     return WorkerInfo(name=name, node=node, gpu=gpu, pid=pid, state=state, resident_model=model, job=job,
-                      restarts=restarts, jobs=NO_JOBS)
+                      restarts=restarts, jobs=NO_JOBS, held_bytes=int(held_gib * 2**30))
 
 
 def row_text(page: str, worker: str) -> str:
@@ -33,6 +33,11 @@ def test_gpu_workers_show_their_gpu_pid_model_job_and_restarts():
     assert "GPU 1" in restarting and "restarting" in restarting and "none yet" in restarting
     assert restarting.split()[-1] == "3"
     assert 'data-state="restarting"' in page and 'data-restarts="3"' in page
+
+
+def test_a_gpu_worker_shows_the_memory_it_holds_for_its_model():
+    page = workers_html([info("gpu0", "0", 201, "idle", model="wan2.2-ti2v-5b", held_gib=14.25)], app=APP)
+    assert "wan2.2-ti2v-5b (14.2 GiB)" in row_text(page, "gpu0")
 
 
 def test_the_apps_own_process_is_one_line_and_another_hosts_worker_is_not_taken_for_it():

@@ -42,6 +42,17 @@ def free_cached_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def held_gpu_bytes() -> int:
+    """GPU memory this process's allocator holds now: its resident model and cached blocks, which its next job reuses
+    (or frees first). 0 when this process has not used CUDA; torch is not imported for the answer."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_initialized():
+        return 0
+    return sum(int(torch.cuda.memory_reserved(index)) for index in range(torch.cuda.device_count()))
+
+
 def reset_peak_memory(device: str) -> None:
     if device.startswith("cuda"):
         import torch

@@ -68,8 +68,11 @@ class FakeGpuMonitor:
         return None  # simulated GPUs on a real machine: its RAM says nothing about the simulated one
 
     def devices(self) -> list[GpuDevice]:
+        return to_devices(self.visible(self.snapshot().gpus))
+
+    def visible(self, gpus: Sequence[GpuSnapshot]) -> list[GpuSnapshot]:
         # Simulated GPUs are all "visible": CUDA_VISIBLE_DEVICES describes the real machine, not these.
-        return to_devices(self.snapshot().gpus)
+        return list(gpus)
 
     def shutdown(self) -> None:
         """Nothing to release; present so the fake can stand in for ``GpuMonitor``."""

@@ -59,6 +59,10 @@ class TorchCudaInfo:
         return read_meminfo()[1]
 
     def devices(self) -> list[GpuDevice]:
+        """Free memory counts what this process's allocator holds (``memory_reserved``: the resident model and its
+        cached blocks) as free: the next job here reuses it (same model) or frees it first (another model), and its
+        planned peak already includes the weights. ``mem_get_info`` alone would plan a second job as if the first
+        job's model were someone else's and shrink or refuse it."""
         try:
             import torch
         except ImportError:  # the engine without torch cannot run anyway; say "no GPU" rather than crash
@@ -70,9 +74,10 @@ class TorchCudaInfo:
             for index in range(torch.cuda.device_count()):
                 props = torch.cuda.get_device_properties(index)
                 free, total = torch.cuda.mem_get_info(index)
+                free = min(int(total), int(free) + int(torch.cuda.memory_reserved(index)))
                 with torch.cuda.device(index):
                     bf16 = bool(torch.cuda.is_bf16_supported())
-                found.append(GpuDevice(index, props.name, int(total), int(free), (props.major, props.minor), bf16))
+                found.append(GpuDevice(index, props.name, int(total), free, (props.major, props.minor), bf16))
             return found
         except RuntimeError as exc:  # driver present but unusable (e.g. busy, wrong version)
             log.warning("CUDA is present but not usable: %s", exc)

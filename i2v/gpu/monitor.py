@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from i2v.gpu.hardware import GpuDevice
 from i2v.gpu.snapshot import (INIT_RETRY_SECONDS, WARNING_FRACTION, GpuSnapshot, ProcessMemory, Snapshot,
@@ -93,7 +93,11 @@ class GpuMonitor:
     def devices(self) -> list[GpuDevice]:
         """The ``hardware.GpuInfo`` protocol: usable CUDA devices with free memory (at most ``cache_seconds`` old),
         numbered as CUDA numbers them in this process. Empty without a GPU; never raises."""
-        return to_devices(cuda_order(self.snapshot().gpus, os.environ.get("CUDA_VISIBLE_DEVICES")))
+        return to_devices(self.visible(self.snapshot().gpus))
+
+    def visible(self, gpus: Sequence[GpuSnapshot]) -> list[GpuSnapshot]:
+        """Those of ``gpus`` this process's CUDA sees, in CUDA's order (``CUDA_VISIBLE_DEVICES``)."""
+        return cuda_order(gpus, os.environ.get("CUDA_VISIBLE_DEVICES"))
 
     def shutdown(self) -> None:
         """Release NVML if this monitor initialised it. A later snapshot() initialises it again."""

@@ -43,7 +43,7 @@ from i2v.web.metrics import Metrics
 from i2v.web.plain_errors import plain_input_errors
 from i2v.web.ui import Studio
 from i2v.web.workers_api import add_worker_routes
-from i2v.workers.gpu_room import GpuRoom
+from i2v.workers.gpu_room import GpuRoom, WorkersGpuView
 from i2v.workers.pool import build_workers
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,10 @@ def create_app(settings: AppSettings, *, monitor=None, engine: Engine | None = N
     models = offered_models(model, settings.models)
     presets = load_presets()
     keywords = load_keyword_library()
-    engine = engine or Engine(gpu_info=monitor, output_dir=settings.outputs, presets=presets, keywords=keywords,
+    # The engine plans with the GPUs' free memory plus what the app's workers hold for their resident models (the job
+    # runs in one of them, which reuses it). A lambda: the job manager is built below, from this engine.
+    gpus = WorkersGpuView(monitor, workers=lambda: jobs.workers())
+    engine = engine or Engine(gpu_info=gpus, output_dir=settings.outputs, presets=presets, keywords=keywords,
                               min_free_bytes=settings.min_free_mb * 2**20, speedups=settings.speedups())
     started_at = time.time()
     # The queue is read at scrape time, through a lambda because the manager needs its listener first.

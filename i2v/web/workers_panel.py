@@ -1,5 +1,5 @@
-"""The workers panel: where jobs run. One row per worker with its node, GPU, PID, resident model, state, job and
-restarts (``JobManager.workers()``, the data of ``GET /api/workers``), refreshed every ``POLL_SECONDS``. On a box
+"""The workers panel: where jobs run. One row per worker with its node, GPU, PID, resident model (and the GPU
+memory its process holds for it), state, job and restarts (``JobManager.workers()``, the data of ``GET /api/workers``), refreshed every ``POLL_SECONDS``. On a box
 without worker processes the app's own process runs the jobs, and the panel says so in one line instead of a table
 of one row. On a phone each worker is a small card of labelled lines (studio.css), as the history's runs are.
 """
@@ -58,7 +58,7 @@ def _in_app_line(info: WorkerInfo) -> str:
     """The app's own process runs the jobs (no GPU, or ``--gpus none``): there is one of it and it is never
     restarted, so a line says all a table would."""
     where = "the CPU" if info.gpu == "cpu" else _gpu(info.gpu)
-    model = f"{esc(info.resident_model)} in memory" if info.resident_model else "no model loaded yet"
+    model = f"{esc(_model(info))} in memory" if info.resident_model else "no model loaded yet"
     doing = esc(_state(info.state)) + (f" with job {esc(info.job)}" if info.job else "")
     return (f'<div class="workers-one" data-workers="1" data-worker="{esc(info.name)}" data-state="{esc(info.state)}"'
             f' data-job="{esc(info.job or "")}">Jobs run in the app\'s process (PID {info.pid}, host {esc(info.node)},'
@@ -67,10 +67,18 @@ def _in_app_line(info: WorkerInfo) -> str:
 
 def _row(info: WorkerInfo) -> str:
     cells = (info.name, info.node, _gpu(info.gpu), "–" if info.pid is None else info.pid,
-             info.resident_model or "none yet", _state(info.state), info.job or "–", info.restarts)
+             _model(info), _state(info.state), info.job or "–", info.restarts)
     tds = "".join(f'<td data-label="{label}">{esc(value)}</td>' for label, value in zip(COLUMNS, cells))
     return (f'<tr data-worker="{esc(info.name)}" data-state="{esc(info.state)}" data-job="{esc(info.job or "")}"'
             f' data-restarts="{info.restarts}">{tds}</tr>')
+
+
+def _model(info: WorkerInfo) -> str:
+    """The resident model and the GPU memory its process holds for it (reused by its next job), when on a GPU."""
+    if not info.resident_model:
+        return "none yet"
+    held = f" ({info.held_bytes / 2**30:.1f} GiB)" if info.held_bytes > 0 else ""
+    return info.resident_model + held
 
 
 def _gpu(gpu: str) -> str:

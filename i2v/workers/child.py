@@ -6,7 +6,7 @@ comes over from the app. It sees only its own GPU (``CUDA_VISIBLE_DEVICES``, set
 calls it ``cuda:0``), or none for a CPU worker. It leads its own process group, so ending the worker by its PID
 also ends an ffmpeg it started. It ends itself when the app goes away (the pipe closes, or its parent changes).
 
-Messages to the app: ``("ready", pid)``, ``("resident", model)``, ``("progress", ProgressEvent)`` (with its
+Messages to the app: ``("ready", pid)``, ``("resident", model, held GPU bytes)`` (after each load and job), ``("progress", ProgressEvent)`` (with its
 preview), ``("finished", RunOutcome)`` and ``("log", LogRecord)``. From the app: ``("run", job_id, request)``,
 ``("load", request)``, ``("stop",)``; cancelling is a shared event, read at every denoising step."""
 from __future__ import annotations
@@ -107,6 +107,7 @@ def serve(config: WorkerConfig, conn, cancel_event) -> None:
 
 
 def _serve_messages(engine, conn, channel: _Channel, cancel) -> None:
+    from i2v.engine.device_memory import held_gpu_bytes
     from i2v.errors import I2VError
     from i2v.logs import job_context
     from i2v.workers.outcome import run_job
@@ -132,4 +133,4 @@ def _serve_messages(engine, conn, channel: _Channel, cancel) -> None:
             if outcome.state == "lost":  # a broken CUDA context: only a new process helps
                 os._exit(3)
         backend = engine.backend
-        channel.send(("resident", backend.model_id if backend is not None else None))
+        channel.send(("resident", backend.model_id if backend is not None else None, held_gpu_bytes()))

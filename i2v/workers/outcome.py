@@ -47,6 +47,7 @@ class WorkerInfo:
     job: str | None
     restarts: int
     jobs: dict[str, int]  # finished jobs by how they ended: done, failed, cancelled, lost
+    held_bytes: int = 0  # GPU memory its process holds for the resident model (its next job reuses it)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -48,6 +48,7 @@ class ProcessWorker(Worker):
         self._cancel = None
         self._inbox: queue.Queue = queue.Queue()
         self._resident: str | None = None
+        self._held_bytes = 0
         self._last_restart = 0.0
         self._quick_restarts = 0
         self._stopping = False  # set by stop(): a child that dies now is not restarted
@@ -67,6 +68,10 @@ class ProcessWorker(Worker):
         return self._resident
 
     @property
+    def held_bytes(self) -> int:
+        return self._held_bytes
+
+    @property
     def ready(self) -> bool:
         return self._state in ("idle", "starting")  # a starting child takes its first job once it has imported
 
@@ -75,7 +80,7 @@ class ProcessWorker(Worker):
         parent_conn, child_conn = self._context.Pipe()
         self._cancel = self._context.Event()
         self._inbox = queue.Queue()
-        self._resident = None
+        self._resident, self._held_bytes = None, 0
         self._set_state("starting")
         process = self._context.Process(target=serve, args=(self.config, child_conn, self._cancel),
                                         name=f"i2v-worker-{self.name}", daemon=True)
@@ -222,7 +227,7 @@ class ProcessWorker(Worker):
                     if self._state == "starting":
                         self._state = "idle"
             elif kind == "resident":
-                self._resident = message[1]
+                self._resident, self._held_bytes = message[1], message[2]
             else:
                 inbox.put(message)
 

@@ -9,8 +9,8 @@ one at a time.
 
 The app drives it by polling: ``start_job`` returns at once, ``poll`` hands over what happened since the last poll
 (``("progress", ProgressEvent)``, ``("log", LogRecord)``, ``("file", relative path, bytes)``, and last
-``("finished", RunOutcome, resident model)``). Polling, rather than a streaming generator, works the same through
-Ray Client (``ray://``). This module does not import Ray: it is a plain class that ``ray_worker.py`` wraps.
+``("finished", RunOutcome, resident model, held GPU bytes)``). Polling, rather than a streaming generator, works the
+same through Ray Client (``ray://``). This module does not import Ray: it is a plain class that ``ray_worker.py`` wraps.
 """
 from __future__ import annotations
 
@@ -81,8 +81,14 @@ class JobActor:
         backend = self.engine.backend
         return backend.model_id if backend is not None else None
 
-    def load(self, request) -> str | None:
-        """Load the request's model now (at the app's start, and after a restart); the resident model after it."""
+    def resident(self) -> tuple[str | None, int]:
+        """The resident model and the GPU memory this actor's process holds for it (reused by its next job)."""
+        from i2v.engine.device_memory import held_gpu_bytes
+
+        return self.resident_model(), held_gpu_bytes()
+
+    def load(self, request) -> tuple[str | None, int]:
+        """Load the request's model now (at the app's start, and after a restart); ``resident()`` after it."""
         from i2v.errors import I2VError
 
         with self._busy:
@@ -90,7 +96,7 @@ class JobActor:
                 self.engine.load(request)
             except I2VError as exc:
                 log.error("the model could not be loaded yet: %s", exc)
-        return self.resident_model()
+        return self.resident()
 
     def start_job(self, job_id: str, request, pictures: dict[str, tuple[str, bytes]]) -> None:
         """Run the job on a thread of its own; its messages wait for ``poll``. ``pictures``: for each picture
@@ -151,7 +157,7 @@ class JobActor:
             finally:
                 self._relay.messages = None
                 _delete(kept)
-            messages.put(("finished", outcome, self.resident_model()))
+            messages.put(("finished", outcome, *self.resident()))
 
     def _keep_pictures(self, pictures: dict[str, tuple[str, bytes]], kept: list[Path]) -> dict[str, Path]:
         folder = self.scratch / "inputs"

@@ -44,6 +44,7 @@ class RayWorker(Worker):
         self._pid: int | None = None
         self._scratch = ""
         self._resident: str | None = None
+        self._held_bytes = 0
         self._model_request: GenerationRequest | None = None
         self._life = threading.Lock()
         self._stopping = False
@@ -58,6 +59,10 @@ class RayWorker(Worker):
     @property
     def resident_model(self) -> str | None:
         return self._resident
+
+    @property
+    def held_bytes(self) -> int:
+        return self._held_bytes
 
     def node_gpu_status(self) -> dict | None:
         """Its box's GPUs, read by the actor (NVML there), at most every ``GPU_STATUS_SECONDS``; the last reading
@@ -140,7 +145,7 @@ class RayWorker(Worker):
                         return RunOutcome("failed", "recoverable", f"A finished file could not be written into "
                                           f"the output folder: {exc}.")
                 elif kind == "finished":
-                    outcome, self._resident = message[1], message[2]
+                    outcome, self._resident, self._held_bytes = message[1], message[2], message[3]
                     if outcome.state == "lost":  # a broken CUDA context: only a new actor helps
                         return self._lost(outcome.message or "broke its CUDA context")
                     if outcome.state == "done":
@@ -175,7 +180,7 @@ class RayWorker(Worker):
                 ray.kill(self._actor, no_restart=True)
             except Exception as exc:  # noqa: BLE001 - already gone, or Ray is shutting down: nothing to end
                 log.debug("ray.kill of %s: %s", self.name, exc)
-        self._resident = None
+        self._resident, self._held_bytes = None, 0
 
     # -- background threads ----------------------------------------------------------------------------------
     def _come_up(self, actor, generation: int) -> None:
@@ -216,7 +221,7 @@ class RayWorker(Worker):
         import ray
 
         try:
-            self._resident = ray.get(actor.load.remote(request))
+            self._resident, self._held_bytes = ray.get(actor.load.remote(request))
         except Exception as exc:  # noqa: BLE001 - a dead actor is replaced by the idle check or the next job
             log.warning("Ray worker %s could not load the model: %s", self.name, _why(exc))
 

@@ -10,6 +10,7 @@ import threading
 import time
 from collections import Counter
 
+from i2v.engine.device_memory import held_gpu_bytes
 from i2v.engine.progress import CancelToken, ProgressCallback
 from i2v.engine.request import GenerationRequest
 from i2v.errors import I2VError
@@ -55,6 +56,12 @@ class Worker:
     def resident_model(self) -> str | None:
         return None
 
+    @property
+    def held_bytes(self) -> int:
+        """GPU memory its process holds for its resident model (the allocator's reserve, as the worker said after
+        its last load or job): its next job reuses it, so it counts as room for that job (``GpuRoom``)."""
+        return 0
+
     def _run(self, job_id: str, request: GenerationRequest, on_progress: ProgressCallback,
              cancel: CancelToken) -> RunOutcome:
         raise NotImplementedError
@@ -91,7 +98,8 @@ class Worker:
         with self._guard:
             return WorkerInfo(name=self.name, node=self.node, gpu=self.gpu, pid=self.pid, state=self._state,
                               resident_model=self.resident_model, job=self._job, restarts=self.restarts,
-                              jobs={state: self._finished[state] for state in OUTCOMES})
+                              jobs={state: self._finished[state] for state in OUTCOMES},
+                              held_bytes=self.held_bytes)
 
     def _set_state(self, state: str) -> None:
         with self._guard:
@@ -114,6 +122,10 @@ class InProcessWorker(Worker):
     def resident_model(self) -> str | None:
         backend = self.engine.backend
         return backend.model_id if backend is not None else None
+
+    @property
+    def held_bytes(self) -> int:
+        return held_gpu_bytes()
 
     def warm_up(self, request: GenerationRequest) -> None:
         try:
