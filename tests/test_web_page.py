@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
 
 from i2v.gpu.fake_monitor import FakeGpuMonitor
+from i2v.web.events import PageEvents
 
 from conftest import photo_like
 from web_support import playwright_or_skip, running_app
@@ -103,6 +105,27 @@ def test_preset_fills_the_parameters_and_traps_show_next_to_them(page, app_serve
     set_number(page, "guidance", 14)
     page.wait_for_selector("#param-traps [data-code='params.few_steps_high_guidance']")
 
+
+def test_a_number_typed_while_the_presets_check_runs_is_kept(page, app_server, monkeypatch):
+    """Gradio replays a deferred "always_last" check by dispatching the finished run's trigger again; while the
+    preset was among that check's triggers, the replay re-ran the preset fill and put its 80 steps back over the 10
+    the user had typed meanwhile (seen on a loaded machine). Slowed checks make "meanwhile" certain here."""
+    quick_check = PageEvents.check_settings
+
+    def slow_check(self, *values):
+        time.sleep(1.5)
+        return quick_check(self, *values)
+
+    open_page(page, app_server)
+    monkeypatch.setattr(PageEvents, "check_settings", slow_check)
+    page.get_by_text("High quality", exact=False).first.click()
+    page.click("#advanced button")
+    page.wait_for_function("document.querySelector('#steps input[type=number]')?.value === '80'")
+    set_number(page, "steps", 10)  # the preset's checks are still running
+    page.wait_for_function("document.querySelector('#plan-verdict')?.innerText.includes('10 steps')", timeout=30_000)
+    time.sleep(2)  # a replayed preset fill would land now
+    assert page.input_value("#steps input[type=number]") == "10"
+    assert "10 steps" in page.inner_text("#plan-verdict")
 
 def test_guidance_while_typing_and_keyword_chips(page, app_server, tmp_path):
     small_photo = tmp_path / "small.png"

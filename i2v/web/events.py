@@ -117,8 +117,12 @@ class PageEvents(LoraEvents, FramingEvents):
         # The user's own edits only (``.input``). A fill by the page itself (a preset, a model's limits, loaded
         # settings) changes its controls one at a time, and ``.change`` fired for each sent the others' old values,
         # which Gradio refused against the new limits ("Value 8 is less than minimum value 9"); each fill checks
-        # once, after it has landed (``.then``).
-        gr.on([c.input for c in controls if c not in (page.prompt, page.model, page.framing)],
+        # once, after it has landed (``.then``). Controls whose input has its own handler (preset, model, framing,
+        # LoRA menu) stay out of this list: Gradio (6.31) replays a deferred "always_last" run by dispatching the
+        # *finished* run's trigger event again, which re-ran fill_preset and put the preset's numbers back over a
+        # value typed while the preset's check was still running.
+        own_handler = (page.prompt, page.model, page.framing, page.preset, page.loras)
+        gr.on([c.input for c in controls if c not in own_handler],
               self.check_settings_newest, controls, settings_outputs, trigger_mode="always_last", **picture)
         page.framing.input(self.choose_framing, page.framing, [page.framing, page.crop_x, page.crop_y],
                            **quick).then(self.check_settings_newest, controls, settings_outputs, **picture)

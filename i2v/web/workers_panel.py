@@ -1,7 +1,8 @@
 """The workers panel: where jobs run. One row per worker with its node, GPU, PID, resident model (and the GPU
-memory its process holds for it), state, job and restarts (``JobManager.workers()``, the data of ``GET /api/workers``), refreshed every ``POLL_SECONDS``. On a box
-without worker processes the app's own process runs the jobs, and the panel says so in one line instead of a table
-of one row. On a phone each worker is a small card of labelled lines (studio.css), as the history's runs are.
+memory its process holds for it), state, job and restarts (``JobManager.workers()``, the data of
+``GET /api/workers``), refreshed every ``POLL_SECONDS``. On a box without worker processes the app's own process runs
+the jobs, and the panel says so in one line instead of a table of one row. On a phone each worker is a small card
+of labelled lines (studio.css), as the history's runs are.
 """
 from __future__ import annotations
 

@@ -6,9 +6,10 @@ comes over from the app. It sees only its own GPU (``CUDA_VISIBLE_DEVICES``, set
 calls it ``cuda:0``), or none for a CPU worker. It leads its own process group, so ending the worker by its PID
 also ends an ffmpeg it started. It ends itself when the app goes away (the pipe closes, or its parent changes).
 
-Messages to the app: ``("ready", pid)``, ``("resident", model, held GPU bytes)`` (after each load and job), ``("progress", ProgressEvent)`` (with its
-preview), ``("finished", RunOutcome)`` and ``("log", LogRecord)``. From the app: ``("run", job_id, request)``,
-``("load", request)``, ``("stop",)``; cancelling is a shared event, read at every denoising step."""
+Messages to the app: ``("ready", pid)``, ``("resident", model, held GPU bytes)`` (after each load and job),
+``("progress", ProgressEvent)`` (with its preview), ``("finished", RunOutcome)`` and ``("log", LogRecord)``. From
+the app: ``("run", job_id, request)``, ``("load", request)``, ``("stop",)``; cancelling is a shared event, read at
+every denoising step."""
 from __future__ import annotations
 
 import logging
